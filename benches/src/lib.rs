@@ -1,0 +1,24 @@
+//! The benchmark harness of the Veza crates.
+//!
+//! Each bench target (`benches/*.rs`, one per suite) builds a [`Bench`] from its arguments,
+//! declares [`Case`]s and runs every contender of a case *interleaved* (A B C A B C ...), after
+//! a warm-up, so that drift on a shared machine hits all contenders alike. Every case becomes
+//! one [`CaseRecord`] line in the file named by `VEZA_BENCH_OUT`; `cargo xtask bench` collects
+//! them into `target/veza-bench/report.json` (schema 1) and `report.md`.
+//!
+//! Arguments understood by every suite: `--quick` (fewer samples) and `--filter TEXT` (only the
+//! cases whose id contains TEXT; repeatable). Others (cargo's `--bench`) are ignored.
+//! `DATABASE_URL` points at PostgreSQL; `VEZA_BENCH_NO_DB` (a reason) marks database cases as
+//! skipped.
+#![allow(
+    clippy::print_stderr,
+    reason = "the harness reports progress on standard error"
+)]
+
+mod format;
+mod harness;
+mod schema;
+
+pub use format::{format_duration, format_value};
+pub use harness::{Bench, Case, Contender, Metric};
+pub use schema::{CaseRecord, Host, Report};

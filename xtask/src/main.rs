@@ -1,0 +1,66 @@
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
+//!
+//! ```text
+//! cargo xtask test [CARGO TEST ARGS]   provision PostgreSQL, run every test
+//! cargo xtask bench [--quick] [--filter ID] [--save NAME] [--compare NAME] [--threshold PCT]
+//! cargo xtask ci                       everything CI checks
+//! cargo xtask tidy                     repository rules
+//! cargo xtask codegen [--check]        regenerate docs/metrics.md from the catalog
+//! ```
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool talks on its standard streams"
+)]
+
+mod bench;
+mod ci;
+mod codegen;
+mod pg;
+mod report;
+mod test;
+mod tidy;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [args]
+
+tasks:
+  test [ARGS]    run every test of the workspace against PostgreSQL (ARGS go to cargo test)
+  bench [OPTS]   run the benchmark suites; writes target/veza-bench/report.{json,md}
+                 --quick            fewer samples (whole run under 10 minutes)
+                 --filter TEXT      only cases whose id contains TEXT (repeatable)
+                 --save NAME        keep this report as baseline NAME
+                 --compare NAME     compare with baseline NAME; fail on a regression
+                 --threshold PCT    regression threshold for --compare (default 10)
+  ci             fmt, clippy, rustdoc, tidy, tests, bench build, cargo-deny
+  tidy           check repository rules (module docs, versions, README/CHANGELOG, no ignored tests)
+  codegen        regenerate docs/metrics.md from the catalog (--check: fail if stale)
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_deref() {
+        Some("test") => test::run(&rest),
+        Some("bench") => bench::run(&rest),
+        Some("ci") => ci::run(&rest),
+        Some("tidy") => tidy::run(),
+        Some("codegen") => codegen::run(&rest),
+        Some("help" | "-h" | "--help") | None => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown task `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
