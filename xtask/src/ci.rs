@@ -6,12 +6,15 @@ use anyhow::{Result, bail};
 
 use crate::{codegen, test, tidy, util};
 
+/// A named check.
+type Step = (&'static str, fn() -> Result<()>);
+
 /// Runs every step, even after a failure, then reports which failed.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     if let Some(arg) = args.first() {
         bail!("`cargo xtask ci` takes no arguments (got `{arg}`)");
     }
-    let steps: [(&str, fn() -> Result<()>); 8] = [
+    let steps: [Step; 8] = [
         ("fmt", fmt),
         ("tidy", tidy::run),
         ("codegen", || codegen::run(&["--check".to_owned()])),

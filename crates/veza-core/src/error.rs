@@ -176,7 +176,10 @@ mod tests {
 
     #[test]
     fn only_transient_kinds_are_retryable() {
-        let retryable: Vec<_> = ErrorKind::ALL.iter().filter(|k| k.is_retryable()).collect();
+        let retryable: Vec<_> = ErrorKind::ALL
+            .iter()
+            .filter(|k| ErrorKind::is_retryable(**k))
+            .collect();
         assert_eq!(
             retryable,
             [
@@ -210,6 +213,10 @@ mod tests {
         let shared = std::sync::Arc::new(ErrorKind::NotFound);
         assert_eq!(boxed.kind(), ErrorKind::Closed);
         assert_eq!(shared.kind(), ErrorKind::NotFound);
-        assert_eq!((&ErrorKind::Timeout).kind(), ErrorKind::Timeout);
+        fn kind_of<C: Classify>(c: C) -> ErrorKind {
+            c.kind()
+        }
+        let by_ref: &ErrorKind = &ErrorKind::Timeout;
+        assert_eq!(kind_of(by_ref), ErrorKind::Timeout);
     }
 }

@@ -227,6 +227,9 @@ mod tests {
         };
         let shared = std::sync::Arc::new(Fixed(stats));
         assert_eq!(shared.snapshot(), stats);
-        assert_eq!((&*shared).snapshot().depth, 3);
+        fn depth<O: Observe<Snapshot = QueueStats>>(o: O) -> u64 {
+            o.snapshot().depth
+        }
+        assert_eq!(depth(&*shared), 3);
     }
 }

@@ -108,7 +108,7 @@ fn units_are_base_units_and_named_in_the_suffix() {
                 def.unit
             ),
             None => {
-                for suffix in [Unit::Seconds, Unit::Bytes, Unit::Ratio].map(|u| u.suffix()) {
+                for suffix in [Unit::Seconds, Unit::Bytes, Unit::Ratio].map(Unit::suffix) {
                     assert!(
                         !stem.ends_with(suffix.unwrap()),
                         "{} is a count but names a unit",
