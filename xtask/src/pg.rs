@@ -4,6 +4,7 @@
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -227,9 +228,11 @@ fn is_root() -> bool {
     util::output(Command::new("id").arg("-u")).is_ok_and(|uid| uid == "0")
 }
 
-/// `target/veza-pg`, or a temporary directory when the `postgres` user cannot reach `target/`.
-/// A cluster left behind by an interrupted run is stopped and removed first.
+/// A fresh directory `target/veza-pg/<pid>-<n>` (or under the temporary directory when the
+/// `postgres` user cannot reach `target/`), so that concurrent runs never share a cluster.
+/// Clusters left behind by runs that no longer exist are stopped and removed first.
 fn cluster_dir(as_postgres: bool) -> Result<PathBuf> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let target = util::root().join("target");
     std::fs::create_dir_all(&target)?;
     let reachable = !as_postgres
@@ -239,29 +242,49 @@ fn cluster_dir(as_postgres: bool) -> Result<PathBuf> {
                 .arg(&target),
         )
         .is_ok();
-    let dir = if reachable {
+    let parent = if reachable {
         target.join("veza-pg")
     } else {
-        std::env::temp_dir().join(format!("veza-pg-{}", std::process::id()))
+        std::env::temp_dir().join("veza-pg")
     };
-    if dir.join("data/postmaster.pid").exists() {
-        if let Some(bin) = find_binaries() {
-            let _ = Command::new(bin.join("pg_ctl"))
-                .args(["-D"])
-                .arg(dir.join("data"))
-                .args(["-m", "immediate", "stop"])
-                .output();
-        }
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
+    remove_stale_clusters(&parent);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = parent.join(format!("{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    // The parent is shared by every user's runs; the cluster itself belongs to postgres.
+    util::output(Command::new("chmod").arg("755").arg(&parent))?;
     if as_postgres {
         util::output(Command::new("chown").args(["-R", "postgres:"]).arg(&dir))
             .context("giving the cluster directory to the postgres user (is there one?)")?;
     }
     Ok(dir)
+}
+
+/// Stops and deletes clusters whose xtask process (the `<pid>` of `<pid>-<n>`) is gone.
+fn remove_stale_clusters(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let data = entry.path().join("data");
+        if data.join("postmaster.pid").exists() {
+            if let Some(bin) = find_binaries() {
+                let _ = Command::new(bin.join("pg_ctl"))
+                    .arg("-D")
+                    .arg(&data)
+                    .args(["-m", "immediate", "stop"])
+                    .output();
+            }
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
 }
 
 fn free_port() -> Result<u16> {
@@ -299,6 +322,37 @@ mod tests {
         );
         assert_eq!(t("host=/var/run/postgresql dbname=x"), None);
         assert_eq!(t("postgres://u@127.0.0.1:notaport/x"), None);
+    }
+
+    /// Starts a real throwaway cluster, runs a query through it, and checks that dropping it
+    /// stops the server and removes its files. Needs the PostgreSQL binaries, which every
+    /// machine of this project has (and `.ci/run` installs).
+    #[test]
+    fn a_throwaway_cluster_serves_queries_and_goes_away() {
+        let bin = find_binaries().expect("PostgreSQL binaries (apt-get install postgresql)");
+        let cluster = Cluster::start(&bin).unwrap();
+        let port = cluster.port;
+        let dir = cluster.dir.clone();
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        assert!(target.reachable());
+        let psql = if bin.join("psql").is_file() {
+            bin.join("psql")
+        } else {
+            PathBuf::from("psql")
+        };
+        let psql = util::output(
+            Command::new(psql)
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tA"])
+                .args(["-p", &port.to_string(), "-c", "select 6 * 7"]),
+        )
+        .unwrap();
+        assert_eq!(psql, "42");
+        drop(cluster);
+        assert!(!target.reachable(), "the server still answers after drop");
+        assert!(!dir.exists(), "the cluster directory was not removed");
     }
 
     #[test]
