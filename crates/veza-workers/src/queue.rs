@@ -1,0 +1,393 @@
+//! The bounded, prioritised queue: one crossbeam channel per priority, a shared count that
+//! bounds all of them together, and the waiting room for submitters when it is full.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Select, Sender};
+use crossbeam_utils::CachePadded;
+
+use crate::config::Priority;
+
+/// A type-erased job as the workers see it.
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// A job in the queue.
+pub(crate) struct Envelope {
+    pub(crate) job: Job,
+    pub(crate) priority: Priority,
+    /// Set for the jobs whose queue wait is measured (see `Timing`).
+    pub(crate) enqueued: Option<Instant>,
+}
+
+/// The outcome of trying to reserve room for one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reserve {
+    Ok,
+    Full,
+    Closed,
+    Timeout,
+}
+
+/// The queue shared by submitters and workers.
+pub(crate) struct Queue {
+    senders: [Sender<Envelope>; 3],
+    receivers: [Receiver<Envelope>; 3],
+    capacity: usize,
+    /// Jobs reserved or queued and not yet taken by a worker; never above `capacity`.
+    queued: CachePadded<AtomicUsize>,
+    closed: AtomicBool,
+    aborted: AtomicBool,
+    /// Disconnected on close, so that idle workers wake up.
+    control: Receiver<()>,
+    control_tx: Mutex<Option<Sender<()>>>,
+    room: Room,
+}
+
+impl Queue {
+    pub(crate) fn new(capacity: usize) -> Queue {
+        let (s0, r0) = crossbeam_channel::bounded(capacity);
+        let (s1, r1) = crossbeam_channel::bounded(capacity);
+        let (s2, r2) = crossbeam_channel::bounded(capacity);
+        let (control_tx, control) = crossbeam_channel::bounded(0);
+        Queue {
+            senders: [s0, s1, s2],
+            receivers: [r0, r1, r2],
+            capacity,
+            queued: CachePadded::new(AtomicUsize::new(0)),
+            closed: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
+            control,
+            control_tx: Mutex::new(Some(control_tx)),
+            room: Room::default(),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Jobs waiting to start (reserved ones included).
+    pub(crate) fn len(&self) -> usize {
+        self.queued.load(SeqCst)
+    }
+
+    /// Jobs waiting at each priority, `[high, normal, low]`.
+    pub(crate) fn len_by_priority(&self) -> [usize; 3] {
+        [0, 1, 2].map(|i| self.receivers[i].len())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Reserves room for one job without waiting.
+    ///
+    /// The closed flag is read again after the reservation: with both in one sequentially
+    /// consistent order, a reservation that saw the pool open is visible to every worker that
+    /// later sees it closed, so graceful shutdown waits for that job.
+    pub(crate) fn try_reserve(&self) -> Reserve {
+        if self.closed.load(SeqCst) {
+            return Reserve::Closed;
+        }
+        let mut current = self.queued.load(SeqCst);
+        loop {
+            if current >= self.capacity {
+                return Reserve::Full;
+            }
+            match self
+                .queued
+                .compare_exchange_weak(current, current + 1, SeqCst, SeqCst)
+            {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+        if self.closed.load(SeqCst) {
+            self.release();
+            return Reserve::Closed;
+        }
+        Reserve::Ok
+    }
+
+    /// Reserves room for one job, waiting until `deadline` (`None`: as long as it takes).
+    pub(crate) fn reserve_blocking(&self, deadline: Option<Instant>) -> Reserve {
+        loop {
+            match self.try_reserve() {
+                Reserve::Full => {}
+                other => return other,
+            }
+            let guard = self.room.lock();
+            self.room.waiting.fetch_add(1, SeqCst);
+            let outcome = match self.try_reserve() {
+                Reserve::Full => self.room.wait(guard, deadline),
+                other => Some(other),
+            };
+            self.room.waiting.fetch_sub(1, SeqCst);
+            if let Some(outcome) = outcome {
+                return outcome;
+            }
+        }
+    }
+
+    /// Registers `waker` to be woken when room may be available, then tries once more.
+    pub(crate) fn reserve_or_register(&self, waker: &Waker) -> Reserve {
+        match self.try_reserve() {
+            Reserve::Full => {}
+            other => return other,
+        }
+        {
+            let mut wakers = self.room.lock();
+            if !wakers.iter().any(|w| w.will_wake(waker)) {
+                wakers.push(waker.clone());
+                self.room.waiting.fetch_add(1, SeqCst);
+            }
+        }
+        self.try_reserve()
+    }
+
+    /// Gives back a reservation that will not be used.
+    pub(crate) fn release(&self) {
+        self.queued.fetch_sub(1, SeqCst);
+        self.room.notify_if_waiting();
+    }
+
+    /// Queues a job for which room was reserved.
+    pub(crate) fn push(&self, envelope: Envelope) {
+        let sender = &self.senders[envelope.priority.index()];
+        // Cannot fail: each channel holds `capacity` jobs, at most `capacity` are reserved, and
+        // the receivers live as long as the senders.
+        if sender.try_send(envelope).is_err() {
+            unreachable!("a reserved slot always fits in its channel");
+        }
+    }
+
+    /// Takes the next job following the priority rule, or `None` when all queues are empty.
+    pub(crate) fn take(&self, fairness: &mut Fairness) -> Option<Envelope> {
+        let envelope = fairness.pick(&self.receivers)?;
+        self.release();
+        Some(envelope)
+    }
+
+    /// Waits until a job may be available or the pool is closed.
+    pub(crate) fn wait_for_work(&self) {
+        let mut select = Select::new();
+        for r in &self.receivers {
+            select.recv(r);
+        }
+        select.recv(&self.control);
+        select.ready();
+    }
+
+    /// Refuses new jobs and wakes idle workers and waiting submitters.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, SeqCst);
+        self.control_tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        self.room.notify();
+    }
+
+    /// Closes and tells workers to stop taking jobs.
+    pub(crate) fn abort(&self) {
+        self.aborted.store(true, SeqCst);
+        self.close();
+    }
+
+    /// Removes every queued job, waiting for reservations in flight to land or be released.
+    /// Call after `close`.
+    pub(crate) fn drain(&self) -> Vec<Envelope> {
+        let mut out = Vec::new();
+        let mut strict = Fairness::new(None);
+        loop {
+            while let Some(envelope) = self.take(&mut strict) {
+                out.push(envelope);
+            }
+            if self.len() == 0 {
+                return out;
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Where submitters wait for room: threads on a condition variable, tasks by waker.
+#[derive(Default)]
+struct Room {
+    waiting: AtomicUsize,
+    wakers: Mutex<Vec<Waker>>,
+    ready: Condvar,
+}
+
+impl Room {
+    fn lock(&self) -> MutexGuard<'_, Vec<Waker>> {
+        self.wakers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for a notification; `Some(Timeout)` once the deadline has passed.
+    fn wait(&self, guard: MutexGuard<'_, Vec<Waker>>, deadline: Option<Instant>) -> Option<Reserve> {
+        match deadline {
+            None => drop(self.ready.wait(guard)),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Some(Reserve::Timeout);
+                }
+                drop(self.ready.wait_timeout(guard, deadline - now));
+            }
+        }
+        None
+    }
+
+    fn notify_if_waiting(&self) {
+        if self.waiting.load(SeqCst) > 0 {
+            self.notify();
+        }
+    }
+
+    fn notify(&self) {
+        let wakers = std::mem::take(&mut *self.lock());
+        self.waiting.fetch_sub(wakers.len(), SeqCst);
+        self.ready.notify_all();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// A worker's priority rule, with its guard against starvation.
+///
+/// Workers take the highest-priority job. For each lower priority, a worker counts the jobs it
+/// took from higher priorities while that priority had jobs waiting; when the count reaches the
+/// limit, the worker's next job comes from that priority (the lowest such one first) and the
+/// count restarts. A priority whose queue is found empty restarts its count too.
+pub(crate) struct Fairness {
+    limit: Option<u32>,
+    /// Jobs taken over normal (index 1) and low (index 2) while they waited.
+    passed_over: [u32; 3],
+}
+
+impl Fairness {
+    pub(crate) fn new(limit: Option<u32>) -> Fairness {
+        Fairness {
+            limit,
+            passed_over: [0; 3],
+        }
+    }
+
+    fn pick(&mut self, queues: &[Receiver<Envelope>; 3]) -> Option<Envelope> {
+        if let Some(limit) = self.limit {
+            for level in [2, 1] {
+                if self.passed_over[level] >= limit {
+                    self.passed_over[level] = 0;
+                    if let Ok(envelope) = queues[level].try_recv() {
+                        self.count_passed_over(queues, level);
+                        return Some(envelope);
+                    }
+                }
+            }
+        }
+        for (level, queue) in queues.iter().enumerate() {
+            if let Ok(envelope) = queue.try_recv() {
+                if self.limit.is_some() {
+                    self.count_passed_over(queues, level);
+                }
+                return Some(envelope);
+            }
+        }
+        None
+    }
+
+    /// A job was taken at `level`: every lower level that has jobs waiting was passed over.
+    fn count_passed_over(&mut self, queues: &[Receiver<Envelope>; 3], level: usize) {
+        for lower in level + 1..3 {
+            if queues[lower].is_empty() {
+                self.passed_over[lower] = 0;
+            } else {
+                self.passed_over[lower] += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(priority: Priority, tag: u32, log: &std::sync::Arc<Mutex<Vec<u32>>>) -> Envelope {
+        let log = log.clone();
+        Envelope {
+            job: Box::new(move || log.lock().unwrap().push(tag)),
+            priority,
+            enqueued: None,
+        }
+    }
+
+    fn run_all(queue: &Queue, fairness: &mut Fairness) {
+        while let Some(e) = queue.take(fairness) {
+            (e.job)();
+        }
+    }
+
+    #[test]
+    fn strict_priority_takes_high_then_normal_then_low() {
+        let queue = Queue::new(16);
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        for (p, tag) in [(Priority::Low, 3), (Priority::Normal, 2), (Priority::High, 1)] {
+            assert_eq!(queue.try_reserve(), Reserve::Ok);
+            queue.push(envelope(p, tag, &log));
+        }
+        run_all(&queue, &mut Fairness::new(None));
+        assert_eq!(*log.lock().unwrap(), [1, 2, 3]);
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn the_guard_serves_every_level_within_the_limit() {
+        let queue = Queue::new(64);
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        for i in 0..20 {
+            assert_eq!(queue.try_reserve(), Reserve::Ok);
+            queue.push(envelope(Priority::High, 100 + i, &log));
+        }
+        for (p, tag) in [(Priority::Normal, 2), (Priority::Low, 3)] {
+            assert_eq!(queue.try_reserve(), Reserve::Ok);
+            queue.push(envelope(p, tag, &log));
+        }
+        run_all(&queue, &mut Fairness::new(Some(4)));
+        let log = log.lock().unwrap();
+        // After 4 high jobs passed both over, low goes first (lowest first), then normal.
+        assert_eq!(&log[..6], [100, 101, 102, 103, 3, 2]);
+        assert_eq!(log.len(), 22);
+    }
+
+    #[test]
+    fn capacity_bounds_all_priorities_together() {
+        let queue = Queue::new(2);
+        assert_eq!(queue.try_reserve(), Reserve::Ok);
+        assert_eq!(queue.try_reserve(), Reserve::Ok);
+        assert_eq!(queue.try_reserve(), Reserve::Full);
+        queue.release();
+        assert_eq!(queue.try_reserve(), Reserve::Ok);
+        queue.close();
+        assert_eq!(queue.try_reserve(), Reserve::Closed);
+    }
+
+    #[test]
+    fn a_blocked_reservation_times_out_or_sees_the_close() {
+        let queue = std::sync::Arc::new(Queue::new(1));
+        assert_eq!(queue.try_reserve(), Reserve::Ok);
+        let deadline = Instant::now() + std::time::Duration::from_millis(30);
+        assert_eq!(queue.reserve_blocking(Some(deadline)), Reserve::Timeout);
+        let q = queue.clone();
+        let waiter = std::thread::spawn(move || q.reserve_blocking(None));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        queue.close();
+        assert_eq!(waiter.join().unwrap(), Reserve::Closed);
+    }
+}
