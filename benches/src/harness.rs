@@ -103,6 +103,8 @@ pub struct Bench {
     suite: String,
     quick: bool,
     filters: Vec<String>,
+    /// `--only NAME`: run just this contender (for profiling one contender; never in reports).
+    only: Option<String>,
     out: Option<PathBuf>,
 }
 
@@ -112,11 +114,13 @@ impl Bench {
     pub fn from_args(suite: &str) -> Bench {
         let mut quick = false;
         let mut filters = Vec::new();
+        let mut only = None;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
                 "--filter" => filters.extend(args.next()),
+                "--only" => only = args.next(),
                 _ => {}
             }
         }
@@ -124,6 +128,7 @@ impl Bench {
             suite: suite.to_owned(),
             quick,
             filters,
+            only,
             out: std::env::var_os("VEZA_BENCH_OUT").map(PathBuf::from),
         }
     }
@@ -167,6 +172,12 @@ impl Bench {
             "{}: the first contender must be ours",
             case.id
         );
+        if let Some(only) = &self.only {
+            contenders.retain(|c| &c.name == only);
+            if contenders.is_empty() {
+                return None;
+            }
+        }
         let rounds = if self.quick {
             case.quick_samples
         } else {
@@ -201,7 +212,9 @@ impl Bench {
             }
         }
         let record = self.record(case, samples, None);
-        self.write(&record);
+        if self.only.is_none() {
+            self.write(&record);
+        }
         Some(record)
     }
 

@@ -7,7 +7,8 @@
 //! them into `target/veza-bench/report.json` (schema 1) and `report.md`.
 //!
 //! Arguments understood by every suite: `--quick` (fewer samples) and `--filter TEXT` (only the
-//! cases whose id contains TEXT; repeatable). Others (cargo's `--bench`) are ignored.
+//! cases whose id contains TEXT; repeatable), and `--only NAME` (run one contender, for profiling;
+//! nothing is recorded). Others (cargo's `--bench`) are ignored.
 //! `DATABASE_URL` points at PostgreSQL; `VEZA_BENCH_NO_DB` (a reason) marks database cases as
 //! skipped.
 #![allow(

@@ -159,7 +159,10 @@ mod tests {
         assert_eq!(err.into_inner(), 7);
         assert_eq!(SubmitError::Closed(()).kind(), ErrorKind::Closed);
         assert_eq!(SubmitError::Timeout(()).kind(), ErrorKind::Timeout);
-        assert_eq!(SubmitError::Closed(()).to_string(), "worker pool is shut down");
+        assert_eq!(
+            SubmitError::Closed(()).to_string(),
+            "worker pool is shut down"
+        );
     }
 
     #[test]

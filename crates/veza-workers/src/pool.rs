@@ -45,7 +45,7 @@ impl WorkerPool {
     pub fn new(config: Config) -> Result<WorkerPool, BuildError> {
         config.validate()?;
         let shared = Arc::new(Shared {
-            queue: Queue::new(config.capacity),
+            queue: Queue::new(config.capacity, config.workers),
             counters: Counters::new(config.workers),
             metrics: PoolMetrics::new(&config.name),
             config,

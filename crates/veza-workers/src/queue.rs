@@ -1,13 +1,15 @@
 //! The bounded, prioritised queue: one crossbeam channel per priority, a shared count that
 //! bounds all of them together, and the waiting room for submitters when it is full.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select, Sender};
-use crossbeam_utils::CachePadded;
+use crossbeam_utils::{Backoff, CachePadded};
 
 use crate::config::Priority;
 
@@ -36,8 +38,12 @@ pub(crate) struct Queue {
     senders: [Sender<Envelope>; 3],
     receivers: [Receiver<Envelope>; 3],
     capacity: usize,
-    /// Jobs reserved or queued and not yet taken by a worker; never above `capacity`.
+    /// Room in use: jobs reserved or queued, plus jobs taken by workers whose room they have
+    /// not given back yet (`held`). The queue's real length is `queued - Σ held`, and that is
+    /// what the capacity bounds.
     queued: CachePadded<AtomicUsize>,
+    /// Per worker: jobs taken whose room is not given back yet. Written by its worker only.
+    held: Box<[CachePadded<AtomicUsize>]>,
     closed: AtomicBool,
     aborted: AtomicBool,
     /// Disconnected on close, so that idle workers wake up.
@@ -47,7 +53,7 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    pub(crate) fn new(capacity: usize) -> Queue {
+    pub(crate) fn new(capacity: usize, workers: usize) -> Queue {
         let (s0, r0) = crossbeam_channel::bounded(capacity);
         let (s1, r1) = crossbeam_channel::bounded(capacity);
         let (s2, r2) = crossbeam_channel::bounded(capacity);
@@ -57,6 +63,7 @@ impl Queue {
             receivers: [r0, r1, r2],
             capacity,
             queued: CachePadded::new(AtomicUsize::new(0)),
+            held: (0..workers).map(|_| CachePadded::default()).collect(),
             closed: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
             control,
@@ -71,7 +78,12 @@ impl Queue {
 
     /// Jobs waiting to start (reserved ones included).
     pub(crate) fn len(&self) -> usize {
-        self.queued.load(SeqCst)
+        let queued = self.queued.load(SeqCst);
+        queued.saturating_sub(self.held_total())
+    }
+
+    fn held_total(&self) -> usize {
+        self.held.iter().map(|h| h.load(SeqCst)).sum()
     }
 
     /// Jobs waiting at each priority, `[high, normal, low]`.
@@ -84,7 +96,7 @@ impl Queue {
     }
 
     pub(crate) fn is_aborted(&self) -> bool {
-        self.aborted.load(std::sync::atomic::Ordering::Relaxed)
+        self.aborted.load(Relaxed)
     }
 
     /// Reserves room for one job without waiting.
@@ -93,12 +105,23 @@ impl Queue {
     /// consistent order, a reservation that saw the pool open is visible to every worker that
     /// later sees it closed, so graceful shutdown waits for that job.
     pub(crate) fn try_reserve(&self) -> Reserve {
+        self.reserve_once(true)
+    }
+
+    /// One reservation attempt. With `exact`, room held by workers (taken jobs whose room is
+    /// not given back yet) counts as free; without, only the shared count is read, which
+    /// avoids the workers' busy cache lines while a submitter spins for room.
+    fn reserve_once(&self, exact: bool) -> Reserve {
         if self.closed.load(SeqCst) {
             return Reserve::Closed;
         }
         let mut current = self.queued.load(SeqCst);
         loop {
-            if current >= self.capacity {
+            // A stale held count only makes the queue look fuller; a give-back changes
+            // `queued` and so fails the exchange.
+            if current >= self.capacity
+                && (!exact || current.saturating_sub(self.held_total()) >= self.capacity)
+            {
                 return Reserve::Full;
             }
             match self
@@ -117,11 +140,30 @@ impl Queue {
     }
 
     /// Reserves room for one job, waiting until `deadline` (`None`: as long as it takes).
+    ///
+    /// Like crossbeam's channels, it first spins and yields for a short while (workers free a
+    /// slot every job), and only then registers and sleeps: parking on every full queue would
+    /// cost a wake-up system call per job.
     pub(crate) fn reserve_blocking(&self, deadline: Option<Instant>) -> Reserve {
+        let backoff = Backoff::new();
         loop {
-            match self.try_reserve() {
+            // While spinning, the shared count alone, and ask workers to give room back now:
+            // reading their busy held counts on every attempt would cost more than waiting
+            // a few jobs. Once spinning is over, held room counts as free (a worker may be in
+            // a long job and give nothing back for a while).
+            match self.reserve_once(backoff.is_completed()) {
                 Reserve::Full => {}
                 other => return other,
+            }
+            if !backoff.is_completed() {
+                if !self.room.wanted.load(Relaxed) {
+                    self.room.wanted.store(true, Relaxed);
+                }
+                backoff.snooze();
+                continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Reserve::Timeout;
             }
             let guard = self.room.lock();
             self.room.waiting.fetch_add(1, SeqCst);
@@ -158,6 +200,34 @@ impl Queue {
         self.room.notify_if_waiting();
     }
 
+    /// Worker `worker` took a job: its room is held until `give_back`, which happens at once
+    /// when a submitter sleeps waiting for room, else after `batch` jobs.
+    pub(crate) fn took(&self, worker: usize, batch: usize) {
+        let held = &self.held[worker];
+        let n = held.load(Relaxed) + 1;
+        // SeqCst pairs with a sleeping submitter's `waiting` increment: either it sees this
+        // job's room, or this worker sees it waiting.
+        held.store(n, SeqCst);
+        if n >= batch || self.room.waiting.load(SeqCst) > 0 || self.room.wanted.load(Relaxed) {
+            self.give_back(worker);
+        }
+    }
+
+    /// Gives back the room of the jobs worker `worker` took.
+    pub(crate) fn give_back(&self, worker: usize) {
+        let held = &self.held[worker];
+        let n = held.load(Relaxed);
+        if self.room.wanted.load(Relaxed) {
+            self.room.wanted.store(false, Relaxed);
+        }
+        if n > 0 {
+            // Zero first: in between, the queue looks fuller than it is, never emptier.
+            held.store(0, SeqCst);
+            self.queued.fetch_sub(n, SeqCst);
+            self.room.notify_if_waiting();
+        }
+    }
+
     /// Queues a job for which room was reserved.
     pub(crate) fn push(&self, envelope: Envelope) {
         let sender = &self.senders[envelope.priority.index()];
@@ -169,10 +239,11 @@ impl Queue {
     }
 
     /// Takes the next job following the priority rule, or `None` when all queues are empty.
+    ///
+    /// The job's room is not given back: a worker calls `took`, so that a busy worker gives
+    /// back room in batches (one contended write per batch, not per job).
     pub(crate) fn take(&self, fairness: &mut Fairness) -> Option<Envelope> {
-        let envelope = fairness.pick(&self.receivers)?;
-        self.release();
-        Some(envelope)
+        fairness.pick(&self.receivers)
     }
 
     /// Waits until a job may be available or the pool is closed.
@@ -209,6 +280,7 @@ impl Queue {
         loop {
             while let Some(envelope) = self.take(&mut strict) {
                 out.push(envelope);
+                self.release();
             }
             if self.len() == 0 {
                 return out;
@@ -221,6 +293,8 @@ impl Queue {
 /// Where submitters wait for room: threads on a condition variable, tasks by waker.
 #[derive(Default)]
 struct Room {
+    /// A submitter spins for room: workers give back what they hold at their next job.
+    wanted: CachePadded<AtomicBool>,
     waiting: AtomicUsize,
     wakers: Mutex<Vec<Waker>>,
     ready: Condvar,
@@ -232,7 +306,11 @@ impl Room {
     }
 
     /// Waits for a notification; `Some(Timeout)` once the deadline has passed.
-    fn wait(&self, guard: MutexGuard<'_, Vec<Waker>>, deadline: Option<Instant>) -> Option<Reserve> {
+    fn wait(
+        &self,
+        guard: MutexGuard<'_, Vec<Waker>>,
+        deadline: Option<Instant>,
+    ) -> Option<Reserve> {
         match deadline {
             None => drop(self.ready.wait(guard)),
             Some(deadline) => {
@@ -293,6 +371,11 @@ impl Fairness {
             }
         }
         for (level, queue) in queues.iter().enumerate() {
+            // High is usually empty: `is_empty` is two loads, while `try_recv` on an empty
+            // channel also pays a fence. The other levels are tried directly.
+            if level == 0 && queue.is_empty() {
+                continue;
+            }
             if let Ok(envelope) = queue.try_recv() {
                 if self.limit.is_some() {
                     self.count_passed_over(queues, level);
@@ -330,15 +413,20 @@ mod tests {
 
     fn run_all(queue: &Queue, fairness: &mut Fairness) {
         while let Some(e) = queue.take(fairness) {
+            queue.release();
             (e.job)();
         }
     }
 
     #[test]
     fn strict_priority_takes_high_then_normal_then_low() {
-        let queue = Queue::new(16);
+        let queue = Queue::new(16, 1);
         let log = std::sync::Arc::new(Mutex::new(Vec::new()));
-        for (p, tag) in [(Priority::Low, 3), (Priority::Normal, 2), (Priority::High, 1)] {
+        for (p, tag) in [
+            (Priority::Low, 3),
+            (Priority::Normal, 2),
+            (Priority::High, 1),
+        ] {
             assert_eq!(queue.try_reserve(), Reserve::Ok);
             queue.push(envelope(p, tag, &log));
         }
@@ -349,7 +437,7 @@ mod tests {
 
     #[test]
     fn the_guard_serves_every_level_within_the_limit() {
-        let queue = Queue::new(64);
+        let queue = Queue::new(64, 1);
         let log = std::sync::Arc::new(Mutex::new(Vec::new()));
         for i in 0..20 {
             assert_eq!(queue.try_reserve(), Reserve::Ok);
@@ -368,7 +456,7 @@ mod tests {
 
     #[test]
     fn capacity_bounds_all_priorities_together() {
-        let queue = Queue::new(2);
+        let queue = Queue::new(2, 1);
         assert_eq!(queue.try_reserve(), Reserve::Ok);
         assert_eq!(queue.try_reserve(), Reserve::Ok);
         assert_eq!(queue.try_reserve(), Reserve::Full);
@@ -379,8 +467,28 @@ mod tests {
     }
 
     #[test]
+    fn room_held_by_a_worker_still_counts_as_free() {
+        let queue = Queue::new(2, 1);
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        for tag in [1, 2] {
+            assert_eq!(queue.try_reserve(), Reserve::Ok);
+            queue.push(envelope(Priority::Normal, tag, &log));
+        }
+        assert_eq!(queue.try_reserve(), Reserve::Full);
+        let job = queue.take(&mut Fairness::new(None)).unwrap();
+        queue.took(0, 16); // held, not given back
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue.try_reserve(), Reserve::Ok, "the taken job's room is free");
+        assert_eq!(queue.try_reserve(), Reserve::Full);
+        queue.give_back(0);
+        assert_eq!(queue.len(), 2);
+        assert_eq!(queue.try_reserve(), Reserve::Full);
+        (job.job)();
+    }
+
+    #[test]
     fn a_blocked_reservation_times_out_or_sees_the_close() {
-        let queue = std::sync::Arc::new(Queue::new(1));
+        let queue = std::sync::Arc::new(Queue::new(1, 1));
         assert_eq!(queue.try_reserve(), Reserve::Ok);
         let deadline = Instant::now() + std::time::Duration::from_millis(30);
         assert_eq!(queue.reserve_blocking(Some(deadline)), Reserve::Timeout);

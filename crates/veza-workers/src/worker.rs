@@ -9,16 +9,26 @@ use crate::metrics::{PUBLISH_EVERY, SAMPLE_EVERY, WorkerSlot};
 use crate::pool::Shared;
 use crate::queue::{Envelope, Fairness};
 
+/// Room of taken jobs is given back to submitters at least every this many jobs.
+const RELEASE_EVERY: usize = 16;
+
 /// The body of worker `index`: runs until the pool is closed and drained, or aborted.
+///
+/// The room of the jobs it takes goes back to the queue in batches (see `Queue::took`): after
+/// `RELEASE_EVERY` jobs, at once when a submitter sleeps waiting for room, and before the
+/// worker waits for work or exits. Submitters that find the count full add up the held room,
+/// so the capacity stays exact.
 pub(crate) fn run(shared: &Arc<Shared>, index: usize) {
     let slot = &shared.counters.workers[index];
+    let queue = &shared.queue;
     let mut fairness = Fairness::new(shared.config.starvation_limit);
     let mut ran: u64 = 0;
     loop {
-        if shared.queue.is_aborted() {
+        if queue.is_aborted() {
             break;
         }
-        if let Some(envelope) = shared.queue.take(&mut fairness) {
+        if let Some(envelope) = queue.take(&mut fairness) {
+            queue.took(index, RELEASE_EVERY);
             run_one(shared, slot, envelope, ran);
             ran += 1;
             if ran % PUBLISH_EVERY == 0 {
@@ -26,7 +36,8 @@ pub(crate) fn run(shared: &Arc<Shared>, index: usize) {
             }
             continue;
         }
-        if shared.queue.is_closed() {
+        queue.give_back(index);
+        if queue.is_closed() {
             if shared.queue.len() == 0 {
                 break;
             }
@@ -35,8 +46,9 @@ pub(crate) fn run(shared: &Arc<Shared>, index: usize) {
             continue;
         }
         shared.publish();
-        shared.queue.wait_for_work();
+        queue.wait_for_work();
     }
+    queue.give_back(index);
     shared.publish();
 }
 

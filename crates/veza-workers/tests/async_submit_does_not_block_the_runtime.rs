@@ -18,10 +18,17 @@ fn a_full_queue_parks_the_task_not_the_thread() {
             .unwrap();
         rt.block_on(async {
             let pool = std::sync::Arc::new(
-                WorkerPool::builder().workers(1).capacity(1).build().unwrap(),
+                WorkerPool::builder()
+                    .workers(1)
+                    .capacity(1)
+                    .build()
+                    .unwrap(),
             );
             let (release, blocked) = std::sync::mpsc::channel::<()>();
-            let first = pool.submit_async(move || blocked.recv().unwrap()).await.unwrap();
+            let first = pool
+                .submit_async(move || blocked.recv().unwrap())
+                .await
+                .unwrap();
             let _filler = pool.submit_async(|| 1).await.unwrap(); // fills the queue
             let p = pool.clone();
             let waiting = tokio::spawn(async move { p.submit_async(|| 2).await.unwrap().await });
@@ -66,7 +73,11 @@ fn a_dropped_submit_future_loses_nothing_in_the_pool() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let pool = WorkerPool::builder().workers(1).capacity(1).build().unwrap();
+        let pool = WorkerPool::builder()
+            .workers(1)
+            .capacity(1)
+            .build()
+            .unwrap();
         let (release, blocked) = std::sync::mpsc::channel::<()>();
         pool.execute(move || blocked.recv().unwrap()).unwrap();
         pool.execute(|| {}).unwrap();

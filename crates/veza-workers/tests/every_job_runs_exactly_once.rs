@@ -15,7 +15,13 @@ fn a_million_jobs_from_four_threads_each_run_once() {
     const THREADS: u64 = 4;
     const N: u64 = PER_THREAD * THREADS;
     common::within(120, || {
-        let pool = Arc::new(WorkerPool::builder().workers(2).capacity(1000).build().unwrap());
+        let pool = Arc::new(
+            WorkerPool::builder()
+                .workers(2)
+                .capacity(1000)
+                .build()
+                .unwrap(),
+        );
         let count = Arc::new(AtomicU64::new(0));
         let sum = Arc::new(AtomicU64::new(0));
         let sum_sq = Arc::new(AtomicU64::new(0));

@@ -11,7 +11,11 @@ use veza_workers::{SubmitError, WorkerPool};
 
 #[test]
 fn try_submit_on_a_full_queue_hands_back_the_same_job() {
-    let pool = WorkerPool::builder().workers(1).capacity(4).build().unwrap();
+    let pool = WorkerPool::builder()
+        .workers(1)
+        .capacity(4)
+        .build()
+        .unwrap();
     let gate = common::Gate::new();
     let g = gate.clone();
     pool.execute(move || g.wait()).unwrap();
@@ -56,7 +60,13 @@ fn try_submit_on_a_full_queue_hands_back_the_same_job() {
 
 #[test]
 fn a_blocking_submit_waits_for_room_then_succeeds() {
-    let pool = Arc::new(WorkerPool::builder().workers(1).capacity(1).build().unwrap());
+    let pool = Arc::new(
+        WorkerPool::builder()
+            .workers(1)
+            .capacity(1)
+            .build()
+            .unwrap(),
+    );
     let gate = common::Gate::new();
     let g = gate.clone();
     pool.execute(move || g.wait()).unwrap();
@@ -65,7 +75,10 @@ fn a_blocking_submit_waits_for_room_then_succeeds() {
     let p = pool.clone();
     let blocked = std::thread::spawn(move || p.submit(|| 9).unwrap().join().unwrap());
     std::thread::sleep(Duration::from_millis(30));
-    assert!(!blocked.is_finished(), "submit should wait while the queue is full");
+    assert!(
+        !blocked.is_finished(),
+        "submit should wait while the queue is full"
+    );
     gate.open();
     assert_eq!(common::within(10, move || blocked.join().unwrap()), 9);
 }

@@ -40,7 +40,10 @@ fn high_starts_before_ten_thousand_queued_low_jobs() {
     let order = order.lock().unwrap();
     assert_eq!(order.len(), 10_001);
     assert_eq!(order[0], u32::MAX, "the high-priority job did not go first");
-    assert!(order[1..].windows(2).all(|w| w[0] < w[1]), "low jobs ran out of order");
+    assert!(
+        order[1..].windows(2).all(|w| w[0] < w[1]),
+        "low jobs ran out of order"
+    );
 }
 
 #[test]
@@ -52,7 +55,9 @@ fn the_guard_lets_low_and_normal_through_a_flood_of_high() {
         move || order.lock().unwrap().push(tag)
     };
     pool.priority(Priority::Low).execute(push("low")).unwrap();
-    pool.priority(Priority::Normal).execute(push("normal")).unwrap();
+    pool.priority(Priority::Normal)
+        .execute(push("normal"))
+        .unwrap();
     for _ in 0..100 {
         pool.priority(Priority::High).execute(push("high")).unwrap();
     }

@@ -11,7 +11,13 @@ use veza_workers::WorkerPool;
 #[test]
 fn shutdown_from_inside_a_job_returns_and_the_queue_still_drains() {
     common::within(30, || {
-        let pool = Arc::new(WorkerPool::builder().workers(2).capacity(1000).build().unwrap());
+        let pool = Arc::new(
+            WorkerPool::builder()
+                .workers(2)
+                .capacity(1000)
+                .build()
+                .unwrap(),
+        );
         let ran = Arc::new(AtomicUsize::new(0));
         for _ in 0..100 {
             let r = ran.clone();
@@ -45,7 +51,11 @@ fn dropping_handles_does_not_block_anything() {
 fn dropping_the_pool_with_work_queued_runs_it_all() {
     common::within(30, || {
         let ran = Arc::new(AtomicUsize::new(0));
-        let pool = WorkerPool::builder().workers(2).capacity(5000).build().unwrap();
+        let pool = WorkerPool::builder()
+            .workers(2)
+            .capacity(5000)
+            .build()
+            .unwrap();
         for _ in 0..5000 {
             let r = ran.clone();
             pool.execute(move || {
@@ -78,7 +88,13 @@ fn the_last_reference_dropped_inside_a_job_does_not_hang() {
 #[test]
 fn concurrent_shutdowns_all_wait_for_the_work() {
     common::within(30, || {
-        let pool = Arc::new(WorkerPool::builder().workers(2).capacity(1000).build().unwrap());
+        let pool = Arc::new(
+            WorkerPool::builder()
+                .workers(2)
+                .capacity(1000)
+                .build()
+                .unwrap(),
+        );
         let ran = Arc::new(AtomicUsize::new(0));
         for _ in 0..500 {
             let r = ran.clone();
@@ -98,7 +114,11 @@ fn concurrent_shutdowns_all_wait_for_the_work() {
             })
             .collect();
         for c in callers {
-            assert_eq!(c.join().unwrap(), 500, "a shutdown returned before the work ran");
+            assert_eq!(
+                c.join().unwrap(),
+                500,
+                "a shutdown returned before the work ran"
+            );
         }
     });
 }

@@ -14,7 +14,11 @@ fn ten_thousand_panics_among_normal_jobs() {
     common::quiet_deliberate_panics();
     common::within(120, || {
         const WORKERS: usize = 3;
-        let pool = WorkerPool::builder().workers(WORKERS).capacity(64).build().unwrap();
+        let pool = WorkerPool::builder()
+            .workers(WORKERS)
+            .capacity(64)
+            .build()
+            .unwrap();
         let mut handles = Vec::new();
         for i in 0..30_000u64 {
             let handle = pool

@@ -20,7 +20,11 @@ fn counting_job(counter: &Arc<AtomicUsize>) -> impl FnOnce() + Send + 'static {
 
 #[test]
 fn graceful_shutdown_runs_every_accepted_job() {
-    let pool = WorkerPool::builder().workers(2).capacity(10_000).build().unwrap();
+    let pool = WorkerPool::builder()
+        .workers(2)
+        .capacity(10_000)
+        .build()
+        .unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     for _ in 0..5_000 {
         pool.execute(counting_job(&ran)).unwrap();
@@ -34,7 +38,11 @@ fn graceful_shutdown_runs_every_accepted_job() {
 
 #[test]
 fn immediate_shutdown_returns_exactly_the_unstarted_jobs() {
-    let pool = WorkerPool::builder().workers(1).capacity(1000).build().unwrap();
+    let pool = WorkerPool::builder()
+        .workers(1)
+        .capacity(1000)
+        .build()
+        .unwrap();
     let gate = common::Gate::new();
     let g = gate.clone();
     pool.execute(move || g.wait()).unwrap();
@@ -54,7 +62,11 @@ fn immediate_shutdown_returns_exactly_the_unstarted_jobs() {
     gate.open();
     drop(pool); // waits for the running (gate) job
     assert_eq!(unstarted.len(), 300);
-    assert_eq!(ran.load(SeqCst), 0, "no queued job may run after shutdown_now");
+    assert_eq!(
+        ran.load(SeqCst),
+        0,
+        "no queued job may run after shutdown_now"
+    );
     let highs = unstarted
         .iter()
         .filter(|j| j.priority() == Priority::High)
@@ -80,7 +92,11 @@ fn immediate_shutdown_returns_exactly_the_unstarted_jobs() {
 
 #[test]
 fn shutdown_timeout_hands_back_what_did_not_start_in_time() {
-    let pool = WorkerPool::builder().workers(1).capacity(1000).build().unwrap();
+    let pool = WorkerPool::builder()
+        .workers(1)
+        .capacity(1000)
+        .build()
+        .unwrap();
     let gate = common::Gate::new();
     let g = gate.clone();
     pool.execute(move || g.wait()).unwrap();
@@ -121,7 +137,13 @@ fn submitting_after_shutdown_returns_the_job_as_closed() {
 
 #[test]
 fn a_submitter_blocked_on_a_full_queue_is_released_by_shutdown() {
-    let pool = Arc::new(WorkerPool::builder().workers(1).capacity(1).build().unwrap());
+    let pool = Arc::new(
+        WorkerPool::builder()
+            .workers(1)
+            .capacity(1)
+            .build()
+            .unwrap(),
+    );
     let gate = common::Gate::new();
     let g = gate.clone();
     pool.execute(move || g.wait()).unwrap();

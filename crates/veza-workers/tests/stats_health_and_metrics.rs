@@ -21,7 +21,12 @@ fn ready<F: Future>(fut: F) -> F::Output {
 
 #[test]
 fn stats_and_health_follow_the_queue() {
-    let pool = WorkerPool::builder().name("stats").workers(1).capacity(10).build().unwrap();
+    let pool = WorkerPool::builder()
+        .name("stats")
+        .workers(1)
+        .capacity(10)
+        .build()
+        .unwrap();
     assert_eq!(ready(pool.check()), Health::Healthy);
     assert_eq!(pool.name(), "stats");
     let gate = common::Gate::new();
@@ -39,7 +44,10 @@ fn stats_and_health_follow_the_queue() {
     assert_eq!(stats.depth_by_priority, [2, 1, 6]);
     assert_eq!((stats.busy, stats.workers, stats.capacity), (1, 1, 10));
     assert_eq!(stats.submitted, 10);
-    assert!(matches!(ready(pool.check()), Health::Degraded(_)), "9/10 full");
+    assert!(
+        matches!(ready(pool.check()), Health::Degraded(_)),
+        "9/10 full"
+    );
 
     gate.open();
     pool.shutdown();
@@ -55,7 +63,12 @@ fn catalog_metrics_reach_the_recorder() {
     let snapshotter = recorder.snapshotter();
     // Handles are registered when the pool is built, so only the build needs the recorder.
     let pool = metrics::with_local_recorder(&recorder, || {
-        WorkerPool::builder().name("metered").workers(2).capacity(100).build().unwrap()
+        WorkerPool::builder()
+            .name("metered")
+            .workers(2)
+            .capacity(100)
+            .build()
+            .unwrap()
     });
     for i in 0..2000u32 {
         pool.execute(move || {
@@ -81,7 +94,9 @@ fn catalog_metrics_reach_the_recorder() {
             .find(|(k, _)| {
                 k.kind() == kind
                     && k.key().name() == name
-                    && k.key().labels().any(|l| l.key() == "pool" && l.value() == "metered")
+                    && k.key()
+                        .labels()
+                        .any(|l| l.key() == "pool" && l.value() == "metered")
                     && label.is_none_or(|(lk, lv)| {
                         k.key().labels().any(|l| l.key() == lk && l.value() == lv)
                     })
@@ -96,8 +111,15 @@ fn catalog_metrics_reach_the_recorder() {
     assert_eq!(counter("workers_jobs_submitted_total", None), 2000);
     assert_eq!(counter("workers_jobs_completed_total", None), 2000);
     assert_eq!(counter("workers_jobs_panicked_total", None), 10);
-    assert_eq!(counter("workers_jobs_rejected_total", Some(("reason", "closed"))), 1);
-    match find(MetricKind::Gauge, "workers_queue_depth", Some(("priority", "normal"))) {
+    assert_eq!(
+        counter("workers_jobs_rejected_total", Some(("reason", "closed"))),
+        1
+    );
+    match find(
+        MetricKind::Gauge,
+        "workers_queue_depth",
+        Some(("priority", "normal")),
+    ) {
         DebugValue::Gauge(v) => assert_eq!(v.into_inner(), 0.0),
         other => panic!("{other:?}"),
     }
