@@ -8,7 +8,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Select, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::{Backoff, CachePadded};
 
 use crate::config::Priority;
@@ -46,9 +46,8 @@ pub(crate) struct Queue {
     held: Box<[CachePadded<AtomicUsize>]>,
     closed: AtomicBool,
     aborted: AtomicBool,
-    /// Disconnected on close, so that idle workers wake up.
-    control: Receiver<()>,
-    control_tx: Mutex<Option<Sender<()>>>,
+    /// Idle workers, parked until a job arrives or the pool closes.
+    sleepers: Sleepers,
     room: Room,
 }
 
@@ -57,7 +56,6 @@ impl Queue {
         let (s0, r0) = crossbeam_channel::bounded(capacity);
         let (s1, r1) = crossbeam_channel::bounded(capacity);
         let (s2, r2) = crossbeam_channel::bounded(capacity);
-        let (control_tx, control) = crossbeam_channel::bounded(0);
         Queue {
             senders: [s0, s1, s2],
             receivers: [r0, r1, r2],
@@ -66,8 +64,7 @@ impl Queue {
             held: (0..workers).map(|_| CachePadded::default()).collect(),
             closed: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
-            control,
-            control_tx: Mutex::new(Some(control_tx)),
+            sleepers: Sleepers::default(),
             room: Room::default(),
         }
     }
@@ -236,6 +233,9 @@ impl Queue {
         if sender.try_send(envelope).is_err() {
             unreachable!("a reserved slot always fits in its channel");
         }
+        // The send above is a sequentially consistent exchange: either an idle worker sees
+        // the job when it checks after announcing itself, or we see it announced here.
+        self.sleepers.wake_one();
     }
 
     /// Takes the next job following the priority rule, or `None` when all queues are empty.
@@ -246,23 +246,34 @@ impl Queue {
         fairness.pick(&self.receivers)
     }
 
-    /// Waits until a job may be available or the pool is closed.
+    /// Waits until a job may be available or the pool is closed: spins and yields briefly
+    /// (jobs often come in bursts), then parks until a submitter or `close` unparks it.
     pub(crate) fn wait_for_work(&self) {
-        let mut select = Select::new();
-        for r in &self.receivers {
-            select.recv(r);
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
+            if self.has_work() || self.is_closed() {
+                return;
+            }
+            backoff.snooze();
         }
-        select.recv(&self.control);
-        select.ready();
+        let me = std::thread::current();
+        self.sleepers.add(&me);
+        if self.has_work() || self.is_closed() {
+            self.sleepers.remove(&me);
+            return;
+        }
+        std::thread::park();
+        self.sleepers.remove(&me); // after a spurious wake-up; a waker already removed us
+    }
+
+    fn has_work(&self) -> bool {
+        self.receivers.iter().any(|r| !r.is_empty())
     }
 
     /// Refuses new jobs and wakes idle workers and waiting submitters.
     pub(crate) fn close(&self) {
         self.closed.store(true, SeqCst);
-        self.control_tx
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        self.sleepers.wake_all();
         self.room.notify();
     }
 
@@ -287,6 +298,56 @@ impl Queue {
             }
             std::thread::yield_now();
         }
+    }
+}
+
+/// Idle workers, parked. `count` lets submitters skip the lock when nobody sleeps.
+#[derive(Default)]
+struct Sleepers {
+    count: AtomicUsize,
+    threads: Mutex<Vec<std::thread::Thread>>,
+}
+
+impl Sleepers {
+    fn lock(&self) -> MutexGuard<'_, Vec<std::thread::Thread>> {
+        self.threads.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn add(&self, me: &std::thread::Thread) {
+        let mut threads = self.lock();
+        threads.push(me.clone());
+        self.count.fetch_add(1, SeqCst);
+    }
+
+    fn remove(&self, me: &std::thread::Thread) {
+        let mut threads = self.lock();
+        if let Some(i) = threads.iter().position(|t| t.id() == me.id()) {
+            threads.swap_remove(i);
+            self.count.fetch_sub(1, SeqCst);
+        }
+    }
+
+    fn wake_one(&self) {
+        if self.count.load(SeqCst) == 0 {
+            return;
+        }
+        let thread = {
+            let mut threads = self.lock();
+            let thread = threads.pop();
+            if thread.is_some() {
+                self.count.fetch_sub(1, SeqCst);
+            }
+            thread
+        };
+        if let Some(thread) = thread {
+            thread.unpark();
+        }
+    }
+
+    fn wake_all(&self) {
+        let threads = std::mem::take(&mut *self.lock());
+        self.count.fetch_sub(threads.len(), SeqCst);
+        threads.iter().for_each(std::thread::Thread::unpark);
     }
 }
 
