@@ -197,7 +197,9 @@ fn behind_backlog(pool: &WorkerPool, probe: Priority) -> f64 {
             for _ in 0..WORKERS {
                 let gate = gate.clone();
                 pool.priority(Priority::High)
-                    .execute(move || { let _ = gate.recv(); })
+                    .execute(move || {
+                        let _ = gate.recv();
+                    })
                     .expect("accepted");
             }
             while pool_busy(pool) < WORKERS {
@@ -323,7 +325,7 @@ mod seed_port {
                 threads.push(thread::spawn(move || worker(&pool_tx, &quit_rx, &done)));
             }
             threads.push(thread::spawn(move || {
-                dispatcher(&jobs, &worker_pool, &quit_rx)
+                dispatcher(&jobs, &worker_pool, &quit_rx);
             }));
             WorkerPool {
                 job_queue,

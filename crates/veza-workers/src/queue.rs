@@ -449,11 +449,11 @@ impl Fairness {
 
     /// A job was taken at `level`: every lower level that has jobs waiting was passed over.
     fn count_passed_over(&mut self, queues: &[Receiver<Envelope>; 3], level: usize) {
-        for lower in level + 1..3 {
-            if queues[lower].is_empty() {
-                self.passed_over[lower] = 0;
+        for (queue, passed) in queues.iter().zip(&mut self.passed_over).skip(level + 1) {
+            if queue.is_empty() {
+                *passed = 0;
             } else {
-                self.passed_over[lower] += 1;
+                *passed += 1;
             }
         }
     }
@@ -539,7 +539,11 @@ mod tests {
         let job = queue.take(&mut Fairness::new(None)).unwrap();
         queue.took(0, 16); // held, not given back
         assert_eq!(queue.len(), 1);
-        assert_eq!(queue.try_reserve(), Reserve::Ok, "the taken job's room is free");
+        assert_eq!(
+            queue.try_reserve(),
+            Reserve::Ok,
+            "the taken job's room is free"
+        );
         assert_eq!(queue.try_reserve(), Reserve::Full);
         queue.give_back(0);
         assert_eq!(queue.len(), 2);

@@ -76,7 +76,9 @@ fn immediate_shutdown_returns_exactly_the_unstarted_jobs() {
     // Run half of them by hand; the rest are dropped and their handles say so.
     let mut unstarted = unstarted;
     let dropped = unstarted.split_off(150);
-    unstarted.into_iter().for_each(|job| job.run());
+    unstarted
+        .into_iter()
+        .for_each(veza_workers::UnstartedJob::run);
     drop(dropped);
     assert_eq!(ran.load(SeqCst), 150);
     let (mut ok, mut cancelled) = (0, 0);
