@@ -1,0 +1,304 @@
+//! [`Cache`]: a bounded concurrent cache with exact statistics, lazy time to live and
+//! invalidation by key, by predicate or all.
+
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use quick_cache::Equivalent;
+use veza_core::{CacheStats, Observe};
+
+use crate::config::CacheBuilder;
+use crate::entry::{Hooks, Slot, Weigher};
+use crate::stats::{CacheMetrics, Counters, Event};
+
+/// What a lookup found.
+pub(crate) enum Lookup<V> {
+    Value(V),
+    /// A cached "not found".
+    Absent,
+    /// The error of a load that just failed (about to be removed).
+    Failed(veza_core::SharedError),
+    Missing,
+}
+
+pub(crate) type Inner<K, V> =
+    quick_cache::sync::Cache<K, Slot<V>, Weigher<K, V>, quick_cache::DefaultHashBuilder, Hooks>;
+
+/// A bounded, concurrent, in-process cache.
+///
+/// Backed by [`quick_cache`] (S3-FIFO eviction, sharded read-write locks): a hit takes a
+/// shard's read lock, clones the value, and adds one to a thread-sharded hit counter. Values
+/// are cloned on every read, so wrap large ones in `Arc`.
+///
+/// - Capacity in entries, or in weight with a weigher ([`CacheBuilder::max_weight`]).
+/// - Time to live, checked lazily on read: an expired entry is a miss, removed then (counted
+///   as an `expired` eviction), or pushed out by newer entries.
+/// - Single-flight loading ([`get_or_load`](Cache::get_or_load) and its `try_`, `_opt` and
+///   `_async` forms): concurrent misses on one key run the loader once; an error reaches every
+///   caller that waited on that load and is not cached; a loader that panics or whose future is
+///   dropped hands the load to one of the waiters.
+/// - Statistics through [`Observe`] ([`CacheStats`]) and the `cache_*` catalog metrics,
+///   published when a snapshot is taken and after each load.
+pub struct Cache<K, V> {
+    pub(crate) inner: Inner<K, V>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) negative_ttl: Option<Duration>,
+    capacity: u64,
+    current_capacity: AtomicU64,
+    weighed: bool,
+    name: String,
+    pub(crate) metrics: CacheMetrics,
+}
+
+impl<K, V> Cache<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A cache of at most `max_entries` entries, without expiry.
+    pub fn new(max_entries: u64) -> Result<Cache<K, V>, crate::ConfigError> {
+        Cache::builder().max_entries(max_entries).build()
+    }
+
+    /// A builder with the defaults (10,000 entries, no expiry).
+    pub fn builder() -> CacheBuilder<K, V> {
+        CacheBuilder::default()
+    }
+
+    pub(crate) fn from_builder(b: CacheBuilder<K, V>) -> Cache<K, V> {
+        let counters = Arc::new(Counters::new());
+        let estimated = b
+            .estimated_entries
+            .unwrap_or(usize::try_from(b.capacity).unwrap_or(usize::MAX));
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(estimated)
+            .weight_capacity(b.capacity)
+            .build()
+            .expect("capacity and estimate are set");
+        let inner = Inner::with_options(
+            options,
+            Weigher(b.weigher.clone()),
+            quick_cache::DefaultHashBuilder::default(),
+            Hooks {
+                counters: counters.clone(),
+            },
+        );
+        Cache {
+            inner,
+            counters,
+            ttl: b.ttl,
+            negative_ttl: b.negative_ttl,
+            capacity: b.capacity,
+            current_capacity: AtomicU64::new(b.capacity),
+            weighed: b.weigher.is_some(),
+            metrics: CacheMetrics::new(&b.name),
+            name: b.name,
+        }
+    }
+
+    /// The value for `key`, if present and not expired.
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let found = match self.lookup(key) {
+            Lookup::Value(value) => Some(value),
+            Lookup::Absent | Lookup::Failed(_) | Lookup::Missing => None,
+        };
+        let event = if found.is_some() {
+            Event::Hit
+        } else {
+            Event::Miss
+        };
+        self.counters.add(event, 1);
+        found
+    }
+
+    /// What the cache holds for `key` now, without counting; expired entries are removed.
+    #[inline]
+    pub(crate) fn lookup<Q>(&self, key: &Q) -> Lookup<V>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        match self.inner.get(key) {
+            None => Lookup::Missing,
+            Some(slot) => self.classify(key, slot),
+        }
+    }
+
+    /// Sorts a slot read from the cache (or handed over by a finished load).
+    #[inline]
+    pub(crate) fn classify<Q>(&self, key: &Q, slot: Slot<V>) -> Lookup<V>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        match slot {
+            Slot::Value { value, expires } => {
+                if expires.is_some_and(|e| Instant::now() >= e) {
+                    self.remove_expired(key);
+                    Lookup::Missing
+                } else {
+                    Lookup::Value(value)
+                }
+            }
+            Slot::Absent { expires } => {
+                if Instant::now() >= expires {
+                    self.remove_expired(key);
+                    Lookup::Missing
+                } else {
+                    Lookup::Absent
+                }
+            }
+            Slot::Failed(err) => Lookup::Failed(err),
+        }
+    }
+
+    /// Stores `value` under `key`, replacing any previous value; the time to live starts now.
+    /// A value heavier than a shard's share of the capacity is not kept.
+    pub fn insert(&self, key: K, value: V) {
+        let expires = self.ttl.map(|t| Instant::now() + t);
+        self.inner.insert(key, Slot::Value { value, expires });
+        self.counters.add(Event::Insert, 1);
+    }
+
+    /// Removes `key`; `true` if it was present.
+    pub fn invalidate<Q>(&self, key: &Q) -> bool
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let removed = self.inner.remove(key).is_some();
+        if removed {
+            self.counters.add(Event::EvictExplicit, 1);
+        }
+        removed
+    }
+
+    /// Removes every entry for which `predicate(key, value)` is true.
+    pub fn invalidate_if(&self, predicate: impl Fn(&K, &V) -> bool) {
+        let removed = AtomicU64::new(0);
+        self.inner.retain(|k, slot| {
+            let drop = match slot {
+                Slot::Value { value, .. } => predicate(k, value),
+                Slot::Absent { .. } | Slot::Failed(_) => false,
+            };
+            if drop {
+                removed.fetch_add(1, Relaxed);
+            }
+            !drop
+        });
+        self.counters
+            .add(Event::EvictExplicit, removed.load(Relaxed));
+    }
+
+    /// Removes every entry.
+    pub fn invalidate_all(&self) {
+        let before = self.inner.len() as u64;
+        self.inner.clear();
+        self.counters.add(Event::EvictExplicit, before);
+    }
+
+    /// Entries held now (values, cached absences).
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// The total weight held (the entry count without a weigher).
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.weight()
+    }
+
+    /// The cache's name, its metrics' `cache` label.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Shrinks the capacity to `fraction` (0 to 1) of the configured one, evicting at once
+    /// what no longer fits; `1.0` restores it. Call it from a memory-pressure subscriber
+    /// (for example `veza-mempool`'s `MemoryBudget`): high pressure → 0.5, critical → 0.1.
+    pub fn shrink_to_fraction(&self, fraction: f64) {
+        let fraction = if fraction.is_nan() {
+            1.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
+        let capacity = ((self.capacity as f64 * fraction) as u64).max(1);
+        self.current_capacity.store(capacity, Relaxed);
+        self.inner.set_capacity(capacity);
+    }
+
+    /// Removes `key` if it is (still) an expired entry.
+    pub(crate) fn remove_expired<Q>(&self, key: &Q)
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let now = Instant::now();
+        if self
+            .inner
+            .remove_if(key, |slot| slot.expired(now))
+            .is_some()
+        {
+            self.counters.add(Event::EvictExpired, 1);
+        }
+    }
+
+    /// Statistics now; also publishes them as metrics.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.counters;
+        let mut s = CacheStats::default();
+        s.hits = c.total(Event::Hit);
+        s.misses = c.total(Event::Miss);
+        s.inserts = c.total(Event::Insert);
+        s.evictions_size = c.total(Event::EvictSize);
+        s.evictions_expired = c.total(Event::EvictExpired);
+        s.evictions_explicit = c.total(Event::EvictExplicit);
+        s.loads = c.total(Event::Load);
+        s.load_failures = c.total(Event::LoadFailure);
+        s.entries = self.inner.len() as u64;
+        s.weighted_size = self.inner.weight();
+        s.capacity = self.current_capacity.load(Relaxed);
+        self.metrics.publish(&s);
+        s
+    }
+
+    /// Whether a weigher sets the capacity (bytes) rather than the entry count.
+    pub fn is_weighed(&self) -> bool {
+        self.weighed
+    }
+}
+
+impl<K, V> Observe for Cache<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    type Snapshot = CacheStats;
+
+    fn snapshot(&self) -> CacheStats {
+        self.stats()
+    }
+}
+
+impl<K, V> fmt::Debug for Cache<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("name", &self.name)
+            .field("capacity", &self.capacity)
+            .field("entries", &self.inner.len())
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,232 @@
+//! Single-flight loading: concurrent misses on one key run one loader; its value, absence or
+//! error reaches every caller that waited.
+//!
+//! Built on quick_cache's placeholders: the first caller to miss gets a guard and loads; the
+//! others wait on the guard. A value is inserted through the guard. An error (or an absence
+//! that is not cached) is inserted as a short-lived slot, which hands it to the waiters, and
+//! removed at once, so the next call loads again. A loader that panics, or whose future is
+//! dropped, drops its guard: the waiters wake and one of them loads (the trap of moka issue
+//! #240 does not apply).
+
+use std::future::Future;
+use std::hash::Hash;
+use std::time::Instant;
+
+use quick_cache::sync::GuardResult;
+use veza_core::{BoxError, SharedError};
+
+use crate::cache::{Cache, Lookup};
+use crate::entry::Slot;
+use crate::stats::Event;
+
+impl<K, V> Cache<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The cached value for `key`, or `load()`'s (stored), loading once for concurrent misses.
+    pub fn get_or_load(&self, key: &K, load: impl FnOnce() -> V) -> V {
+        let mut load = Some(|| Ok(Some(load())));
+        loop {
+            match self.load_blocking(key, &mut load) {
+                Ok(Some(value)) => return value,
+                // We waited on another caller's load, which failed: load ourselves.
+                _ if load.is_some() => continue,
+                _ => unreachable!("an infallible loader always gives a value"),
+            }
+        }
+    }
+
+    /// Like [`get_or_load`](Cache::get_or_load) with a fallible loader. The error reaches
+    /// every caller that waited on this load and is not cached.
+    pub fn try_get_or_load<E>(
+        &self,
+        key: &K,
+        load: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, SharedError>
+    where
+        E: Into<BoxError>,
+    {
+        self.load_blocking(key, &mut Some(|| load().map(Some).map_err(shared)))
+            .map(|v| v.expect("a loaded value"))
+    }
+
+    /// Like [`try_get_or_load`](Cache::try_get_or_load) for lookups that may find nothing:
+    /// `Ok(None)` is cached for the builder's `negative_ttl` (not at all without one).
+    pub fn try_get_or_load_opt<E>(
+        &self,
+        key: &K,
+        load: impl FnOnce() -> Result<Option<V>, E>,
+    ) -> Result<Option<V>, SharedError>
+    where
+        E: Into<BoxError>,
+    {
+        self.load_blocking(key, &mut Some(|| load().map_err(shared)))
+    }
+
+    /// Async [`get_or_load`](Cache::get_or_load): waiting callers do not block their thread.
+    pub async fn get_or_load_async<F>(&self, key: &K, load: F) -> V
+    where
+        F: Future<Output = V>,
+    {
+        let mut load = Some(async { Ok(Some(load.await)) });
+        loop {
+            match self.load_async(key, &mut load).await {
+                Ok(Some(value)) => return value,
+                _ if load.is_some() => continue,
+                _ => unreachable!("an infallible loader always gives a value"),
+            }
+        }
+    }
+
+    /// Async [`try_get_or_load`](Cache::try_get_or_load).
+    pub async fn try_get_or_load_async<F, E>(&self, key: &K, load: F) -> Result<V, SharedError>
+    where
+        F: Future<Output = Result<V, E>>,
+        E: Into<BoxError>,
+    {
+        self.load_async(
+            key,
+            &mut Some(async { load.await.map(Some).map_err(shared) }),
+        )
+        .await
+        .map(|v| v.expect("a loaded value"))
+    }
+
+    /// Async [`try_get_or_load_opt`](Cache::try_get_or_load_opt).
+    pub async fn try_get_or_load_opt_async<F, E>(
+        &self,
+        key: &K,
+        load: F,
+    ) -> Result<Option<V>, SharedError>
+    where
+        F: Future<Output = Result<Option<V>, E>>,
+        E: Into<BoxError>,
+    {
+        self.load_async(key, &mut Some(async { load.await.map_err(shared) }))
+            .await
+    }
+
+    /// Loads through a placeholder guard. `load` is taken only if this caller loads; when it
+    /// is still there afterwards, the outcome came from a cached entry or another caller's load.
+    fn load_blocking<F>(&self, key: &K, load: &mut Option<F>) -> Result<Option<V>, SharedError>
+    where
+        F: FnOnce() -> Result<Option<V>, SharedError>,
+    {
+        if let Some(found) = self.hit(key) {
+            return found;
+        }
+        self.counters.add(Event::Miss, 1);
+        loop {
+            match self.inner.get_value_or_guard(key, None) {
+                GuardResult::Value(slot) => match self.settle(key, slot) {
+                    Some(outcome) => return outcome,
+                    None => continue, // expired meanwhile
+                },
+                GuardResult::Guard(guard) => {
+                    let load = load.take().expect("we load at most once");
+                    self.counters.add(Event::Load, 1);
+                    let outcome = load();
+                    return self.finish(key, outcome, |slot| {
+                        let _ = guard.insert(slot);
+                    });
+                }
+                GuardResult::Timeout => unreachable!("no timeout was given"),
+            }
+        }
+    }
+
+    /// The async twin of `load_blocking`.
+    async fn load_async<F>(&self, key: &K, load: &mut Option<F>) -> Result<Option<V>, SharedError>
+    where
+        F: Future<Output = Result<Option<V>, SharedError>>,
+    {
+        if let Some(found) = self.hit(key) {
+            return found;
+        }
+        self.counters.add(Event::Miss, 1);
+        loop {
+            match self.inner.get_value_or_guard_async(key).await {
+                Ok(slot) => match self.settle(key, slot) {
+                    Some(outcome) => return outcome,
+                    None => continue,
+                },
+                Err(guard) => {
+                    let load = load.take().expect("we load at most once");
+                    self.counters.add(Event::Load, 1);
+                    let outcome = load.await;
+                    return self.finish(key, outcome, |slot| {
+                        let _ = guard.insert(slot);
+                    });
+                }
+            }
+        }
+    }
+
+    /// A fresh value or cached absence, counted as a hit.
+    fn hit(&self, key: &K) -> Option<Result<Option<V>, SharedError>> {
+        let found = match self.lookup(key) {
+            Lookup::Value(v) => Ok(Some(v)),
+            Lookup::Absent => Ok(None),
+            Lookup::Failed(_) | Lookup::Missing => return None,
+        };
+        self.counters.add(Event::Hit, 1);
+        Some(found)
+    }
+
+    /// What a waiter got from the load it joined; `None` if it expired meanwhile.
+    fn settle(&self, key: &K, slot: Slot<V>) -> Option<Result<Option<V>, SharedError>> {
+        match self.classify(key, slot) {
+            Lookup::Value(v) => Some(Ok(Some(v))),
+            Lookup::Absent => Some(Ok(None)),
+            Lookup::Failed(err) => Some(Err(err)),
+            Lookup::Missing => None,
+        }
+    }
+
+    /// Stores the outcome of our load through `insert` (the guard) and returns it.
+    fn finish(
+        &self,
+        key: &K,
+        outcome: Result<Option<V>, SharedError>,
+        insert: impl FnOnce(Slot<V>),
+    ) -> Result<Option<V>, SharedError> {
+        match &outcome {
+            Ok(Some(value)) => {
+                let expires = self.ttl.map(|t| Instant::now() + t);
+                insert(Slot::Value {
+                    value: value.clone(),
+                    expires,
+                });
+                self.counters.add(Event::Insert, 1);
+            }
+            Ok(None) => match self.negative_ttl {
+                Some(ttl) => insert(Slot::Absent {
+                    expires: Instant::now() + ttl,
+                }),
+                None => {
+                    // Hand "absent" to the waiters, then forget it.
+                    insert(Slot::Absent {
+                        expires: Instant::now(),
+                    });
+                    self.inner.remove_if(key, |s| {
+                        matches!(s, Slot::Absent { .. }) && s.expired(Instant::now())
+                    });
+                }
+            },
+            Err(err) => {
+                self.counters.add(Event::LoadFailure, 1);
+                insert(Slot::Failed(err.clone()));
+                self.inner.remove_if(key, |s| matches!(s, Slot::Failed(_)));
+            }
+        }
+        let _ = self.stats(); // publish after each load: loads are rare and slow anyway
+        outcome
+    }
+}
+
+/// Any loader error, shared.
+fn shared(err: impl Into<BoxError>) -> SharedError {
+    let boxed: BoxError = err.into();
+    SharedError::from(boxed)
+}

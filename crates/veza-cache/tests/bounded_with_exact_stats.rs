@@ -1,0 +1,118 @@
+//! The cache stays within its capacity and counts every hit, miss, insert and eviction.
+
+use std::time::{Duration, Instant};
+
+use veza_cache::Cache;
+use veza_core::Observe;
+
+#[test]
+fn ten_times_the_capacity_leaves_at_most_the_capacity() {
+    let cache = Cache::<u64, u64>::new(1000).unwrap();
+    for i in 0..10_000 {
+        cache.insert(i, i * 2);
+    }
+    assert!(cache.len() <= 1000, "{} entries", cache.len());
+    assert!(
+        cache.len() >= 900,
+        "eviction removed far too much: {}",
+        cache.len()
+    );
+    let stats = cache.snapshot();
+    assert_eq!(stats.inserts, 10_000);
+    assert_eq!(stats.evictions_size, 10_000 - cache.len() as u64);
+}
+
+#[test]
+fn a_scripted_run_counts_exactly() {
+    let cache = Cache::<&'static str, u32>::new(100).unwrap();
+    assert_eq!(cache.get("a"), None); // miss
+    cache.insert("a", 1);
+    cache.insert("b", 2);
+    assert_eq!(cache.get("a"), Some(1)); // hit
+    assert_eq!(cache.get("b"), Some(2)); // hit
+    assert_eq!(cache.get("c"), None); // miss
+    assert_eq!(cache.get("a"), Some(1)); // hit
+    assert!(cache.invalidate("b"));
+    assert!(!cache.invalidate("b"));
+    assert_eq!(cache.get("b"), None); // miss
+    let s = cache.snapshot();
+    assert_eq!((s.hits, s.misses, s.inserts), (3, 3, 2));
+    assert_eq!(s.evictions_explicit, 1);
+    assert_eq!(s.hit_ratio(), 3.0 / 6.0);
+    assert_eq!((s.entries, s.capacity), (1, 100));
+}
+
+#[test]
+fn invalidation_by_predicate_and_all() {
+    let cache = Cache::<u32, String>::new(100).unwrap();
+    for i in 0..10 {
+        cache.insert(i, format!("v{i}"));
+    }
+    cache.invalidate_if(|k, _| k % 2 == 0);
+    assert_eq!(cache.len(), 5);
+    assert_eq!(cache.get(&2), None);
+    assert_eq!(cache.get(&3).as_deref(), Some("v3"));
+    cache.invalidate_all();
+    assert!(cache.is_empty());
+    assert_eq!(cache.snapshot().evictions_explicit, 10);
+}
+
+#[test]
+fn weight_bounds_the_bytes_held() {
+    let cache = Cache::<u32, Vec<u8>>::builder()
+        .max_weight(10_000, 100, |_, v: &Vec<u8>| v.len() as u64)
+        .build()
+        .unwrap();
+    for i in 0..100 {
+        cache.insert(i, vec![0; 1000]);
+    }
+    assert!(cache.weighted_size() <= 10_000, "{}", cache.weighted_size());
+    assert!(cache.len() <= 10);
+}
+
+#[test]
+fn entries_expire_after_their_time_to_live() {
+    let cache = Cache::<u32, u32>::builder()
+        .time_to_live(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    cache.insert(1, 10);
+    assert_eq!(cache.get(&1), Some(10));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache.get(&1).is_some() {
+        assert!(Instant::now() < deadline, "the entry never expired");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(cache.len(), 0, "the expired entry is removed when found");
+    assert_eq!(cache.snapshot().evictions_expired, 1);
+    cache.insert(1, 11);
+    assert_eq!(cache.get(&1), Some(11), "a fresh insert restarts the clock");
+}
+
+#[test]
+fn shrinking_under_pressure_evicts_and_restores() {
+    let cache = Cache::<u32, u32>::new(1000).unwrap();
+    for i in 0..1000 {
+        cache.insert(i, i);
+    }
+    cache.shrink_to_fraction(0.1);
+    // quick_cache rounds each shard's share up, so a few entries more than 100 may stay.
+    assert!(cache.len() <= 110, "{}", cache.len());
+    assert_eq!(cache.snapshot().capacity, 100);
+    cache.shrink_to_fraction(1.0);
+    for i in 0..1000 {
+        cache.insert(i, i);
+    }
+    assert!(cache.len() > 500);
+}
+
+#[test]
+fn bad_configs_are_refused() {
+    assert!(Cache::<u8, u8>::new(0).is_err());
+    assert!(
+        Cache::<u8, u8>::builder()
+            .time_to_live(Duration::ZERO)
+            .build()
+            .is_err()
+    );
+}
