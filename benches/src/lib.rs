@@ -16,10 +16,12 @@
     reason = "the harness reports progress on standard error"
 )]
 
+mod data;
 mod format;
 mod harness;
 mod schema;
 
+pub use data::{SplitMix64, zipf_keys};
 pub use format::{format_duration, format_value};
 pub use harness::{Bench, Case, Contender, Metric};
 pub use schema::{CaseRecord, Host, Report};

@@ -1,0 +1,208 @@
+//! `cache/*`: veza-cache against moka, quick_cache, the guide's `RwLock<HashMap>` and lru, and
+//! the sorted index against `slice::binary_search`.
+//!
+//! Peers are set up as their docs recommend: moka's sync cache with `max_capacity`, quick_cache
+//! with its default hasher, std's `HashMap` (SipHash) behind `std::sync::RwLock`, `lru` with its
+//! capacity. Keys are `u64`, values `u64`.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Barrier, RwLock};
+use std::time::Instant;
+
+use veza_benches::{Bench, Case, Contender, Metric, SplitMix64, zipf_keys};
+use veza_cache::{Cache, SortedIndex};
+
+fn main() {
+    let bench = Bench::from_args("cache");
+    hit_read(&bench);
+    zipf_hit_ratio(&bench);
+    sorted_search(&bench);
+}
+
+/// 100% hits on 100,000 entries from 2 threads; total lookups per second.
+fn hit_read(bench: &Bench) {
+    const ENTRIES: u64 = 100_000;
+    let case = Case::new(
+        "cache/hit_read",
+        "lookups that all hit, 100,000 entries, 2 threads, random keys",
+        Metric::Throughput,
+        "lookups/s",
+        "veza-cache",
+    );
+    if !bench.wants(case.id()) {
+        return;
+    }
+    let per_thread = if bench.quick() { 1_000_000 } else { 4_000_000 };
+    let mut rng = SplitMix64::new(7);
+    let keys: Arc<Vec<u64>> = Arc::new((0..per_thread).map(|_| rng.next_u64() % ENTRIES).collect());
+
+    let veza = Arc::new(Cache::<u64, u64>::new(ENTRIES * 2).expect("cache"));
+    let moka = moka::sync::Cache::<u64, u64>::new(ENTRIES * 2);
+    let quick = Arc::new(quick_cache::sync::Cache::<u64, u64>::new(
+        (ENTRIES * 2) as usize,
+    ));
+    let guide = Arc::new(RwLock::new(HashMap::<u64, u64>::new()));
+    for k in 0..ENTRIES {
+        veza.insert(k, k);
+        moka.insert(k, k);
+        quick.insert(k, k);
+        guide.write().expect("lock").insert(k, k);
+    }
+    moka.run_pending_tasks();
+    bench.run(
+        &case,
+        vec![
+            Contender::new("veza-cache", || {
+                let c = veza.clone();
+                two_threads(&keys, move |k| c.get(&k))
+            }),
+            Contender::new("moka", || {
+                let c = moka.clone();
+                two_threads(&keys, move |k| c.get(&k))
+            }),
+            Contender::new("quick_cache", || {
+                let c = quick.clone();
+                two_threads(&keys, move |k| c.get(&k))
+            }),
+            Contender::new("rwlock-hashmap", || {
+                let c = guide.clone();
+                two_threads(&keys, move |k| c.read().expect("lock").get(&k).copied())
+            }),
+        ],
+    );
+}
+
+fn two_threads(
+    keys: &Arc<Vec<u64>>,
+    get: impl Fn(u64) -> Option<u64> + Clone + Send + 'static,
+) -> f64 {
+    let start_line = Arc::new(Barrier::new(3));
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            let (keys, start_line, get) = (keys.clone(), start_line.clone(), get.clone());
+            std::thread::spawn(move || {
+                start_line.wait();
+                let mut found = 0u64;
+                // The two threads walk the keys from different ends.
+                for i in 0..keys.len() {
+                    let k = keys[if t == 0 { i } else { keys.len() - 1 - i }];
+                    found += u64::from(black_box(get(k)).is_some());
+                }
+                assert_eq!(found, keys.len() as u64, "every lookup must hit");
+            })
+        })
+        .collect();
+    start_line.wait();
+    let start = Instant::now();
+    for t in threads {
+        t.join().expect("bench thread");
+    }
+    (keys.len() * 2) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Hit ratio of a capacity-10,000 cache under Zipf(0.99) requests over 1,000,000 keys, filling
+/// on every miss.
+fn zipf_hit_ratio(bench: &Bench) {
+    let case = Case::new(
+        "cache/zipf_hit_ratio",
+        "hit ratio, Zipf(0.99) requests over 1,000,000 keys, capacity 10,000, insert on miss",
+        Metric::Ratio,
+        "ratio",
+        "veza-cache",
+    )
+    .samples(3, 1);
+    if !bench.wants(case.id()) {
+        return;
+    }
+    let requests = if bench.quick() { 1_000_000 } else { 3_000_000 };
+    let keys = zipf_keys(1_000_000, 0.99, requests, 1);
+    bench.run(
+        &case,
+        vec![
+            Contender::new("veza-cache", || {
+                let cache = Cache::<u64, u64>::new(10_000).expect("cache");
+                ratio(&keys, |k| {
+                    let hit = cache.get(&k).is_some();
+                    if !hit {
+                        cache.insert(k, k);
+                    }
+                    hit
+                })
+            }),
+            Contender::new("quick_cache", || {
+                let cache = quick_cache::sync::Cache::<u64, u64>::new(10_000);
+                ratio(&keys, |k| {
+                    let hit = cache.get(&k).is_some();
+                    if !hit {
+                        cache.insert(k, k);
+                    }
+                    hit
+                })
+            }),
+            Contender::new("lru", || {
+                let mut cache =
+                    lru::LruCache::<u64, u64>::new(NonZeroUsize::new(10_000).expect("non-zero"));
+                ratio(&keys, |k| {
+                    let hit = cache.get(&k).is_some();
+                    if !hit {
+                        cache.put(k, k);
+                    }
+                    hit
+                })
+            }),
+        ],
+    );
+}
+
+fn ratio(keys: &[u64], mut request: impl FnMut(u64) -> bool) -> f64 {
+    let hits = keys.iter().filter(|&&k| request(k)).count();
+    hits as f64 / keys.len() as f64
+}
+
+/// Lookups of random keys (half present) in 10,000,000 sorted random `u64`.
+fn sorted_search(bench: &Bench) {
+    let case = Case::new(
+        "cache/sorted_search",
+        "random lookups (half hits) in 10,000,000 sorted u64: SortedIndex::contains vs slice::binary_search",
+        Metric::Throughput,
+        "lookups/s",
+        "veza-cache",
+    );
+    if !bench.wants(case.id()) {
+        return;
+    }
+    const N: usize = 10_000_000;
+    let lookups = if bench.quick() { 2_000_000 } else { 10_000_000 };
+    let mut rng = SplitMix64::new(11);
+    let mut sorted: Vec<u64> = (0..N).map(|_| rng.next_u64() >> 1 << 1).collect(); // even keys
+    sorted.sort_unstable();
+    sorted.dedup();
+    let probes: Vec<u64> = (0..lookups)
+        .map(|i| {
+            let k = sorted[(rng.next_u64() % sorted.len() as u64) as usize];
+            if i % 2 == 0 { k } else { k | 1 } // odd: absent
+        })
+        .collect();
+    let index = SortedIndex::new(sorted.iter().copied());
+    bench.run(
+        &case,
+        vec![
+            Contender::new("veza-cache", || throughput(&probes, |k| index.contains(&k))),
+            Contender::new("std-binary-search", || {
+                throughput(&probes, |k| sorted.binary_search(&k).is_ok())
+            }),
+        ],
+    );
+}
+
+fn throughput(probes: &[u64], contains: impl Fn(u64) -> bool) -> f64 {
+    let start = Instant::now();
+    let found = probes
+        .iter()
+        .filter(|&&k| black_box(contains(black_box(k))))
+        .count();
+    assert_eq!(found, probes.len() / 2, "half the probes are present");
+    probes.len() as f64 / start.elapsed().as_secs_f64()
+}
