@@ -66,3 +66,8 @@ pub use config::CacheBuilder;
 pub use error::ConfigError;
 pub use quick_cache::Equivalent;
 pub use sorted_index::{SharedIndex, SortedIndex};
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
