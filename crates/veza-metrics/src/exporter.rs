@@ -1,0 +1,195 @@
+//! The `/metrics` endpoint: a small hyper server on loopback by default, with optional gzip.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener as StdListener};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+
+use crate::error::Error;
+use crate::setup::Metrics;
+
+/// Where the endpoint listens unless told otherwise: loopback only.
+pub const DEFAULT_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9000);
+
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A running `/metrics` endpoint; stops when dropped.
+pub struct Exporter {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Exporter {
+    /// The address it listens on (with the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exporter")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Metrics {
+    /// Serves `GET /metrics` on `addr` (use [`DEFAULT_ADDR`], 127.0.0.1:9000, unless you need
+    /// another). Binds before returning, so a taken port is an error here. Runs on the current
+    /// tokio runtime if there is one, else on a thread of its own. Answers gzip-compressed when
+    /// the scraper accepts it.
+    pub fn serve(&self, addr: SocketAddr) -> Result<Exporter, Error> {
+        let listener = StdListener::bind(addr).map_err(|e| Error::Bind(addr, e))?;
+        let local = listener.local_addr().map_err(|e| Error::Bind(addr, e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::Bind(addr, e))?;
+        let (stop, stopped) = watch::channel(false);
+        let metrics = self.clone();
+        let thread = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .map_err(|e| Error::Bind(addr, e))?;
+                runtime.spawn(accept_loop(listener, metrics, stopped));
+                None
+            }
+            Err(_) => Some(
+                std::thread::Builder::new()
+                    .name("veza-metrics-exporter".to_owned())
+                    .spawn(move || {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_io()
+                            .build()
+                            .expect("a current-thread runtime");
+                        runtime.block_on(async move {
+                            match tokio::net::TcpListener::from_std(listener) {
+                                Ok(listener) => accept_loop(listener, metrics, stopped).await,
+                                Err(_) => {}
+                            }
+                        });
+                    })
+                    .map_err(|e| Error::Bind(addr, e))?,
+            ),
+        };
+        Ok(Exporter {
+            addr: local,
+            stop,
+            thread,
+        })
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let conn = tokio::select! {
+            conn = listener.accept() => conn,
+            _ = stopped.changed() => return,
+        };
+        let Ok((stream, _)) = conn else { continue };
+        let metrics = metrics.clone();
+        let mut stop = stopped.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.changed() => {}
+            }
+        });
+    }
+}
+
+fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() != "/metrics" {
+        return plain(StatusCode::NOT_FOUND, "not found; try /metrics\n");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET /metrics\n");
+    }
+    let body = metrics.render();
+    let builder = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, TEXT_FORMAT);
+    let response = if accepts_gzip(req.headers()) {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let compressed = gz.write_all(body.as_bytes()).and_then(|()| gz.finish());
+        match compressed {
+            Ok(bytes) => builder
+                .header(header::CONTENT_ENCODING, "gzip")
+                .body(Full::new(Bytes::from(bytes))),
+            Err(_) => builder.body(Full::new(Bytes::from(body))),
+        }
+    } else {
+        builder.body(Full::new(Bytes::from(body)))
+    };
+    response.unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n"))
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response
+}
+
+/// Whether `Accept-Encoding` allows gzip (present, and not with `q=0`).
+fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let zero = parts.any(|p| p.replace(' ', "") == "q=0" || p == "q=0.0");
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(v: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn gzip_is_negotiated() {
+        assert!(accepts_gzip(&headers("gzip")));
+        assert!(accepts_gzip(&headers("deflate, gzip;q=0.5")));
+        assert!(!accepts_gzip(&headers("gzip;q=0")));
+        assert!(!accepts_gzip(&headers("identity")));
+        assert!(!accepts_gzip(&http::HeaderMap::new()));
+    }
+}

@@ -1,0 +1,286 @@
+//! [`HttpMetricsLayer`]: a `tower::Layer` that records the HTTP server metrics of the catalog
+//! for any hyper or axum service, with route templates as labels.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{Method, Request, Response};
+use http_body::Body;
+use metrics::{Counter, Gauge, Histogram};
+use tower_layer::Layer;
+use tower_service::Service;
+use veza_core::catalog::http as catalog;
+
+/// The route label of a path that matches no template.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The methods that get their own label; any other is `OTHER`.
+const METHODS: [Method; 9] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
+];
+
+/// Route templates (`/users/{id}`, `/users/:id/messages`): a path's `route` label is the first
+/// template it matches, or [`UNMATCHED`], so labels stay bounded whatever paths clients send.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    templates: Vec<(String, Vec<Segment>)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    Literal(String),
+    Param,
+    /// `{*rest}` or `*`: matches the rest of the path.
+    Rest,
+}
+
+impl Routes {
+    /// Templates, tried in order. `{name}` or `:name` matches one segment, `{*name}` or `*`
+    /// the rest of the path.
+    pub fn new<I, S>(templates: I) -> Routes
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let templates = templates
+            .into_iter()
+            .map(|t| {
+                let t = t.into();
+                let segments = split(&t)
+                    .map(|s| {
+                        if s == "*" || s.starts_with("{*") {
+                            Segment::Rest
+                        } else if s.starts_with(':') || (s.starts_with('{') && s.ends_with('}')) {
+                            Segment::Param
+                        } else {
+                            Segment::Literal(s.to_owned())
+                        }
+                    })
+                    .collect();
+                (t, segments)
+            })
+            .collect();
+        Routes { templates }
+    }
+
+    /// The label for `path`.
+    pub fn route_of(&self, path: &str) -> &str {
+        self.index_of(path)
+            .map_or(UNMATCHED, |i| self.templates[i].0.as_str())
+    }
+
+    fn index_of(&self, path: &str) -> Option<usize> {
+        self.templates.iter().position(|(_, segments)| {
+            let mut parts = split(path);
+            for segment in segments {
+                match segment {
+                    Segment::Rest => return true,
+                    Segment::Param => {
+                        if parts.next().is_none() {
+                            return false;
+                        }
+                    }
+                    Segment::Literal(lit) => {
+                        if parts.next() != Some(lit.as_str()) {
+                            return false;
+                        }
+                    }
+                }
+            }
+            parts.next().is_none()
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.templates.len()
+    }
+}
+
+fn split(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
+}
+
+/// Records `http_requests_total{method,route,status}`, `http_request_duration_seconds`,
+/// `http_response_size_bytes` (when the body's size is known) and `http_requests_in_flight`.
+///
+/// Handles are registered once per (method, route) and kept, so a request costs no registry
+/// lookup. A request whose service fails is counted with `status="error"`; one whose future
+/// is dropped leaves the in-flight gauge all the same.
+#[derive(Debug, Clone)]
+pub struct HttpMetricsLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    routes: Routes,
+    in_flight: Gauge,
+    /// One slot per (method, route), created on first use.
+    slots: Vec<OnceLock<SlotHandles>>,
+}
+
+#[derive(Debug)]
+struct SlotHandles {
+    duration: Histogram,
+    size: Histogram,
+    by_status: RwLock<Vec<(u16, Counter)>>,
+    method: &'static str,
+    route: String,
+}
+
+impl HttpMetricsLayer {
+    /// A layer labelling requests with `routes`. Install the recorder first.
+    pub fn new(routes: Routes) -> HttpMetricsLayer {
+        let slots = (0..(METHODS.len() + 1) * (routes.len() + 1))
+            .map(|_| OnceLock::new())
+            .collect();
+        HttpMetricsLayer {
+            shared: Arc::new(Shared {
+                in_flight: metrics::gauge!(catalog::REQUESTS_IN_FLIGHT.name),
+                routes,
+                slots,
+            }),
+        }
+    }
+}
+
+impl Shared {
+    fn slot(&self, method: &Method, path: &str) -> &SlotHandles {
+        let m = METHODS
+            .iter()
+            .position(|x| x == method)
+            .unwrap_or(METHODS.len());
+        let r = self.routes.index_of(path).unwrap_or(self.routes.len());
+        self.slots[m * (self.routes.len() + 1) + r].get_or_init(|| {
+            let method = METHODS.get(m).map_or("OTHER", Method::as_str);
+            let route = self
+                .routes
+                .templates
+                .get(r)
+                .map_or(UNMATCHED.to_owned(), |(t, _)| t.clone());
+            SlotHandles {
+                duration: metrics::histogram!(catalog::REQUEST_DURATION.name, "method" => method, "route" => route.clone()),
+                size: metrics::histogram!(catalog::RESPONSE_SIZE.name, "method" => method, "route" => route.clone()),
+                by_status: RwLock::new(Vec::new()),
+                method,
+                route,
+            }
+        })
+    }
+}
+
+impl SlotHandles {
+    fn count(&self, status: u16) {
+        let found = self
+            .by_status
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map(|(_, c)| c.clone());
+        let counter = found.unwrap_or_else(|| {
+            let label = if status == 0 { "error".to_owned() } else { status.to_string() };
+            let counter = metrics::counter!(catalog::REQUESTS.name, "method" => self.method, "route" => self.route.clone(), "status" => label);
+            self.by_status
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((status, counter.clone()));
+            counter
+        });
+        counter.increment(1);
+    }
+}
+
+impl<S> Layer<S> for HttpMetricsLayer {
+    type Service = HttpMetrics<S>;
+
+    fn layer(&self, inner: S) -> HttpMetrics<S> {
+        HttpMetrics {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service made by [`HttpMetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct HttpMetrics<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+/// Leaves the in-flight gauge when the request ends, however it ends.
+struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HttpMetrics<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Body,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let shared = self.shared.clone();
+        shared.in_flight.increment(1.0);
+        let guard = InFlight(shared.in_flight.clone());
+        let started = Instant::now();
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let result = future.await;
+            let slot = shared.slot(&method, &path);
+            slot.duration.record(started.elapsed());
+            match &result {
+                Ok(response) => {
+                    slot.count(response.status().as_u16());
+                    if let Some(size) = response.body().size_hint().exact() {
+                        slot.size.record(size as f64);
+                    }
+                }
+                Err(_) => slot.count(0),
+            }
+            drop(guard);
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_segments() {
+        let routes = Routes::new(["/users/{id}", "/users/:id/messages", "/static/{*path}", "/"]);
+        assert_eq!(routes.route_of("/users/42"), "/users/{id}");
+        assert_eq!(routes.route_of("/users/42/messages"), "/users/:id/messages");
+        assert_eq!(routes.route_of("/users/42/friends"), UNMATCHED);
+        assert_eq!(routes.route_of("/static/css/site.css"), "/static/{*path}");
+        assert_eq!(routes.route_of("/"), "/");
+        assert_eq!(routes.route_of("/nope"), UNMATCHED);
+    }
+}

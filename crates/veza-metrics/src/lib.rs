@@ -1,0 +1,60 @@
+//! Prometheus metrics for a Rust service in three lines.
+//!
+//! # Overview
+//!
+//! ```no_run
+//! let metrics = veza_metrics::Metrics::builder().install()?;      // recorder + catalog
+//! let _exporter = metrics.serve(veza_metrics::DEFAULT_ADDR)?;     // GET 127.0.0.1:9000/metrics
+//! let business = veza_metrics::Business::new();                   // typed business handles
+//! business.active_users.set(42.0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - [`MetricsBuilder::install`] installs the `metrics-exporter-prometheus` recorder as the
+//!   global `metrics` recorder, describes every metric of `veza_core::catalog` (help and unit),
+//!   gives histograms named `_seconds` or `_bytes` real buckets ([`SECONDS_BUCKETS`],
+//!   [`BYTES_BUCKETS`]) instead of summaries, and runs the recorder's upkeep on a thread, so it
+//!   works with or without an async runtime. Every Veza crate then reports through it.
+//! - [`ProcessCollector`] and [`SystemCollector`] read `/proc` at scrape time, not per request:
+//!   real CPU seconds (the guide's gauge returned 0.0), memory, file descriptors, threads, page
+//!   faults, context switches, I/O; the machine's CPU by mode, load, memory, swap, disks,
+//!   network and filesystems. Linux first; elsewhere the crate builds and reports the rest.
+//! - [`Metrics::serve`] answers `GET /metrics` (loopback by default) in the Prometheus text
+//!   format, gzip-compressed when the scraper asks.
+//! - [`HttpMetricsLayer`] is a `tower::Layer` for hyper and axum servers: requests by method,
+//!   route template and status, durations, response sizes, in-flight requests. [`Routes`]
+//!   keeps the `route` label bounded whatever paths clients send.
+//! - [`Business`] holds the guide's business metrics as kept handles (a kept handle costs a
+//!   tenth of a `counter!` lookup per call).
+//! - [`PerformanceMonitor`] is the guide's monitor as a typed, serialisable snapshot.
+//!
+//! The guide's p95 response time and error rate are recording rules:
+//! `docs/ops/prometheus-rules.yml`.
+//!
+//! # Supported Rust versions
+//!
+//! Rust 1.85 or newer.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod business;
+mod error;
+mod exporter;
+mod family;
+mod layer;
+mod monitor;
+mod process;
+#[cfg(target_os = "linux")]
+mod procfs;
+mod setup;
+mod system;
+
+pub use business::Business;
+pub use error::Error;
+pub use exporter::{DEFAULT_ADDR, Exporter};
+pub use family::{Collector, Family};
+pub use layer::{HttpMetrics, HttpMetricsLayer, Routes, UNMATCHED};
+pub use monitor::{PerformanceMonitor, PerformanceSnapshot};
+pub use process::{ProcessCollector, ProcessSample};
+pub use setup::{BYTES_BUCKETS, Metrics, MetricsBuilder, SECONDS_BUCKETS};
+pub use system::SystemCollector;

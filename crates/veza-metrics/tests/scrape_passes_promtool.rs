@@ -1,0 +1,106 @@
+//! A real scrape over HTTP returns valid Prometheus text that `promtool check metrics` accepts
+//! without complaint, plain or gzip-compressed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use veza_metrics::{Business, HttpMetricsLayer, Routes};
+
+#[test]
+fn the_scraped_text_passes_promtool() {
+    let metrics = common::metrics();
+    // Some of every kind, from the catalog, through the recorder.
+    let business = Business::new();
+    business.active_users.set(3.0);
+    business.messages.increment(10);
+    let _layer = HttpMetricsLayer::new(Routes::new(["/users/{id}"]));
+    metrics::histogram!(veza_core::catalog::db::QUERY_DURATION.name, "pool" => "main", "statement" => "get_user")
+        .record(Duration::from_millis(3));
+    metrics::counter!(veza_core::catalog::cache::HITS.name, "cache" => "users").increment(5);
+
+    let exporter = metrics.serve("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (status, headers, body) = common::get(exporter.local_addr(), "/metrics", &[]);
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(n, v)| n == "content-type" && v.starts_with("text/plain; version=0.0.4"))
+    );
+    let text = String::from_utf8(body).unwrap();
+    for expected in [
+        "# TYPE process_cpu_seconds_total counter",
+        "process_resident_memory_bytes ",
+        "system_cpu_usage_ratio{mode=\"user\"}",
+        "active_users 3",
+        "messages_total 10",
+        "db_query_duration_seconds_bucket{pool=\"main\",statement=\"get_user\",le=\"0.005\"} 1",
+        "cache_hits_total{cache=\"users\"} 5",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    promtool_accepts(&text);
+
+    // gzip when asked, same content.
+    let (status, headers, gz) = common::get(
+        exporter.local_addr(),
+        "/metrics",
+        &[("Accept-Encoding", "gzip")],
+    );
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(n, v)| n == "content-encoding" && v == "gzip")
+    );
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut unzipped)
+        .unwrap();
+    assert!(unzipped.contains("# TYPE process_cpu_seconds_total counter"));
+    assert!(gz.len() < unzipped.len() / 2, "gzip did not compress");
+
+    let (status, _, _) = common::get(exporter.local_addr(), "/other", &[]);
+    assert_eq!(status, 404);
+}
+
+/// Runs `promtool check metrics`; without promtool, fails in CI (which installs it) and skips
+/// elsewhere with a note.
+fn promtool_accepts(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("promtool not found ({e}): install Debian's `prometheus` to run this check");
+            return;
+        }
+        Err(e) => panic!("promtool is required in CI (apt-get install prometheus): {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool rejected the text:\n{complaints}"
+    );
+    assert!(
+        complaints.trim().is_empty(),
+        "promtool lint complaints:\n{complaints}"
+    );
+}
