@@ -58,3 +58,8 @@ pub use monitor::{PerformanceMonitor, PerformanceSnapshot};
 pub use process::{ProcessCollector, ProcessSample};
 pub use setup::{BYTES_BUCKETS, Metrics, MetricsBuilder, SECONDS_BUCKETS};
 pub use system::SystemCollector;
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
