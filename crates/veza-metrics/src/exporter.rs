@@ -83,9 +83,8 @@ impl Metrics {
                             .build()
                             .expect("a current-thread runtime");
                         runtime.block_on(async move {
-                            match tokio::net::TcpListener::from_std(listener) {
-                                Ok(listener) => accept_loop(listener, metrics, stopped).await,
-                                Err(_) => {}
+                            if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+                                accept_loop(listener, metrics, stopped).await;
                             }
                         });
                     })

@@ -54,6 +54,7 @@ pub use error::Error;
 pub use exporter::{DEFAULT_ADDR, Exporter};
 pub use family::{Collector, Family};
 pub use layer::{HttpMetrics, HttpMetricsLayer, Routes, UNMATCHED};
+pub use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 pub use monitor::{PerformanceMonitor, PerformanceSnapshot};
 pub use process::{ProcessCollector, ProcessSample};
 pub use setup::{BYTES_BUCKETS, Metrics, MetricsBuilder, SECONDS_BUCKETS};

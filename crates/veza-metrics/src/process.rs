@@ -120,13 +120,16 @@ impl Collector for ProcessCollector {
 #[cfg(target_os = "linux")]
 mod linux {
     use super::ProcessSample;
-    use crate::procfs::{field, numbers, read_into};
+    use crate::procfs::{ProcFile, field, numbers, read_into};
 
-    #[derive(Debug, Clone, Copy)]
+    #[derive(Debug)]
     pub(super) struct Constants {
         ticks: f64,
         page: u64,
         boot_time: u64,
+        stat: ProcFile,
+        status: ProcFile,
+        io: ProcFile,
     }
 
     impl Constants {
@@ -137,6 +140,9 @@ mod linux {
                 ticks: rustix::param::clock_ticks_per_second() as f64,
                 page: rustix::param::page_size() as u64,
                 boot_time: field(&buf, "btime")?,
+                stat: ProcFile::open("/proc/self/stat"),
+                status: ProcFile::open("/proc/self/status"),
+                io: ProcFile::open("/proc/self/io"),
             })
         }
     }
@@ -144,7 +150,7 @@ mod linux {
     pub(super) fn sample(c: &Constants, buf: &mut String) -> Option<ProcessSample> {
         let mut s = ProcessSample::default();
         // /proc/self/stat: fields after the command name, which ends at the last ')'.
-        read_into("/proc/self/stat", buf).then_some(())?;
+        c.stat.read_into(buf).then_some(())?;
         let after = &buf[buf.rfind(')')? + 2..];
         let f: Vec<u64> = numbers(after).collect();
         // Field n of proc(5) is f[n - 3].
@@ -156,13 +162,13 @@ mod linux {
         s.virtual_bytes = at(23);
         s.resident_bytes = at(24) * c.page;
 
-        if read_into("/proc/self/status", buf) {
+        if c.status.read_into(buf) {
             s.context_switches = (
                 field(buf, "voluntary_ctxt_switches").unwrap_or(0),
                 field(buf, "nonvoluntary_ctxt_switches").unwrap_or(0),
             );
         }
-        if read_into("/proc/self/io", buf) {
+        if c.io.read_into(buf) {
             s.io_bytes = field(buf, "read_bytes").zip(field(buf, "write_bytes"));
         }
         s.open_fds = std::fs::read_dir("/proc/self/fd")

@@ -11,6 +11,44 @@ pub(crate) fn read_into(path: &str, buf: &mut String) -> bool {
         .is_ok()
 }
 
+/// A `/proc` file kept open and read again from the start each time: the kernel regenerates
+/// its content on every read from offset 0, and opening costs as much as reading.
+#[derive(Debug)]
+pub(crate) struct ProcFile {
+    file: Option<fs::File>,
+}
+
+impl ProcFile {
+    pub(crate) fn open(path: &str) -> ProcFile {
+        ProcFile {
+            file: fs::File::open(path).ok(),
+        }
+    }
+
+    /// Reads the current content into `buf` (cleared first); `false` if unreadable.
+    pub(crate) fn read_into(&self, buf: &mut String) -> bool {
+        use std::os::unix::fs::FileExt;
+        buf.clear();
+        let Some(file) = &self.file else { return false };
+        let mut bytes = std::mem::take(buf).into_bytes();
+        let mut chunk = [0u8; 4096];
+        let mut offset = 0u64;
+        let ok = loop {
+            match file.read_at(&mut chunk, offset) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    bytes.extend_from_slice(&chunk[..n]);
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+        };
+        *buf = String::from_utf8(bytes).unwrap_or_default();
+        ok && !buf.is_empty()
+    }
+}
+
 /// The value after `key` on the line starting with it (`key:  123 kB` → 123).
 pub(crate) fn field(text: &str, key: &str) -> Option<u64> {
     text.lines()

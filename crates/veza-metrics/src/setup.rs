@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::Unit as MUnit;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use veza_core::catalog::{self, Group, MetricKind, Unit};
 
 use crate::error::Error;
@@ -93,9 +95,7 @@ impl MetricsBuilder {
 
     /// Builds the recorder without installing it (for tests and benchmarks that install it
     /// themselves or use it locally): returns the recorder and the handle.
-    pub fn build(
-        self,
-    ) -> Result<(metrics_exporter_prometheus::PrometheusRecorder, Metrics), Error> {
+    pub fn build(self) -> Result<(PrometheusRecorder, Metrics), Error> {
         let recorder = self.prometheus()?.build_recorder();
         let handle = recorder.handle();
         Ok((recorder, self.finish(handle)))

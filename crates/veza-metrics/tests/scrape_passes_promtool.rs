@@ -68,6 +68,10 @@ fn the_scraped_text_passes_promtool() {
 
 /// Runs `promtool check metrics`; without promtool, fails in CI (which installs it) and skips
 /// elsewhere with a note.
+#[allow(
+    clippy::print_stderr,
+    reason = "the note says why the check was skipped"
+)]
 fn promtool_accepts(text: &str) {
     let child = Command::new("promtool")
         .args(["check", "metrics"])
