@@ -1,0 +1,42 @@
+//! A PostgreSQL connection pool on bb8 that serves waiters in order, never hands out a dead
+//! connection, and fails fast with the server's own error.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), veza_dbpool::Error> {
+//! let pool = veza_dbpool::Pool::from_url("postgres://app@127.0.0.1/app")?;
+//! let conn = pool.get().await?; // fair, checked, fails fast with the real cause
+//! let row = conn.query_one("SELECT $1::int + 1", &[&41]).await?;
+//! assert_eq!(row.get::<_, i32>(0), 42);
+//! # Ok(()) }
+//! ```
+//!
+//! See [`Pool`] for what it fixes in bb8's defaults, [`Config`] for the knobs, and [`Error`]
+//! for the classified errors.
+//!
+//! # Not included yet
+//!
+//! The query helpers of the guide's query section (COPY batch insert, keyset pagination,
+//! retrying transactions, cached queries through `veza_core::AsyncCache`), TLS, and the
+//! `users` example repository.
+//!
+//! # Supported Rust versions
+//!
+//! Rust 1.85 or newer.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod manager;
+mod metrics;
+mod pool;
+
+pub use config::Config;
+pub use error::Error;
+pub use manager::Connection;
+pub use pool::{Conn, Pool};
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

@@ -1,0 +1,71 @@
+//! The bb8 connection manager: opens tokio-postgres connections, publishes connect errors for
+//! waiting checkouts, and says when a connection is broken.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio_postgres::{Client, NoTls, Statement};
+
+/// A pooled PostgreSQL connection.
+#[derive(Debug)]
+pub struct Connection {
+    pub(crate) client: Client,
+    /// When it was last handed back to the pool.
+    pub(crate) last_used: Instant,
+    /// Set when an error showed the connection unusable.
+    pub(crate) broken: bool,
+    /// Prepared statements by SQL text.
+    pub(crate) statements: HashMap<String, Statement>,
+}
+
+/// The latest connect error, shared with waiting checkouts.
+pub(crate) type ConnectErrors = watch::Sender<Option<Arc<tokio_postgres::Error>>>;
+
+pub(crate) struct Manager {
+    pub(crate) pg: tokio_postgres::Config,
+    pub(crate) errors: ConnectErrors,
+    pub(crate) created: metrics::Counter,
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = Arc<tokio_postgres::Error>;
+
+    async fn connect(&self) -> Result<Connection, Self::Error> {
+        match self.pg.connect(NoTls).await {
+            Ok((client, connection)) => {
+                // The connection future drives the socket; it ends when the client is dropped
+                // or the server goes away (then `client.is_closed()` turns true).
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                self.created.increment(1);
+                Ok(Connection {
+                    client,
+                    last_used: Instant::now(),
+                    broken: false,
+                    statements: HashMap::new(),
+                })
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                self.errors.send_replace(Some(e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), Self::Error> {
+        conn.client
+            .simple_query("")
+            .await
+            .map(drop)
+            .map_err(Arc::new)
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.broken || conn.client.is_closed()
+    }
+}

@@ -1,0 +1,88 @@
+//! The pool's catalog metrics, with kept handles.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram};
+use veza_core::PoolStats;
+use veza_core::catalog::db as catalog;
+
+pub(crate) struct PoolMetrics {
+    active: Gauge,
+    idle: Gauge,
+    pending: Gauge,
+    wait: Histogram,
+    timeouts: Counter,
+    pub(crate) created: Counter,
+    closed: [Counter; 4],
+    waiting: AtomicU64,
+    timeouts_total: AtomicU64,
+    broken_seen: AtomicU64,
+}
+
+/// Leaves the waiting count when the checkout ends, however it ends.
+pub(crate) struct Waiting<'a>(&'a PoolMetrics);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Relaxed);
+        self.0.pending.decrement(1.0);
+    }
+}
+
+impl PoolMetrics {
+    pub(crate) fn new(pool: &str) -> PoolMetrics {
+        let p = pool.to_owned();
+        PoolMetrics {
+            active: metrics::gauge!(catalog::CONNECTIONS_ACTIVE.name, "pool" => p.clone()),
+            idle: metrics::gauge!(catalog::CONNECTIONS_IDLE.name, "pool" => p.clone()),
+            pending: metrics::gauge!(catalog::PENDING_CHECKOUTS.name, "pool" => p.clone()),
+            wait: metrics::histogram!(catalog::CHECKOUT_WAIT.name, "pool" => p.clone()),
+            timeouts: metrics::counter!(catalog::CHECKOUT_TIMEOUTS.name, "pool" => p.clone()),
+            created: metrics::counter!(catalog::CONNECTIONS_CREATED.name, "pool" => p.clone()),
+            closed: ["broken", "invalid", "max_lifetime", "idle_timeout"].map(|reason| {
+                metrics::counter!(catalog::CONNECTIONS_CLOSED.name, "pool" => p.clone(), "reason" => reason)
+            }),
+            waiting: AtomicU64::new(0),
+            timeouts_total: AtomicU64::new(0),
+            broken_seen: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn waiting(&self) -> Waiting<'_> {
+        self.waiting.fetch_add(1, Relaxed);
+        self.pending.increment(1.0);
+        Waiting(self)
+    }
+
+    pub(crate) fn waiting_now(&self) -> u64 {
+        self.waiting.load(Relaxed)
+    }
+
+    pub(crate) fn checked_out(&self, waited: Duration) {
+        self.wait.record(waited);
+    }
+
+    pub(crate) fn timeout(&self) {
+        self.timeouts_total.fetch_add(1, Relaxed);
+        self.timeouts.increment(1);
+    }
+
+    pub(crate) fn timeouts_now(&self) -> u64 {
+        self.timeouts_total.load(Relaxed)
+    }
+
+    /// A connection found dead at checkout (bb8 counts it as broken when it comes back).
+    pub(crate) fn closed_broken(&self) {
+        self.broken_seen.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn publish(&self, stats: &PoolStats, s: &bb8::Statistics) {
+        self.active.set(stats.in_use as f64);
+        self.idle.set(stats.idle as f64);
+        self.closed[0].absolute(s.connections_closed_broken);
+        self.closed[1].absolute(s.connections_closed_invalid);
+        self.closed[2].absolute(s.connections_closed_max_lifetime);
+        self.closed[3].absolute(s.connections_closed_idle_timeout);
+    }
+}

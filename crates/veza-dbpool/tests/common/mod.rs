@@ -1,0 +1,31 @@
+//! Helpers shared by the integration tests: the database URL and pool configurations.
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use std::time::Duration;
+
+use veza_dbpool::Config;
+
+/// `DATABASE_URL`, or the local server of the project's machines.
+pub(crate) fn url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A config for the test database with a unique application name, so a test can find (and
+/// terminate) its own backends.
+pub(crate) fn config(tag: &str, max_size: u32) -> Config {
+    let mut c = Config::from_url(&url()).unwrap();
+    c.pg.application_name(&format!("veza-test-{tag}-{}", std::process::id()));
+    c.max_size = max_size;
+    c.checkout_timeout = Duration::from_secs(5);
+    c
+}
+
+/// A multi-threaded runtime for one test.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
