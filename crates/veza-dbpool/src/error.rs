@@ -32,7 +32,9 @@ impl Error {
     /// The SQLSTATE code the server sent, if any (`"28P01"`, `"40001"`...).
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            Error::Connect(e) | Error::Query(e) => e.code().map(|c| c.code()),
+            Error::Connect(e) | Error::Query(e) => {
+                e.code().map(tokio_postgres::error::SqlState::code)
+            }
             _ => None,
         }
     }
@@ -101,12 +103,12 @@ impl Classify for Error {
         match self {
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::InvalidConfig(_) => ErrorKind::InvalidInput,
-            Error::Connect(e) => match e.code().map(|c| c.code()) {
+            Error::Connect(e) => match e.code().map(tokio_postgres::error::SqlState::code) {
                 // Authentication and unknown role or database: retrying will not help.
                 Some(c) if c.starts_with("28") || c == "3D000" => ErrorKind::InvalidInput,
                 _ => ErrorKind::Unavailable,
             },
-            Error::Query(e) => match e.code().map(|c| c.code()) {
+            Error::Query(e) => match e.code().map(tokio_postgres::error::SqlState::code) {
                 _ if breaks(e) => ErrorKind::Unavailable,
                 // query_canceled (statement_timeout), lock_not_available.
                 Some("57014" | "55P03") => ErrorKind::Timeout,

@@ -1,8 +1,10 @@
 //! [`Pool`]: fair, fail-fast checkouts on top of bb8, and [`Conn`], the checked-out connection.
 
 use std::fmt;
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, SemaphorePermit, watch};
@@ -82,24 +84,35 @@ impl Pool {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.config.checkout_timeout);
         let _waiting = self.metrics.waiting();
-        let permit = match tokio::time::timeout_at(deadline, self.fair.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(self.timed_out(started)),
+        // Fast path without a timer: a permit is free (the semaphore is fair, so this only
+        // succeeds when nobody is queued).
+        let permit = match self.fair.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => match tokio::time::timeout_at(deadline, self.fair.acquire()).await {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(self.timed_out(started)),
+            },
         };
         loop {
             let mut errors = self.errors.subscribe();
             errors.borrow_and_update();
-            let got = tokio::select! {
-                biased;
-                got = self.inner.get() => got,
-                changed = errors.changed() => {
-                    let cause = errors.borrow().clone();
-                    match (changed, cause) {
-                        (Ok(()), Some(cause)) => return Err(Error::Connect(cause)),
-                        _ => continue,
+            let mut get = std::pin::pin!(self.inner.get());
+            // Fast path: with our permit, bb8 usually has an idle connection ready now.
+            let first = std::future::poll_fn(|cx| Poll::Ready(get.as_mut().poll(cx))).await;
+            let got = match first {
+                Poll::Ready(got) => got,
+                Poll::Pending => tokio::select! {
+                    biased;
+                    got = &mut get => got,
+                    changed = errors.changed() => {
+                        let cause = errors.borrow().clone();
+                        match (changed, cause) {
+                            (Ok(()), Some(cause)) => return Err(Error::Connect(cause)),
+                            _ => continue,
+                        }
                     }
-                }
-                () = tokio::time::sleep_until(deadline) => return Err(self.timed_out(started)),
+                    () = tokio::time::sleep_until(deadline) => return Err(self.timed_out(started)),
+                },
             };
             let mut conn = match got {
                 Ok(conn) => conn,

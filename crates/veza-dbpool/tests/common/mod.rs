@@ -15,7 +15,7 @@ pub(crate) fn url() -> String {
 /// terminate) its own backends.
 pub(crate) fn config(tag: &str, max_size: u32) -> Config {
     let mut c = Config::from_url(&url()).unwrap();
-    c.pg.application_name(&format!("veza-test-{tag}-{}", std::process::id()));
+    c.pg.application_name(format!("veza-test-{tag}-{}", std::process::id()));
     c.max_size = max_size;
     c.checkout_timeout = Duration::from_secs(5);
     c
