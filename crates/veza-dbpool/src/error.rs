@@ -26,6 +26,8 @@ pub enum Error {
     Query(Arc<tokio_postgres::Error>),
     /// The configuration is wrong; the message says how.
     InvalidConfig(String),
+    /// A pagination cursor is malformed or was altered; the message says how.
+    InvalidCursor(String),
 }
 
 impl Error {
@@ -74,6 +76,7 @@ impl fmt::Display for Error {
             Error::Connect(e) => write!(f, "cannot connect to the database: {}", detail(e)),
             Error::Query(e) => write!(f, "database query failed: {}", detail(e)),
             Error::InvalidConfig(why) => write!(f, "invalid database pool config: {why}"),
+            Error::InvalidCursor(why) => write!(f, "invalid page cursor: {why}"),
         }
     }
 }
@@ -102,7 +105,7 @@ impl Classify for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::Timeout { .. } => ErrorKind::Timeout,
-            Error::InvalidConfig(_) => ErrorKind::InvalidInput,
+            Error::InvalidConfig(_) | Error::InvalidCursor(_) => ErrorKind::InvalidInput,
             Error::Connect(e) => match e.code().map(tokio_postgres::error::SqlState::code) {
                 // Authentication and unknown role or database: retrying will not help.
                 Some(c) if c.starts_with("28") || c == "3D000" => ErrorKind::InvalidInput,

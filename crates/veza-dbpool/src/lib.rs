@@ -26,15 +26,22 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod copy;
+mod cursor;
 mod error;
 mod manager;
 mod metrics;
 mod pool;
+mod transaction;
+pub mod users;
 
 pub use config::Config;
+pub use copy::quote_ident;
+pub use cursor::Cursor;
 pub use error::Error;
 pub use manager::Connection;
 pub use pool::{Conn, Pool};
+pub use transaction::{Isolation, RetryPolicy};
 
 /// The README's example, compiled as a doctest.
 #[cfg(doctest)]

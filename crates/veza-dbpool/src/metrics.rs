@@ -18,6 +18,7 @@ pub(crate) struct PoolMetrics {
     waiting: AtomicU64,
     timeouts_total: AtomicU64,
     broken_seen: AtomicU64,
+    pool: String,
 }
 
 /// Leaves the waiting count when the checkout ends, however it ends.
@@ -46,6 +47,7 @@ impl PoolMetrics {
             waiting: AtomicU64::new(0),
             timeouts_total: AtomicU64::new(0),
             broken_seen: AtomicU64::new(0),
+            pool: p,
         }
     }
 
@@ -75,6 +77,16 @@ impl PoolMetrics {
     /// A connection found dead at checkout (bb8 counts it as broken when it comes back).
     pub(crate) fn closed_broken(&self) {
         self.broken_seen.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn transaction(&self, outcome: &'static str) {
+        metrics::counter!(catalog::TRANSACTIONS.name, "pool" => self.pool.clone(), "outcome" => outcome)
+            .increment(1);
+    }
+
+    pub(crate) fn retry(&self, reason: &'static str) {
+        metrics::counter!(catalog::TRANSACTION_RETRIES.name, "pool" => self.pool.clone(), "reason" => reason)
+            .increment(1);
     }
 
     pub(crate) fn publish(&self, stats: &PoolStats, s: &bb8::Statistics) {

@@ -140,6 +140,10 @@ impl Pool {
         }
     }
 
+    pub(crate) fn metrics(&self) -> &PoolMetrics {
+        &self.metrics
+    }
+
     fn timed_out(&self, started: Instant) -> Error {
         self.metrics.timeout();
         let state = self.inner.state();
@@ -240,6 +244,11 @@ impl Conn<'_> {
                 .insert(sql.to_owned(), statement.clone());
         }
         Ok(statement)
+    }
+
+    /// Marks the connection broken: it is dropped instead of going back to the pool.
+    pub(crate) fn failed_broken(&mut self) {
+        self.conn.broken = true;
     }
 
     /// Wraps a driver error, marking the connection broken when the error says so.

@@ -29,3 +29,38 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// A pool whose connections work in a fresh schema of their own (dropped by [`Schema`]'s
+/// `drop`), so tests run in parallel and leave nothing behind.
+pub(crate) struct Schema {
+    pub(crate) name: String,
+}
+
+impl Schema {
+    pub(crate) async fn create(tag: &str) -> Schema {
+        let name = format!("veza_test_{tag}_{}", std::process::id());
+        let admin = veza_dbpool::Pool::new(config(&format!("{tag}-admin"), 1)).unwrap();
+        let conn = admin.get().await.unwrap();
+        conn.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name};"
+        ))
+        .await
+        .unwrap();
+        Schema { name }
+    }
+
+    /// A pool of `max_size` whose search path is this schema.
+    pub(crate) fn pool(&self, max_size: u32) -> veza_dbpool::Pool {
+        let mut c = config(&self.name, max_size);
+        c.pg.options(&format!("-c search_path={}", self.name));
+        veza_dbpool::Pool::new(c).unwrap()
+    }
+
+    pub(crate) async fn drop_now(self) {
+        let admin = veza_dbpool::Pool::new(config("drop", 1)).unwrap();
+        let conn = admin.get().await.unwrap();
+        conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,87 @@
+//! Batch insert through `COPY ... FROM STDIN BINARY`: one statement, rows streamed in the
+//! binary format, all or nothing.
+
+use std::pin::pin;
+
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use crate::error::Error;
+use crate::pool::Conn;
+
+/// `"name"` with inner quotes doubled: a safe SQL identifier whatever `name` holds.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl Conn<'_> {
+    /// Inserts `rows` into `table (columns)` with binary `COPY`, and returns the number of
+    /// rows inserted. Each row gives one value per column, of the matching `types`.
+    ///
+    /// COPY is one statement: a row the server rejects (a constraint, a bad value) aborts the
+    /// whole batch and nothing is inserted. About 40 times faster than one `INSERT` per row
+    /// (`cargo xtask bench --filter dbpool/batch_insert`). `table` may be schema-qualified
+    /// (`"app.users"` is split on the dot); names are quoted, never spliced raw.
+    pub async fn copy_rows<'r, I, R>(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        types: &[Type],
+        rows: I,
+    ) -> Result<u64, Error>
+    where
+        I: IntoIterator<Item = R>,
+        R: AsRef<[&'r (dyn ToSql + Sync)]>,
+    {
+        if columns.len() != types.len() {
+            return Err(Error::InvalidConfig(format!(
+                "copy_in: {} columns but {} types",
+                columns.len(),
+                types.len()
+            )));
+        }
+        let table_sql = table
+            .split('.')
+            .map(quote_ident)
+            .collect::<Vec<_>>()
+            .join(".");
+        let columns_sql = columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("COPY {table_sql} ({columns_sql}) FROM STDIN BINARY");
+        let sink = tokio_postgres::Client::copy_in::<_, bytes::Bytes>(self, &sql)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, types));
+        for row in rows {
+            let row = row.as_ref();
+            if row.len() != types.len() {
+                // Dropping the writer without finishing aborts the COPY: nothing is inserted.
+                return Err(Error::InvalidConfig(format!(
+                    "copy_in: a row has {} values for {} columns",
+                    row.len(),
+                    types.len()
+                )));
+            }
+            writer
+                .as_mut()
+                .write(row)
+                .await
+                .map_err(|e| self.failed(e))?;
+        }
+        writer.as_mut().finish().await.map_err(|e| self.failed(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("users"), "\"users\"");
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+    }
+}
