@@ -42,14 +42,33 @@ fn main() {
             return;
         }
     };
-    if !bench.wants(select1.id()) && !bench.wants(tail.id()) {
-        return;
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    let batch = Case::new(
+        "dbpool/batch_insert_100k",
+        "insert users: binary COPY of 100,000 rows vs one prepared INSERT per row in one transaction (row-by-row inserts 5,000 per sample: its rate is per second)",
+        Metric::Throughput,
+        "rows/s",
+        "veza-dbpool",
+    )
+    .samples(5, 2);
+    let deep = Case::new(
+        "dbpool/page_deep",
+        "one 100-row page at depth 900,000 of 1,000,000 users: keyset cursor vs OFFSET",
+        Metric::Latency,
+        "ns",
+        "veza-dbpool",
+    )
+    .samples(5, 3);
+    if bench.wants(batch.id()) || bench.wants(deep.id()) {
+        rt.block_on(queries(&bench, &url, &batch, &deep));
+    }
+    if !bench.wants(select1.id()) && !bench.wants(tail.id()) {
+        return;
+    }
     let per_task = if bench.quick() { 100 } else { 300 };
     let contenders: Vec<(&str, Checkout)> = rt.block_on(async {
         vec![
@@ -164,4 +183,144 @@ fn deadpool(url: &str) -> Checkout {
             waited
         })
     })
+}
+
+/// A pool whose search path is the bench schema.
+fn schema_pool(url: &str, schema: &str) -> veza_dbpool::Pool {
+    let mut config = veza_dbpool::Config::from_url(url).expect("url");
+    config.max_size = 2;
+    config.checkout_timeout = Duration::from_secs(60);
+    config.pg.options(format!("-c search_path={schema}"));
+    veza_dbpool::Pool::new(config).expect("pool")
+}
+
+fn people(n: usize, from: usize) -> Vec<veza_dbpool::users::NewUser> {
+    (from..from + n)
+        .map(|i| veza_dbpool::users::NewUser {
+            email: format!("user{i}@example.com"),
+            name: format!("User {i}"),
+            created_at: std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + i as u64),
+        })
+        .collect()
+}
+
+async fn queries(bench: &Bench, url: &str, batch: &Case, deep: &Case) {
+    let schema = "veza_bench_dbpool";
+    let admin = schema_pool(url, "public");
+    admin
+        .get()
+        .await
+        .expect("admin")
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"
+        ))
+        .await
+        .expect("schema");
+    let pool = schema_pool(url, schema);
+    let users = veza_dbpool::users::Users::new(&pool);
+    users.migrate().await.expect("migrate");
+    let rows = people(100_000, 0);
+    let few = people(5_000, 0);
+    let handle = tokio::runtime::Handle::current();
+
+    // Blocking harness calls from inside the runtime: run them on a blocking thread.
+    let truncate = |pool: &veza_dbpool::Pool| {
+        handle.block_on(async {
+            pool.get()
+                .await
+                .expect("conn")
+                .batch_execute("TRUNCATE users")
+                .await
+                .expect("truncate");
+        });
+    };
+    tokio::task::block_in_place(|| {
+        bench.run(
+            batch,
+            vec![
+                Contender::new("veza-dbpool", || {
+                    truncate(&pool);
+                    let t = Instant::now();
+                    let n = handle.block_on(users.batch_insert(&rows)).expect("copy");
+                    assert_eq!(n, rows.len() as u64);
+                    n as f64 / t.elapsed().as_secs_f64()
+                }),
+                Contender::new("row-by-row", || {
+                    truncate(&pool);
+                    let t = Instant::now();
+                    handle.block_on(async {
+                        let mut conn = pool.get().await.expect("conn");
+                        let tx = conn.transaction().await.expect("tx");
+                        let insert = tx
+                            .prepare(
+                                "INSERT INTO users (email, name, created_at) VALUES ($1, $2, $3)",
+                            )
+                            .await
+                            .expect("prepare");
+                        for u in &few {
+                            tx.execute(&insert, &[&u.email, &u.name, &u.created_at])
+                                .await
+                                .expect("insert");
+                        }
+                        tx.commit().await.expect("commit");
+                    });
+                    few.len() as f64 / t.elapsed().as_secs_f64()
+                }),
+            ],
+        );
+    });
+
+    if bench.wants(deep.id()) {
+        pool.get()
+            .await
+            .expect("conn")
+            .batch_execute("TRUNCATE users")
+            .await
+            .expect("truncate");
+        // 1,000,000 users, loaded by COPY in chunks.
+        for chunk in 0..10 {
+            users
+                .batch_insert(&people(100_000, chunk * 100_000))
+                .await
+                .expect("load");
+        }
+        pool.get()
+            .await
+            .expect("conn")
+            .batch_execute("ANALYZE users")
+            .await
+            .expect("analyze");
+        let before = users.page_offset(899_999, 1).await.expect("row");
+        let cursor = before[0].cursor();
+        tokio::task::block_in_place(|| {
+            bench.run(
+                deep,
+                vec![
+                    Contender::new("veza-dbpool", || {
+                        let t = Instant::now();
+                        let (page, _) = handle
+                            .block_on(users.page_after(Some(&cursor), 100))
+                            .expect("page");
+                        assert_eq!(page.len(), 100);
+                        t.elapsed().as_nanos() as f64
+                    }),
+                    Contender::new("offset", || {
+                        let t = Instant::now();
+                        let page = handle
+                            .block_on(users.page_offset(900_000, 100))
+                            .expect("page");
+                        assert_eq!(page.len(), 100);
+                        t.elapsed().as_nanos() as f64
+                    }),
+                ],
+            );
+        });
+    }
+    admin
+        .get()
+        .await
+        .expect("admin")
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .expect("drop schema");
 }

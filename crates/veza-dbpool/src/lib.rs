@@ -13,11 +13,13 @@
 //! See [`Pool`] for what it fixes in bb8's defaults, [`Config`] for the knobs, and [`Error`]
 //! for the classified errors.
 //!
+//! Query helpers: [`Conn::copy_rows`] (binary COPY), [`Cursor`] (keyset pagination),
+//! [`Pool::transaction`] (retried on serialization failures and deadlocks),
+//! [`Conn::prepare_cached`], and the guide's `users` table in [`users`].
+//!
 //! # Not included yet
 //!
-//! The query helpers of the guide's query section (COPY batch insert, keyset pagination,
-//! retrying transactions, cached queries through `veza_core::AsyncCache`), TLS, and the
-//! `users` example repository.
+//! TLS (rustls) and the per-statement query-duration histogram.
 //!
 //! # Supported Rust versions
 //!

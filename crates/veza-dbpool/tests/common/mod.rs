@@ -52,7 +52,7 @@ impl Schema {
     /// A pool of `max_size` whose search path is this schema.
     pub(crate) fn pool(&self, max_size: u32) -> veza_dbpool::Pool {
         let mut c = config(&self.name, max_size);
-        c.pg.options(&format!("-c search_path={}", self.name));
+        c.pg.options(format!("-c search_path={}", self.name));
         veza_dbpool::Pool::new(c).unwrap()
     }
 
