@@ -11,7 +11,7 @@ use quick_cache::Equivalent;
 use veza_core::{CacheStats, Observe};
 
 use crate::config::CacheBuilder;
-use crate::entry::{Hooks, Slot, Weigher};
+use crate::entry::{Hooks, Idle, Slot, Weigher};
 use crate::stats::{CacheMetrics, Counters, Event};
 
 /// What a lookup found.
@@ -46,6 +46,7 @@ pub struct Cache<K, V> {
     pub(crate) inner: Inner<K, V>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) ttl: Option<Duration>,
+    pub(crate) idle: Option<Idle>,
     pub(crate) negative_ttl: Option<Duration>,
     capacity: u64,
     current_capacity: AtomicU64,
@@ -91,6 +92,10 @@ where
             inner,
             counters,
             ttl: b.ttl,
+            idle: b.tti.map(|limit| Idle {
+                epoch: Instant::now(),
+                limit,
+            }),
             negative_ttl: b.negative_ttl,
             capacity: b.capacity,
             current_capacity: AtomicU64::new(b.capacity),
@@ -138,8 +143,27 @@ where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         match slot {
-            Slot::Value { value, expires } => {
-                if expires.is_some_and(|e| Instant::now() >= e) {
+            Slot::Value {
+                value,
+                expires,
+                touched,
+            } => {
+                let timed = expires.is_some() || touched.is_some();
+                let now = if timed { Some(Instant::now()) } else { None };
+                let idle_too_long = || match (&touched, self.idle, now) {
+                    (Some(t), Some(idle), Some(now)) => {
+                        let ms = idle.ms(now);
+                        let limit = u64::try_from(idle.limit.as_millis()).unwrap_or(u64::MAX);
+                        if ms.saturating_sub(t.load(Relaxed)) > limit {
+                            true
+                        } else {
+                            t.store(ms, Relaxed); // a read resets the idle clock
+                            false
+                        }
+                    }
+                    _ => false,
+                };
+                if expires.is_some_and(|e| now.is_some_and(|n| n >= e)) || idle_too_long() {
                     self.remove_expired(key);
                     Lookup::Missing
                 } else {
@@ -161,9 +185,25 @@ where
     /// Stores `value` under `key`, replacing any previous value; the time to live starts now.
     /// A value heavier than a shard's share of the capacity is not kept.
     pub fn insert(&self, key: K, value: V) {
-        let expires = self.ttl.map(|t| Instant::now() + t);
-        self.inner.insert(key, Slot::Value { value, expires });
+        self.inner.insert(key, self.value_slot(value, self.ttl));
         self.counters.add(Event::Insert, 1);
+    }
+
+    /// Like [`insert`](Cache::insert) with this entry's own time to live instead of the
+    /// cache's (per-entry expiry).
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        self.inner.insert(key, self.value_slot(value, Some(ttl)));
+        self.counters.add(Event::Insert, 1);
+    }
+
+    /// A stored value with its expiry and, with a time to idle, its idle clock.
+    pub(crate) fn value_slot(&self, value: V, ttl: Option<Duration>) -> Slot<V> {
+        let now = Instant::now();
+        Slot::Value {
+            value,
+            expires: ttl.map(|t| now + t),
+            touched: self.idle.map(|idle| Arc::new(AtomicU64::new(idle.ms(now)))),
+        }
     }
 
     /// Removes `key`; `true` if it was present.
@@ -244,7 +284,7 @@ where
         let now = Instant::now();
         if self
             .inner
-            .remove_if(key, |slot| slot.expired(now))
+            .remove_if(key, |slot| slot.expired(now, self.idle))
             .is_some()
         {
             self.counters.add(Event::EvictExpired, 1);

@@ -16,6 +16,7 @@ pub struct CacheBuilder<K, V> {
     pub(crate) estimated_entries: Option<usize>,
     pub(crate) weigher: Option<WeighFn<K, V>>,
     pub(crate) ttl: Option<Duration>,
+    pub(crate) tti: Option<Duration>,
     pub(crate) negative_ttl: Option<Duration>,
 }
 
@@ -27,6 +28,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
             estimated_entries: None,
             weigher: None,
             ttl: None,
+            tti: None,
             negative_ttl: None,
         }
     }
@@ -70,6 +72,14 @@ where
         self
     }
 
+    /// Entries not read for this long expire (checked on read; each read restarts the
+    /// clock). Costs an atomic store per hit on the entry's idle clock, so only set it when
+    /// needed.
+    pub fn time_to_idle(mut self, tti: Duration) -> Self {
+        self.tti = Some(tti);
+        self
+    }
+
     /// Caches "not found" answers of [`try_get_or_load_opt`](Cache::try_get_or_load_opt) for
     /// this long. Without it, absences are not cached.
     pub fn negative_ttl(mut self, ttl: Duration) -> Self {
@@ -82,7 +92,10 @@ where
         if self.capacity == 0 {
             return Err(ConfigError("capacity must be at least 1"));
         }
-        if self.ttl.is_some_and(|t| t.is_zero()) || self.negative_ttl.is_some_and(|t| t.is_zero()) {
+        if [self.ttl, self.tti, self.negative_ttl]
+            .iter()
+            .any(|t| t.is_some_and(|t| t.is_zero()))
+        {
             return Err(ConfigError("time to live must be above zero"));
         }
         Ok(Cache::from_builder(self))
@@ -96,6 +109,7 @@ impl<K, V> fmt::Debug for CacheBuilder<K, V> {
             .field("capacity", &self.capacity)
             .field("weighed", &self.weigher.is_some())
             .field("ttl", &self.ttl)
+            .field("tti", &self.tti)
             .field("negative_ttl", &self.negative_ttl)
             .finish()
     }

@@ -1,7 +1,8 @@
 //! What the cache stores per key, how it is weighed, and the hook that counts evictions.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use veza_core::SharedError;
 
@@ -11,16 +12,49 @@ use crate::stats::{Counters, Event};
 /// kept just long enough to hand it to the callers waiting on that load.
 #[derive(Clone)]
 pub(crate) enum Slot<V> {
-    Value { value: V, expires: Option<Instant> },
-    Absent { expires: Instant },
+    Value {
+        value: V,
+        expires: Option<Instant>,
+        /// With a time to idle: the last read, in milliseconds since the cache's epoch.
+        touched: Option<Arc<AtomicU64>>,
+    },
+    Absent {
+        expires: Instant,
+    },
     Failed(SharedError),
 }
 
+/// The clock of time-to-idle: an epoch and the idle limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Idle {
+    pub(crate) epoch: Instant,
+    pub(crate) limit: Duration,
+}
+
+impl Idle {
+    /// Milliseconds since the epoch at `now`.
+    pub(crate) fn ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 impl<V> Slot<V> {
-    /// Whether the entry is past its time to live at `now` (errors never count as fresh).
-    pub(crate) fn expired(&self, now: Instant) -> bool {
+    /// Whether the entry is past its time to live, or idle too long, at `now` (errors never
+    /// count as fresh).
+    pub(crate) fn expired(&self, now: Instant, idle: Option<Idle>) -> bool {
         match self {
-            Slot::Value { expires, .. } => expires.is_some_and(|e| now >= e),
+            Slot::Value {
+                expires, touched, ..
+            } => {
+                expires.is_some_and(|e| now >= e)
+                    || match (touched, idle) {
+                        (Some(t), Some(idle)) => {
+                            idle.ms(now).saturating_sub(t.load(Relaxed))
+                                > u64::try_from(idle.limit.as_millis()).unwrap_or(u64::MAX)
+                        }
+                        _ => false,
+                    }
+            }
             Slot::Absent { expires } => now >= *expires,
             Slot::Failed(_) => true,
         }

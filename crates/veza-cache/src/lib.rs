@@ -6,7 +6,8 @@
 //! The guide's `CacheOptimizer` is a map under a read-write lock that never evicts, and its
 //! search is a binary search under a lock. This crate replaces both:
 //!
-//! - [`Cache<K, V>`]: bounded by entries or by weight (bytes with a weigher), lazy time to live,
+//! - [`Cache<K, V>`]: bounded by entries or by weight (bytes with a weigher), lazy time to live
+//!   (per entry too) and time to idle,
 //!   invalidation by key, predicate or all, exact [`CacheStats`](veza_core::CacheStats)
 //!   through [`Observe`](veza_core::Observe) and the `cache_*` catalog metrics, and
 //!   [`shrink_to_fraction`](Cache::shrink_to_fraction) for memory pressure.
@@ -42,8 +43,8 @@
 //! --filter cache`), moka's read path costs about a microsecond and would make a cache slower
 //! than the guide's `RwLock<HashMap>`; quick_cache reads in tens of nanoseconds with a hit
 //! ratio at least as good. What quick_cache lacks, this crate adds: statistics, time to live
-//! (checked on read), shared errors for single flight, negative caching. Time-to-idle and
-//! per-entry expiry (moka's strengths) are not offered yet.
+//! (cache-wide or per entry) and time to idle, both checked on read, shared errors for single
+//! flight, negative caching. Eviction listeners (a moka strength) are not offered.
 //!
 //! # Supported Rust versions
 //!

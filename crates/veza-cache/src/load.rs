@@ -193,11 +193,7 @@ where
     ) -> Result<Option<V>, SharedError> {
         match &outcome {
             Ok(Some(value)) => {
-                let expires = self.ttl.map(|t| Instant::now() + t);
-                insert(Slot::Value {
-                    value: value.clone(),
-                    expires,
-                });
+                insert(self.value_slot(value.clone(), self.ttl));
                 self.counters.add(Event::Insert, 1);
             }
             Ok(None) => match self.negative_ttl {
@@ -210,7 +206,7 @@ where
                         expires: Instant::now(),
                     });
                     self.inner.remove_if(key, |s| {
-                        matches!(s, Slot::Absent { .. }) && s.expired(Instant::now())
+                        matches!(s, Slot::Absent { .. }) && s.expired(Instant::now(), None)
                     });
                 }
             },

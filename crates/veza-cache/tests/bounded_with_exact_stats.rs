@@ -116,3 +116,44 @@ fn bad_configs_are_refused() {
             .is_err()
     );
 }
+
+#[test]
+fn entries_idle_too_long_expire_and_reads_keep_them_alive() {
+    let cache = Cache::<u32, u32>::builder()
+        .time_to_idle(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    cache.insert(1, 10);
+    cache.insert(2, 20);
+    // Keep reading 1 more often than the idle limit; leave 2 alone.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(400) {
+        assert_eq!(cache.get(&1), Some(10), "a read entry must stay");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(cache.get(&2), None, "an idle entry must expire");
+    assert_eq!(cache.snapshot().evictions_expired, 1);
+}
+
+#[test]
+fn an_entry_can_have_its_own_time_to_live() {
+    let cache = Cache::<u32, u32>::builder()
+        .time_to_live(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    cache.insert_with_ttl(1, 10, Duration::from_millis(50));
+    cache.insert(2, 20);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache.get(&1).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the short-lived entry never expired"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        cache.get(&2),
+        Some(20),
+        "the cache-wide TTL still applies to the others"
+    );
+}
