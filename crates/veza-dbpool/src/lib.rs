@@ -19,7 +19,7 @@
 //!
 //! # Not included yet
 //!
-//! TLS (rustls) and the per-statement query-duration histogram.
+//! TLS (rustls).
 //!
 //! # Supported Rust versions
 //!

@@ -37,6 +37,7 @@ pub struct Pool {
     errors: watch::Sender<Option<Arc<tokio_postgres::Error>>>,
     config: Config,
     metrics: PoolMetrics,
+    pool_name: std::sync::Arc<str>,
 }
 
 impl Pool {
@@ -64,6 +65,7 @@ impl Pool {
             inner,
             fair: Semaphore::new(config.max_size as usize),
             errors,
+            pool_name: config.name.as_str().into(),
             config,
             metrics,
         })
@@ -136,6 +138,7 @@ impl Pool {
                 conn,
                 _permit: permit,
                 statement_cache: self.config.statement_cache,
+                pool_name: self.pool_name.clone(),
             });
         }
     }
@@ -221,6 +224,7 @@ pub struct Conn<'a> {
     conn: bb8::PooledConnection<'a, Manager>,
     _permit: SemaphorePermit<'a>,
     statement_cache: bool,
+    pool_name: std::sync::Arc<str>,
 }
 
 impl Conn<'_> {
@@ -244,6 +248,26 @@ impl Conn<'_> {
                 .insert(sql.to_owned(), statement.clone());
         }
         Ok(statement)
+    }
+
+    /// Runs a query future, records its duration in `db_query_duration_seconds` with this
+    /// pool's name and `statement` as labels (keep `statement` a fixed name such as
+    /// `"users.by_email"`: labels must stay bounded), and classifies its error. A connection
+    /// that such an error closed is dropped when it goes back (`is_closed`).
+    pub async fn timed<T>(
+        &self,
+        statement: &'static str,
+        query: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, Error> {
+        let started = Instant::now();
+        let result = query.await;
+        metrics::histogram!(
+            veza_core::catalog::db::QUERY_DURATION.name,
+            "pool" => self.pool_name.clone(),
+            "statement" => statement
+        )
+        .record(started.elapsed());
+        result.map_err(Error::from)
     }
 
     /// Marks the connection broken: it is dropped instead of going back to the pool.

@@ -122,9 +122,8 @@ impl<'p> Users<'p> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1 LIMIT 1");
         let statement = conn.prepare_cached(&sql).await?;
         let row = conn
-            .query_opt(&statement, &[&email])
-            .await
-            .map_err(|e| conn.failed(e))?;
+            .timed("users.by_email", conn.query_opt(&statement, &[&email]))
+            .await?;
         Ok(row.as_ref().map(User::from_row))
     }
 
@@ -134,9 +133,8 @@ impl<'p> Users<'p> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
         let statement = conn.prepare_cached(&sql).await?;
         let row = conn
-            .query_opt(&statement, &[&id])
-            .await
-            .map_err(|e| conn.failed(e))?;
+            .timed("users.by_id", conn.query_opt(&statement, &[&id]))
+            .await?;
         Ok(row.as_ref().map(User::from_row))
     }
 

@@ -245,3 +245,39 @@ fn cache_aside_by_id_loads_once_and_knows_absent_ids() {
         schema.drop_now().await;
     });
 }
+
+#[test]
+fn query_durations_are_recorded_by_statement_name() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        common::runtime().block_on(async {
+            let schema = common::Schema::create("timed").await;
+            let pool = schema.pool(1);
+            let users = Users::new(&pool);
+            users.migrate().await.unwrap();
+            users.insert("ada@example.com", "Ada").await.unwrap();
+            for _ in 0..3 {
+                users.by_email("ada@example.com").await.unwrap();
+            }
+            drop(pool);
+            schema.drop_now().await;
+        });
+    });
+    let samples = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find(|(k, _, _, _)| {
+            k.key().name() == "db_query_duration_seconds"
+                && k.key()
+                    .labels()
+                    .any(|l| l.key() == "statement" && l.value() == "users.by_email")
+        })
+        .map(|(_, _, _, v)| v)
+        .expect("a histogram for users.by_email");
+    match samples {
+        metrics_util::debugging::DebugValue::Histogram(v) => assert_eq!(v.len(), 3),
+        other => panic!("{other:?}"),
+    }
+}
