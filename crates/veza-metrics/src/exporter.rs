@@ -115,7 +115,7 @@ async fn accept_loop(
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
+                async move { Ok::<_, Infallible>(route(&metrics, &req).await) }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -124,6 +124,34 @@ async fn accept_loop(
             }
         });
     }
+}
+
+/// `/metrics`, and with the `pprof` feature `/debug/pprof/profile` and
+/// `/debug/pprof/flamegraph`.
+async fn route(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    #[cfg(feature = "pprof")]
+    {
+        use crate::profile::{Kind, profile, seconds};
+        let kind = match req.uri().path() {
+            "/debug/pprof/profile" => Some(Kind::Pprof),
+            "/debug/pprof/flamegraph" => Some(Kind::Flamegraph),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            return match seconds(req.uri().query()) {
+                Ok(secs) => profile(kind, secs).await,
+                Err(why) => plain_owned(StatusCode::BAD_REQUEST, why),
+            };
+        }
+    }
+    respond(metrics, req)
+}
+
+#[cfg(feature = "pprof")]
+fn plain_owned(status: StatusCode, text: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    response
 }
 
 fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -31,6 +31,12 @@
 //! The guide's p95 response time and error rate are recording rules:
 //! `docs/ops/prometheus-rules.yml`.
 //!
+//! # Feature flags
+//!
+//! | feature | default | what it enables |
+//! |---|---|---|
+//! | `pprof` | no | `GET /debug/pprof/profile?seconds=N` (a gzipped pprof protobuf for `go tool pprof`) and `/debug/pprof/flamegraph?seconds=N` (SVG) on the metrics endpoint; one profile at a time, 1 to 300 s |
+//!
 //! # Supported Rust versions
 //!
 //! Rust 1.85 or newer.
@@ -46,6 +52,8 @@ mod monitor;
 mod process;
 #[cfg(target_os = "linux")]
 mod procfs;
+#[cfg(feature = "pprof")]
+mod profile;
 mod setup;
 mod system;
 
