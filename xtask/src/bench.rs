@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use veza_benches::{CaseRecord, Host, Report, format_duration};
 
-use crate::{pg, report, util};
+use crate::{html, pg, report, util};
 
 #[derive(Debug, Default)]
 struct Options {
@@ -119,12 +119,16 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let versions = report::peer_versions().unwrap_or_default();
     let md = report::markdown(&report, &targets, &versions);
     std::fs::write(dir.join("report.md"), &md)?;
+    std::fs::write(
+        dir.join("report.html"),
+        html::page(&report, &targets, &versions),
+    )?;
     println!("{md}");
     eprintln!(
         "xtask: {} cases in {}; wrote {}",
         report.cases.len(),
         format_duration(started.elapsed()),
-        dir.join("report.{json,md}").display()
+        dir.join("report.{json,md,html}").display()
     );
     ran.context("a bench suite failed; the report holds the cases that finished")?;
 

@@ -16,6 +16,7 @@
 mod bench;
 mod ci;
 mod codegen;
+mod html;
 mod pg;
 mod report;
 mod test;
