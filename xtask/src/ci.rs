@@ -14,7 +14,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if let Some(arg) = args.first() {
         bail!("`cargo xtask ci` takes no arguments (got `{arg}`)");
     }
-    let steps: [Step; 8] = [
+    let steps: [Step; 9] = [
         ("fmt", fmt),
         ("tidy", tidy::run),
         ("codegen", || codegen::run(&["--check".to_owned()])),
@@ -22,6 +22,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         ("rustdoc", rustdoc),
         ("test", || test::run(&[])),
         ("bench build", bench_build),
+        ("package", package),
         ("cargo deny", deny),
     ];
     let started = Instant::now();
@@ -71,6 +72,20 @@ fn rustdoc() -> Result<()> {
 
 fn bench_build() -> Result<()> {
     util::run(util::cargo().args(["bench", "--package", "veza-benches", "--no-run"]))
+}
+
+/// `cargo package` for every published crate, verified against each other (the release
+/// rehearsal: metadata, included files, and a build from the packaged sources).
+fn package() -> Result<()> {
+    util::run(util::cargo().args([
+        "package",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--exclude",
+        "veza-benches",
+        "--allow-dirty",
+    ]))
 }
 
 /// `cargo deny check licenses bans sources`, installing cargo-deny first if it is missing.
