@@ -35,6 +35,12 @@ pub struct Config {
     /// Whether `Conn::prepare_cached` keeps prepared statements per connection. Turn it off
     /// behind PgBouncer in transaction mode. Default on.
     pub statement_cache: bool,
+    /// TLS to the server (feature `rustls`): used as the URL's `sslmode` says (`prefer`, the
+    /// default, falls back to plain TCP when the server has no TLS; `require` insists).
+    /// Without it, connections are plain TCP.
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Config {
@@ -57,6 +63,8 @@ impl Config {
             statement_timeout: None,
             test_idle_after: Duration::from_millis(500),
             statement_cache: true,
+            #[cfg(feature = "rustls")]
+            tls: None,
         })
     }
 

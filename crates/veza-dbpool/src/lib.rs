@@ -17,9 +17,11 @@
 //! [`Pool::transaction`] (retried on serialization failures and deadlocks),
 //! [`Conn::prepare_cached`], and the guide's `users` table in [`users`].
 //!
-//! # Not included yet
+//! # Feature flags
 //!
-//! TLS (rustls).
+//! | feature | default | what it enables |
+//! |---|---|---|
+//! | `rustls` | no | TLS to the server with rustls: [`Config::tls`] |
 //!
 //! # Supported Rust versions
 //!

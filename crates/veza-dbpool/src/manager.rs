@@ -25,8 +25,20 @@ pub(crate) type ConnectErrors = watch::Sender<Option<Arc<tokio_postgres::Error>>
 
 pub(crate) struct Manager {
     pub(crate) pg: tokio_postgres::Config,
+    #[cfg(feature = "rustls")]
+    pub(crate) tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     pub(crate) errors: ConnectErrors,
     pub(crate) created: metrics::Counter,
+}
+
+impl Manager {
+    async fn connect_plain(&self) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) = self.pg.connect(NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
 }
 
 impl bb8::ManageConnection for Manager {
@@ -34,13 +46,26 @@ impl bb8::ManageConnection for Manager {
     type Error = Arc<tokio_postgres::Error>;
 
     async fn connect(&self) -> Result<Connection, Self::Error> {
-        match self.pg.connect(NoTls).await {
-            Ok((client, connection)) => {
-                // The connection future drives the socket; it ends when the client is dropped
-                // or the server goes away (then `client.is_closed()` turns true).
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
+        // The connection future drives the socket; it ends when the client is dropped or the
+        // server goes away (then `client.is_closed()` turns true).
+        #[cfg(feature = "rustls")]
+        let connected = match &self.tls {
+            Some(tls) => self
+                .pg
+                .connect(tls.clone())
+                .await
+                .map(|(client, connection)| {
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    client
+                }),
+            None => self.connect_plain().await,
+        };
+        #[cfg(not(feature = "rustls"))]
+        let connected = self.connect_plain().await;
+        match connected {
+            Ok(client) => {
                 self.created.increment(1);
                 Ok(Connection {
                     client,

@@ -49,6 +49,11 @@ impl Pool {
         let (errors, _) = watch::channel(None);
         let manager = Manager {
             pg: config.effective_pg(),
+            #[cfg(feature = "rustls")]
+            tls: config
+                .tls
+                .clone()
+                .map(|c| tokio_postgres_rustls::MakeRustlsConnect::new((*c).clone())),
             errors: errors.clone(),
             created: metrics.created.clone(),
         };
