@@ -25,3 +25,21 @@ pub use data::{SplitMix64, zipf_keys};
 pub use format::{format_duration, format_value};
 pub use harness::{Bench, Case, Contender, Metric};
 pub use schema::{CaseRecord, Host, Report};
+
+/// The pages of `docs/guide`, compiled and run as doctests (they use the Veza crates, which are
+/// dev-dependencies of this crate, hence available to its doctests).
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../../docs/guide/metrics.md")]
+    struct Metrics;
+    #[doc = include_str!("../../docs/guide/cpu.md")]
+    struct Cpu;
+    #[doc = include_str!("../../docs/guide/memory.md")]
+    struct Memory;
+    #[doc = include_str!("../../docs/guide/caching.md")]
+    struct Caching;
+    #[doc = include_str!("../../docs/guide/database.md")]
+    struct Database;
+    #[doc = include_str!("../../docs/guide/pitfalls.md")]
+    struct Pitfalls;
+}
