@@ -23,7 +23,7 @@ pub(crate) fn page(report: &Report, targets: &[Target], versions: &[String]) -> 
     );
     let _ = writeln!(
         html,
-        "<p>Mode <b>{}</b> · revision <code>{}</code> · started {} · {} with {} CPUs and {:.1} GiB.\
+        "<p>Mode <b>{}</b> · revision <code>{}</code> · started {} · {} with {} CPUs and {:.1} GiB. \
          Ratios are ours / peer when higher is better and peer / ours otherwise: above 1 means the \
          Veza crate is better. Bars are medians, whiskers the min–max of the samples; contenders \
          ran interleaved.</p>",
@@ -129,8 +129,19 @@ fn chart(case: &CaseRecord) -> Result<String, String> {
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(names.len())
-            .x_desc(case.unit.as_str())
-            .x_label_formatter(&|v| format_value(*v, ""))
+            .x_desc(if is_time(&case.unit) {
+                ""
+            } else {
+                case.unit.as_str()
+            })
+            .x_label_formatter(&|v| {
+                // Times read best in their own scale (µs, ms); other units once, in the legend.
+                if is_time(&case.unit) {
+                    format_value(*v, &case.unit)
+                } else {
+                    format_value(*v, "")
+                }
+            })
             .y_label_formatter(&|y| {
                 let i = y.round();
                 if (y - i).abs() < 0.01 && i >= 0.0 {
@@ -163,6 +174,10 @@ fn chart(case: &CaseRecord) -> Result<String, String> {
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+fn is_time(unit: &str) -> bool {
+    unit == "ns" || unit == "s"
 }
 
 fn esc(s: &str) -> String {

@@ -6,6 +6,7 @@
 //! cargo xtask ci                       everything CI checks
 //! cargo xtask tidy                     repository rules
 //! cargo xtask codegen [--check]        regenerate docs/metrics.md from the catalog
+//! cargo xtask report-shot               screenshot report.html with headless Chromium
 //! ```
 #![allow(
     clippy::print_stdout,
@@ -19,6 +20,7 @@ mod codegen;
 mod html;
 mod pg;
 mod report;
+mod shot;
 mod test;
 mod tidy;
 mod util;
@@ -39,6 +41,8 @@ tasks:
   ci             fmt, clippy, rustdoc, tidy, tests, bench build, cargo-deny
   tidy           check repository rules (module docs, versions, README/CHANGELOG, no ignored tests)
   codegen        regenerate docs/metrics.md from the catalog (--check: fail if stale)
+  report-shot    screenshot target/veza-bench/report.html with headless Chromium
+                 (--height PX, default 6000); writes target/veza-bench/report.png
 ";
 
 fn main() -> ExitCode {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(&rest),
         Some("tidy") => tidy::run(),
         Some("codegen") => codegen::run(&rest),
+        Some("report-shot") => shot::run(&rest),
         Some("help" | "-h" | "--help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
