@@ -11,6 +11,14 @@ use veza_core::{Classify, ErrorKind};
 use veza_dbpool::users::{NewUser, User, Users};
 use veza_dbpool::{Cursor, Error, RetryPolicy};
 
+async fn count_users(pool: &veza_dbpool::Pool) -> i64 {
+    let conn = pool.get().await.unwrap();
+    conn.query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 fn people(n: usize, tag: &str) -> Vec<NewUser> {
     (0..n)
         .map(|i| NewUser {
@@ -30,14 +38,7 @@ fn copy_inserts_exactly_the_rows_or_none() {
         let users = Users::new(&pool);
         users.migrate().await.unwrap();
         assert_eq!(users.batch_insert(&people(1000, "a")).await.unwrap(), 1000);
-        let count: i64 = pool
-            .get()
-            .await
-            .unwrap()
-            .query_one("SELECT count(*) FROM users", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let count = count_users(&pool).await;
         assert_eq!(count, 1000);
         let found = users.by_email("a999@example.com").await.unwrap().unwrap();
         assert_eq!(found.name, "User 999");
@@ -48,14 +49,7 @@ fn copy_inserts_exactly_the_rows_or_none() {
         let err = users.batch_insert(&batch).await.unwrap_err();
         assert_eq!(err.sqlstate(), Some("23505"), "{err}");
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
-        let count: i64 = pool
-            .get()
-            .await
-            .unwrap()
-            .query_one("SELECT count(*) FROM users", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let count = count_users(&pool).await;
         assert_eq!(count, 1000, "a failed COPY inserts nothing");
         drop(pool);
         schema.drop_now().await;
@@ -107,14 +101,7 @@ fn an_injection_attempt_is_just_data() {
         assert_eq!(users.by_email(evil).await.unwrap(), None);
         let stored = users.insert(evil, "Mallory").await.unwrap();
         assert_eq!(users.by_email(evil).await.unwrap(), Some(stored));
-        let count: i64 = pool
-            .get()
-            .await
-            .unwrap()
-            .query_one("SELECT count(*) FROM users", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let count = count_users(&pool).await;
         assert_eq!(count, 2, "the table is intact");
         drop(pool);
         schema.drop_now().await;

@@ -16,10 +16,7 @@ fn try_submit_on_a_full_queue_hands_back_the_same_job() {
         .capacity(4)
         .build()
         .unwrap();
-    let gate = common::Gate::new();
-    let g = gate.clone();
-    pool.execute(move || g.wait()).unwrap();
-    gate.wait_started(1);
+    let gate = common::block_worker(&pool);
 
     let ran = Arc::new(AtomicUsize::new(0));
     let job = |tag: usize| {
@@ -67,10 +64,7 @@ fn a_blocking_submit_waits_for_room_then_succeeds() {
             .build()
             .unwrap(),
     );
-    let gate = common::Gate::new();
-    let g = gate.clone();
-    pool.execute(move || g.wait()).unwrap();
-    gate.wait_started(1);
+    let gate = common::block_worker(&pool);
     pool.execute(|| {}).unwrap(); // fills the queue
     let p = pool.clone();
     let blocked = std::thread::spawn(move || p.submit(|| 9).unwrap().join().unwrap());

@@ -14,10 +14,7 @@ fn blocked_pool(capacity: usize, limit: Option<u32>) -> (WorkerPool, common::Gat
         .starvation_limit(limit)
         .build()
         .unwrap();
-    let gate = common::Gate::new();
-    let g = gate.clone();
-    pool.execute(move || g.wait()).unwrap();
-    gate.wait_started(1);
+    let gate = common::block_worker(&pool);
     (pool, gate)
 }
 

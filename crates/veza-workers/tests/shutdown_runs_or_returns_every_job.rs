@@ -43,10 +43,7 @@ fn immediate_shutdown_returns_exactly_the_unstarted_jobs() {
         .capacity(1000)
         .build()
         .unwrap();
-    let gate = common::Gate::new();
-    let g = gate.clone();
-    pool.execute(move || g.wait()).unwrap();
-    gate.wait_started(1);
+    let gate = common::block_worker(&pool);
     let ran = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
     for i in 0..300usize {
@@ -99,10 +96,7 @@ fn shutdown_timeout_hands_back_what_did_not_start_in_time() {
         .capacity(1000)
         .build()
         .unwrap();
-    let gate = common::Gate::new();
-    let g = gate.clone();
-    pool.execute(move || g.wait()).unwrap();
-    gate.wait_started(1);
+    let gate = common::block_worker(&pool);
     let ran = Arc::new(AtomicUsize::new(0));
     for _ in 0..10 {
         pool.execute(counting_job(&ran)).unwrap();
@@ -146,10 +140,7 @@ fn a_submitter_blocked_on_a_full_queue_is_released_by_shutdown() {
             .build()
             .unwrap(),
     );
-    let gate = common::Gate::new();
-    let g = gate.clone();
-    pool.execute(move || g.wait()).unwrap();
-    gate.wait_started(1);
+    let gate = common::block_worker(&pool);
     pool.execute(|| {}).unwrap();
     let p = pool.clone();
     let blocked = std::thread::spawn(move || p.submit(|| 1).map(|_| ()).map_err(|e| e.reason()));

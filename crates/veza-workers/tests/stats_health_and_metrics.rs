@@ -29,10 +29,7 @@ fn stats_and_health_follow_the_queue() {
         .unwrap();
     assert_eq!(ready(pool.check()), Health::Healthy);
     assert_eq!(pool.name(), "stats");
-    let gate = common::Gate::new();
-    let g = gate.clone();
-    pool.execute(move || g.wait()).unwrap();
-    gate.wait_started(1);
+    let gate = common::block_worker(&pool);
     for p in [Priority::High, Priority::High, Priority::Normal] {
         pool.priority(p).execute(|| {}).unwrap();
     }

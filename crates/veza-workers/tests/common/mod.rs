@@ -84,3 +84,13 @@ impl Gate {
         cv.notify_all();
     }
 }
+
+/// Occupies a worker of `pool` with a job that waits at a new gate (returned), and waits until
+/// that job has started.
+pub(crate) fn block_worker(pool: &veza_workers::WorkerPool) -> Gate {
+    let gate = Gate::new();
+    let g = gate.clone();
+    pool.execute(move || g.wait()).unwrap();
+    gate.wait_started(1);
+    gate
+}
