@@ -18,6 +18,7 @@ mod bench;
 mod ci;
 mod codegen;
 mod html;
+mod miri;
 mod pg;
 mod report;
 mod shot;
@@ -41,6 +42,7 @@ tasks:
   ci             fmt, clippy, rustdoc, tidy, tests, bench build, cargo-deny
   tidy           check repository rules (module docs, versions, README/CHANGELOG, no ignored tests)
   codegen        regenerate docs/metrics.md from the catalog (--check: fail if stale)
+  miri           unit tests of the unsafe and lock-free code under miri (nightly + miri)
   report-shot    screenshot target/veza-bench/report.html with headless Chromium
                  (--height PX, default 6000); writes target/veza-bench/report.png
 ";
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Some("tidy") => tidy::run(),
         Some("codegen") => codegen::run(&rest),
         Some("report-shot") => shot::run(&rest),
+        Some("miri") => miri::run(),
         Some("help" | "-h" | "--help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -1,0 +1,40 @@
+//! `cargo xtask miri`: the unit tests of the crates with `unsafe` code or lock-free parts,
+//! under miri (needs the nightly toolchain with its `miri` and `rust-src` components).
+
+use anyhow::{Context, Result};
+
+use crate::util;
+
+/// Runs miri on the unit tests of veza-mempool (the counting allocator) and veza-workers (the
+/// queue and its atomics), the counting allocator's integration test, and the workers' full-queue
+/// and async-submission tests (the suites with a million jobs are too slow under miri).
+pub(crate) fn run() -> Result<()> {
+    let miri = |args: &[&str]| {
+        util::run(
+            util::cargo()
+                .arg("+nightly")
+                .arg("miri")
+                .arg("test")
+                .args(args)
+                // The budget test reads /proc/self/statm: allow real file access.
+                .env("MIRIFLAGS", "-Zmiri-disable-isolation"),
+        )
+        .context("miri failed (install it with `rustup component add --toolchain nightly miri rust-src`)")
+    };
+    miri(&["-p", "veza-mempool", "--lib"])?;
+    miri(&[
+        "-p",
+        "veza-mempool",
+        "--test",
+        "counting_allocator_counts_the_heap",
+    ])?;
+    miri(&["-p", "veza-workers", "--lib"])?;
+    miri(&[
+        "-p",
+        "veza-workers",
+        "--test",
+        "full_queue_returns_the_job",
+        "--test",
+        "async_submit_does_not_block_the_runtime",
+    ])
+}
