@@ -19,7 +19,7 @@ impl Conn<'_> {
     /// rows inserted. Each row gives one value per column, of the matching `types`.
     ///
     /// COPY is one statement: a row the server rejects (a constraint, a bad value) aborts the
-    /// whole batch and nothing is inserted. About 40 times faster than one `INSERT` per row
+    /// whole batch and nothing is inserted. About 25 times faster than one `INSERT` per row
     /// (`cargo xtask bench --filter dbpool/batch_insert`). `table` may be schema-qualified
     /// (`"app.users"` is split on the dot); names are quoted, never spliced raw.
     pub async fn copy_rows<'r, I, R>(

@@ -24,8 +24,8 @@
 //! - [`HttpMetricsLayer`] is a `tower::Layer` for hyper and axum servers: requests by method,
 //!   route template and status, durations, response sizes, in-flight requests. [`Routes`]
 //!   keeps the `route` label bounded whatever paths clients send.
-//! - [`Business`] holds the guide's business metrics as kept handles (a kept handle costs a
-//!   tenth of a `counter!` lookup per call).
+//! - [`Business`] holds the guide's business metrics as kept handles: a `counter!` call looks
+//!   the metric up in the registry each time, a kept handle does not.
 //! - [`PerformanceMonitor`] is the guide's monitor as a typed, serialisable snapshot.
 //!
 //! The guide's p95 response time and error rate are recording rules:
