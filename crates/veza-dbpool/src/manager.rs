@@ -25,6 +25,8 @@ pub(crate) type ConnectErrors = watch::Sender<Option<Arc<tokio_postgres::Error>>
 
 pub(crate) struct Manager {
     pub(crate) pg: tokio_postgres::Config,
+    /// Bumped after each connect error is published, so checkouts can tell cheaply.
+    pub(crate) error_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
     #[cfg(feature = "rustls")]
     pub(crate) tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     pub(crate) errors: ConnectErrors,
@@ -77,6 +79,8 @@ impl bb8::ManageConnection for Manager {
             Err(e) => {
                 let e = Arc::new(e);
                 self.errors.send_replace(Some(e.clone()));
+                self.error_generation
+                    .fetch_add(1, std::sync::atomic::Ordering::Release);
                 Err(e)
             }
         }

@@ -38,6 +38,7 @@ pub struct Pool {
     config: Config,
     metrics: PoolMetrics,
     pool_name: std::sync::Arc<str>,
+    error_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Pool {
@@ -47,8 +48,10 @@ impl Pool {
         config.validate()?;
         let metrics = PoolMetrics::new(&config.name);
         let (errors, _) = watch::channel(None);
+        let error_generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let manager = Manager {
             pg: config.effective_pg(),
+            error_generation: error_generation.clone(),
             #[cfg(feature = "rustls")]
             tls: config
                 .tls
@@ -70,6 +73,7 @@ impl Pool {
             inner,
             fair: Semaphore::new(config.max_size as usize),
             errors,
+            error_generation,
             pool_name: config.name.as_str().into(),
             config,
             metrics,
@@ -101,14 +105,30 @@ impl Pool {
             },
         };
         loop {
-            let mut errors = self.errors.subscribe();
-            errors.borrow_and_update();
+            // Connect errors published from here on concern this checkout. A plain load: the
+            // watch subscription (two contended atomic operations) is only taken to wait.
+            let generation = self
+                .error_generation
+                .load(std::sync::atomic::Ordering::Acquire);
             let mut get = std::pin::pin!(self.inner.get());
             // Fast path: with our permit, bb8 usually has an idle connection ready now.
             let first = std::future::poll_fn(|cx| Poll::Ready(get.as_mut().poll(cx))).await;
             let got = match first {
                 Poll::Ready(got) => got,
-                Poll::Pending => tokio::select! {
+                Poll::Pending => {
+                    let mut errors = self.errors.subscribe();
+                    errors.borrow_and_update();
+                    // An error published between the load above and the subscription.
+                    if self
+                        .error_generation
+                        .load(std::sync::atomic::Ordering::Acquire)
+                        != generation
+                    {
+                        if let Some(cause) = errors.borrow().clone() {
+                            return Err(Error::Connect(cause));
+                        }
+                    }
+                    tokio::select! {
                     biased;
                     got = &mut get => got,
                     changed = errors.changed() => {
@@ -119,7 +139,8 @@ impl Pool {
                         }
                     }
                     () = tokio::time::sleep_until(deadline) => return Err(self.timed_out(started)),
-                },
+                    }
+                }
             };
             let mut conn = match got {
                 Ok(conn) => conn,
