@@ -17,7 +17,6 @@ pub(crate) struct PoolMetrics {
     closed: [Counter; 4],
     waiting: AtomicU64,
     timeouts_total: AtomicU64,
-    broken_seen: AtomicU64,
     pool: String,
 }
 
@@ -46,7 +45,6 @@ impl PoolMetrics {
             }),
             waiting: AtomicU64::new(0),
             timeouts_total: AtomicU64::new(0),
-            broken_seen: AtomicU64::new(0),
             pool: p,
         }
     }
@@ -72,11 +70,6 @@ impl PoolMetrics {
 
     pub(crate) fn timeouts_now(&self) -> u64 {
         self.timeouts_total.load(Relaxed)
-    }
-
-    /// A connection found dead at checkout (bb8 counts it as broken when it comes back).
-    pub(crate) fn closed_broken(&self) {
-        self.broken_seen.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn transaction(&self, outcome: &'static str) {

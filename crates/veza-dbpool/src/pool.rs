@@ -148,15 +148,13 @@ impl Pool {
                 Err(bb8::RunError::TimedOut) => return Err(self.timed_out(started)),
             };
             if conn.client.is_closed() {
-                conn.broken = true; // dropped: bb8 discards it
-                self.metrics.closed_broken();
+                conn.broken = true; // dropped: bb8 discards it (and counts it as broken)
                 continue;
             }
             if conn.last_used.elapsed() >= self.config.test_idle_after
                 && conn.client.simple_query("").await.is_err()
             {
                 conn.broken = true;
-                self.metrics.closed_broken();
                 continue;
             }
             self.metrics.checked_out(started.elapsed());

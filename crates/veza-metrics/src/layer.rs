@@ -156,13 +156,23 @@ impl HttpMetricsLayer {
 }
 
 impl Shared {
-    fn slot(&self, method: &Method, path: &str) -> &SlotHandles {
+    /// The slot of a request: computed from the request head, before the inner service takes
+    /// the request, so nothing of it (no path string) has to be kept.
+    fn slot_index(&self, method: &Method, path: &str) -> usize {
         let m = METHODS
             .iter()
             .position(|x| x == method)
             .unwrap_or(METHODS.len());
         let r = self.routes.index_of(path).unwrap_or(self.routes.len());
-        self.slots[m * (self.routes.len() + 1) + r].get_or_init(|| {
+        m * (self.routes.len() + 1) + r
+    }
+
+    fn slot(&self, index: usize) -> &SlotHandles {
+        let (m, r) = (
+            index / (self.routes.len() + 1),
+            index % (self.routes.len() + 1),
+        );
+        self.slots[index].get_or_init(|| {
             let method = METHODS.get(m).map_or("OTHER", Method::as_str);
             let route = self
                 .routes
@@ -248,11 +258,11 @@ where
         shared.in_flight.increment(1.0);
         let guard = InFlight(shared.in_flight.clone());
         let started = Instant::now();
-        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let slot = shared.slot_index(req.method(), req.uri().path());
         let future = self.inner.call(req);
         Box::pin(async move {
             let result = future.await;
-            let slot = shared.slot(&method, &path);
+            let slot = shared.slot(slot);
             slot.duration.record(started.elapsed());
             match &result {
                 Ok(response) => {
