@@ -65,12 +65,12 @@ pub const CACHE_STORED: MetricDef = MetricDef::gauge(
     "Bytes of responses held by the HTTP cache.",
 );
 
-/// Idle pooled connections.
-pub const CONNECTIONS_IDLE: MetricDef = MetricDef::gauge(
+/// Open connections, idle in the pool or carrying a request.
+pub const CONNECTIONS_OPEN: MetricDef = MetricDef::gauge(
     G,
-    "http_client_connections_idle",
+    "http_client_connections_open",
     Unit::Count,
-    "Idle connections kept by the HTTP client's pool.",
+    "Connections the HTTP client holds open, idle or in use.",
 );
 
 /// Connections opened.
@@ -100,7 +100,7 @@ pub const ALL: &[MetricDef] = &[
     CACHE_REVALIDATIONS,
     CACHE_STALE_SERVED,
     CACHE_STORED,
-    CONNECTIONS_IDLE,
+    CONNECTIONS_OPEN,
     CONNECTIONS_OPENED,
     RETRIES,
 ];

@@ -1,0 +1,298 @@
+//! Reading a response body within limits: size as sent, size once decoded, time between bytes.
+//!
+//! Decompression is push-based: each frame is written into a streaming decoder whose output
+//! sink refuses to grow past `max_decoded_size`, so a compression bomb fails as soon as its
+//! output crosses the limit, holding at most the limit in memory, and a body that is too
+//! large as sent fails on its `Content-Length` before a byte of it is read.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, HeaderMap};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::Error;
+use crate::error::TimeoutKind;
+
+/// The `Accept-Encoding` value for the codings this build decodes, best first.
+pub(crate) const ACCEPT_ENCODING: &str = accept_encoding();
+
+const fn accept_encoding() -> &'static str {
+    // Codings are features: list the enabled ones. Order states preference (zstd and br
+    // compress better than gzip at the same speed).
+    match (cfg!(feature = "zstd"), cfg!(feature = "brotli"), cfg!(feature = "gzip")) {
+        (true, true, true) => "zstd, br, gzip, deflate",
+        (true, true, false) => "zstd, br",
+        (true, false, true) => "zstd, gzip, deflate",
+        (false, true, true) => "br, gzip, deflate",
+        (true, false, false) => "zstd",
+        (false, true, false) => "br",
+        (false, false, true) => "gzip, deflate",
+        (false, false, false) => "identity",
+    }
+}
+
+/// The limits a body is read under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_body: u64,
+    pub(crate) max_decoded: u64,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) decompress: bool,
+}
+
+/// A `Write` sink that refuses to hold more than `limit` bytes.
+#[derive(Debug)]
+struct Capped {
+    buf: Vec<u8>,
+    limit: u64,
+    exceeded: bool,
+}
+
+impl Write for Capped {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if (self.buf.len() + data.len()) as u64 > self.limit {
+            self.exceeded = true;
+            return Err(io::Error::other("decoded body over the limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Decoder {
+    #[cfg(feature = "gzip")]
+    Gzip(flate2::write::MultiGzDecoder<Capped>),
+    #[cfg(feature = "gzip")]
+    Deflate(flate2::write::ZlibDecoder<Capped>),
+    #[cfg(feature = "brotli")]
+    Brotli(Box<brotli_decompressor::DecompressorWriter<Capped>>),
+    #[cfg(feature = "zstd")]
+    Zstd(zstd::stream::write::Decoder<'static, Capped>),
+    /// Keeps the matches exhaustive when no coding feature is enabled.
+    #[allow(dead_code)]
+    Never(std::convert::Infallible),
+}
+
+impl Decoder {
+    /// A decoder for a `Content-Encoding` value this build handles; `None` for identity and
+    /// for codings it does not know (the body is then returned as sent, header kept).
+    fn for_coding(coding: &str, sink: Capped) -> Result<Option<(Decoder, &'static str)>, Error> {
+        let _ = &sink;
+        Ok(Some(match coding {
+            #[cfg(feature = "gzip")]
+            "gzip" | "x-gzip" => (Decoder::Gzip(flate2::write::MultiGzDecoder::new(sink)), "gzip"),
+            #[cfg(feature = "gzip")]
+            "deflate" => (Decoder::Deflate(flate2::write::ZlibDecoder::new(sink)), "deflate"),
+            #[cfg(feature = "brotli")]
+            "br" => (
+                Decoder::Brotli(Box::new(brotli_decompressor::DecompressorWriter::new(sink, 8192))),
+                "br",
+            ),
+            #[cfg(feature = "zstd")]
+            "zstd" => {
+                let d = zstd::stream::write::Decoder::new(sink).map_err(|e| Error::Decode {
+                    encoding: "zstd".into(),
+                    source: Error::source_of(e),
+                })?;
+                (Decoder::Zstd(d), "zstd")
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    fn sink(&self) -> &Capped {
+        match self {
+            #[cfg(feature = "gzip")]
+            Decoder::Gzip(d) => d.get_ref(),
+            #[cfg(feature = "gzip")]
+            Decoder::Deflate(d) => d.get_ref(),
+            #[cfg(feature = "brotli")]
+            Decoder::Brotli(d) => d.get_ref(),
+            #[cfg(feature = "zstd")]
+            Decoder::Zstd(d) => d.get_ref(),
+            Decoder::Never(n) => match *n {},
+        }
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            #[cfg(feature = "gzip")]
+            Decoder::Gzip(d) => d.write_all(data),
+            #[cfg(feature = "gzip")]
+            Decoder::Deflate(d) => d.write_all(data),
+            #[cfg(feature = "brotli")]
+            Decoder::Brotli(d) => d.write_all(data),
+            #[cfg(feature = "zstd")]
+            Decoder::Zstd(d) => d.write_all(data),
+            Decoder::Never(n) => match *n {},
+        }
+    }
+
+    /// Ends the stream; a truncated stream is an error.
+    fn finish(self) -> io::Result<Vec<u8>> {
+        match self {
+            #[cfg(feature = "gzip")]
+            Decoder::Gzip(d) => d.finish().map(|s| s.buf),
+            #[cfg(feature = "gzip")]
+            Decoder::Deflate(d) => d.finish().map(|s| s.buf),
+            #[cfg(feature = "brotli")]
+            Decoder::Brotli(mut d) => {
+                d.close()?;
+                d.into_inner()
+                    .map(|s| s.buf)
+                    .map_err(|_| io::Error::new(io::ErrorKind::UnexpectedEof, "truncated brotli stream"))
+            }
+            #[cfg(feature = "zstd")]
+            Decoder::Zstd(d) => d.finish().map(|s| s.buf),
+            Decoder::Never(n) => match n {},
+        }
+    }
+}
+
+/// The single coding named by `Content-Encoding`, lowercased; `None` when absent, identity,
+/// or a list of several (stacked codings are returned as sent).
+fn content_coding(headers: &HeaderMap) -> Option<String> {
+    let mut values = headers.get_all(CONTENT_ENCODING).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let v = first.to_str().ok()?.trim();
+    if v.is_empty() || v.contains(',') || v.eq_ignore_ascii_case("identity") {
+        return None;
+    }
+    Some(v.to_ascii_lowercase())
+}
+
+/// Reads `body` whole under `limits`, decoding it when its coding is known; on decoding,
+/// `Content-Encoding` and `Content-Length` are removed from `headers` (they described the
+/// bytes as sent).
+pub(crate) async fn read(
+    mut body: Incoming,
+    headers: &mut HeaderMap,
+    limits: Limits,
+) -> Result<Bytes, Error> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body) {
+        return Err(Error::BodyTooLarge { limit: limits.max_body });
+    }
+    let mut decoder = match content_coding(headers).filter(|_| limits.decompress) {
+        Some(coding) => {
+            let sink = Capped {
+                buf: Vec::with_capacity(declared.unwrap_or(0).saturating_mul(4).min(1 << 20) as usize),
+                limit: limits.max_decoded,
+                exceeded: false,
+            };
+            Decoder::for_coding(&coding, sink)?
+        }
+        None => None,
+    };
+
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<BytesMut> = None;
+    let mut received: u64 = 0;
+    loop {
+        let frame = match limits.read_timeout {
+            Some(t) => tokio::time::timeout(t, body.frame())
+                .await
+                .map_err(|_| Error::Timeout { kind: TimeoutKind::Read, after: t })?,
+            None => body.frame().await,
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| Error::Transport(Error::source_of(e)))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if data.is_empty() {
+            continue;
+        }
+        received += data.len() as u64;
+        if received > limits.max_body {
+            return Err(Error::BodyTooLarge { limit: limits.max_body });
+        }
+        match &mut decoder {
+            Some((d, name)) => {
+                if let Err(e) = d.write_all(&data) {
+                    return Err(decode_error(d.sink().exceeded, name, limits.max_decoded, e));
+                }
+            }
+            None => match (&mut first, &mut rest) {
+                (None, _) => first = Some(data),
+                (Some(f), None) => {
+                    let cap = declared.unwrap_or(0).max(received) as usize;
+                    let mut buf = BytesMut::with_capacity(cap);
+                    buf.extend_from_slice(f);
+                    buf.extend_from_slice(&data);
+                    rest = Some(buf);
+                }
+                (Some(_), Some(buf)) => buf.extend_from_slice(&data),
+            },
+        }
+    }
+    match decoder {
+        Some((d, name)) => {
+            let exceeded = d.sink().exceeded;
+            let out = d.finish().map_err(|e| decode_error(exceeded, name, limits.max_decoded, e))?;
+            headers.remove(CONTENT_ENCODING);
+            headers.remove(CONTENT_LENGTH);
+            Ok(Bytes::from(out))
+        }
+        None => Ok(match (first, rest) {
+            (_, Some(buf)) => buf.freeze(),
+            (Some(f), None) => f,
+            (None, None) => Bytes::new(),
+        }),
+    }
+}
+
+fn decode_error(exceeded: bool, name: &'static str, limit: u64, e: io::Error) -> Error {
+    if exceeded {
+        Error::DecodedTooLarge { limit, encoding: name }
+    } else {
+        Error::Decode { encoding: name.to_owned(), source: Error::source_of(e) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codings_are_read_from_the_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(content_coding(&h), None);
+        h.insert(CONTENT_ENCODING, "GZIP".parse().unwrap());
+        assert_eq!(content_coding(&h).as_deref(), Some("gzip"));
+        h.insert(CONTENT_ENCODING, "gzip, br".parse().unwrap());
+        assert_eq!(content_coding(&h), None, "stacked codings are passed through");
+        h.insert(CONTENT_ENCODING, "identity".parse().unwrap());
+        assert_eq!(content_coding(&h), None);
+    }
+
+    #[test]
+    fn the_sink_refuses_past_its_limit() {
+        let mut s = Capped { buf: Vec::new(), limit: 4, exceeded: false };
+        s.write_all(b"abcd").unwrap();
+        assert!(s.write_all(b"e").is_err());
+        assert!(s.exceeded);
+        assert_eq!(s.buf, b"abcd");
+    }
+
+    #[test]
+    fn accept_encoding_lists_the_enabled_codings() {
+        #[cfg(feature = "gzip")]
+        assert!(ACCEPT_ENCODING.contains("gzip"));
+        #[cfg(feature = "brotli")]
+        assert!(ACCEPT_ENCODING.contains("br"));
+        #[cfg(feature = "zstd")]
+        assert!(ACCEPT_ENCODING.contains("zstd"));
+    }
+}

@@ -1,0 +1,537 @@
+//! The HTTP cache: RFC 9111 semantics from `http-cache-semantics`, storage bounded in bytes in
+//! `quick_cache`, and what the library leaves to its user.
+//!
+//! `http-cache-semantics` (kornelski's port of the npm package that Node's HTTP caches use)
+//! decides storability, freshness (`max-age`, `s-maxage`, `Expires`, heuristics from
+//! `Last-Modified`), `Age`, `no-cache`, `must-revalidate`, validators, the conditional request
+//! and the 304 merge. This module adds what it does not do:
+//! - storage, bounded in bytes, least recently used out first;
+//! - `Vary`: each stored response is keyed by the URI and the values of the request headers it
+//!   varies on, found through a per-URI index of the varying header names;
+//! - credentials in a private cache: a response to a request with `Authorization` is tagged
+//!   with a keyed hash of the credentials and reused only for the same ones, unless it says it
+//!   may be shared (`public`, `s-maxage`, `must-revalidate`, RFC 9111 §3.5);
+//! - invalidation by unsafe methods (RFC 9111 §4.4): the index of the URI is dropped, which
+//!   makes every variant unreachable at once (a new index gets a new generation number, so old
+//!   variants never come back);
+//! - `stale-while-revalidate` and `stale-if-error` (RFC 5861), off under `must-revalidate`,
+//!   `no-cache` (and `proxy-revalidate` when shared);
+//! - a list-valued `Age` uses its first member and an invalid one is ignored (RFC 9111 §5.1);
+//! - "hit-for-pass": a URI whose response could not be stored is remembered for a while, so
+//!   concurrent requests to it are not coalesced behind each other.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{AGE, AUTHORIZATION, CACHE_CONTROL, HeaderName, HeaderValue, VARY};
+use http::{HeaderMap, Uri, Version};
+use http_cache_semantics::{AfterResponse, BeforeRequest, CacheOptions, CachePolicy};
+use parking_lot::Mutex;
+use veza_core::{CacheStats, Observe};
+
+use crate::config::{CacheConfig, CacheMode};
+use crate::response::{CacheStatus, Response};
+
+/// What a lookup found.
+pub(crate) enum Lookup {
+    /// A fresh response.
+    Fresh(Response),
+    /// A stored response that needs revalidation; the conditional request to send.
+    Stale(Arc<Stored>, http::request::Parts),
+    /// Nothing usable.
+    Miss,
+    /// The URI's last response could not be stored: go straight upstream.
+    Pass,
+}
+
+/// One stored response.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    policy: CachePolicy,
+    status: http::StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    body: Bytes,
+    /// When it stops being fresh (response time + freshness lifetime - age).
+    fresh_until: SystemTime,
+    /// Keyed hash of the credentials it was fetched with, when it may not be shared.
+    owner: Option<u64>,
+    /// `stale-while-revalidate` window.
+    swr: Duration,
+    /// `stale-if-error` window.
+    sie: Duration,
+    key: String,
+    weight: u64,
+}
+
+impl Stored {
+    /// The stored response served stale, with its `Age` brought up to date.
+    pub(crate) fn stale_response(&self, now: SystemTime) -> Response {
+        let mut headers = self.headers.clone();
+        headers.insert(AGE, HeaderValue::from(self.policy.age(now).as_secs()));
+        Response {
+            status: self.status,
+            version: self.version,
+            headers,
+            body: self.body.clone(),
+            cache: CacheStatus::Stale,
+        }
+    }
+
+    /// Whether `now` is within the `stale-while-revalidate` window.
+    pub(crate) fn within_swr(&self, now: SystemTime) -> bool {
+        !self.swr.is_zero() && now < self.fresh_until + self.swr
+    }
+
+    /// Whether `now` is within the `stale-if-error` window.
+    pub(crate) fn within_sie(&self, now: SystemTime) -> bool {
+        !self.sie.is_zero() && now < self.fresh_until + self.sie
+    }
+
+    /// The key of this entry, to coalesce background refreshes.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Index {
+    /// Responses for the URI are stored under this generation, varying on these headers.
+    Vary { generation: u64, names: Arc<[HeaderName]> },
+    /// The last response could not be stored.
+    Pass { until: Instant },
+}
+
+#[derive(Debug, Clone)]
+enum Slot {
+    Index(Index),
+    Entry(Arc<Stored>),
+}
+
+#[derive(Debug, Clone)]
+struct Weigh;
+
+impl quick_cache::Weighter<String, Slot> for Weigh {
+    fn weight(&self, key: &String, val: &Slot) -> u64 {
+        let v = match val {
+            Slot::Index(Index::Vary { names, .. }) => 64 + 32 * names.len() as u64,
+            Slot::Index(Index::Pass { .. }) => 64,
+            Slot::Entry(e) => e.weight,
+        };
+        key.len() as u64 + v
+    }
+}
+
+/// The cache: shared by clones of a [`crate::Client`]; reach it with [`crate::Client::cache`]
+/// for statistics, invalidation or clearing.
+#[derive(Debug)]
+pub struct HttpCache {
+    store: quick_cache::sync::Cache<String, Slot, Weigh>,
+    opts: CacheOptions,
+    shared: bool,
+    max_entry_bytes: u64,
+    pass_ttl: Duration,
+    generation: AtomicU64,
+    keyed: RandomState,
+    refreshing: Mutex<HashSet<String>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    inserts: AtomicU64,
+    invalidations: AtomicU64,
+}
+
+/// Whether `stale-while-revalidate`/`stale-if-error` may apply, and their windows.
+fn stale_windows(headers: &HeaderMap, shared: bool) -> (Duration, Duration) {
+    let mut swr = Duration::ZERO;
+    let mut sie = Duration::ZERO;
+    for value in headers.get_all(CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        for directive in value.split(',') {
+            let (name, arg) = match directive.split_once('=') {
+                Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                None => (directive.trim(), None),
+            };
+            let name = name.to_ascii_lowercase();
+            let secs = || arg.and_then(|a| a.parse::<u64>().ok()).map(Duration::from_secs);
+            match name.as_str() {
+                "must-revalidate" | "no-cache" => return (Duration::ZERO, Duration::ZERO),
+                "proxy-revalidate" if shared => return (Duration::ZERO, Duration::ZERO),
+                "stale-while-revalidate" => swr = secs().unwrap_or_default(),
+                "stale-if-error" => sie = secs().unwrap_or_default(),
+                _ => {}
+            }
+        }
+    }
+    (swr, sie)
+}
+
+/// Whether the response allows reuse across credentials (RFC 9111 §3.5).
+fn shareable_with_credentials(headers: &HeaderMap) -> bool {
+    headers.get_all(CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').any(|d| {
+            let n = d.split('=').next().unwrap_or("").trim();
+            n.eq_ignore_ascii_case("public")
+                || n.eq_ignore_ascii_case("s-maxage")
+                || n.eq_ignore_ascii_case("must-revalidate")
+        })
+    })
+}
+
+/// RFC 9111 §5.1: a list-valued `Age` uses its first member; an invalid value is ignored.
+fn normalize_age(headers: &mut HeaderMap) {
+    let Some(v) = headers.get(AGE) else { return };
+    let first = v.to_str().ok().and_then(|s| s.split(',').next()).map(str::trim);
+    match first.and_then(|s| s.parse::<u64>().ok()) {
+        Some(n) if headers.get_all(AGE).iter().count() == 1 && first == v.to_str().ok() => {
+            let _ = n;
+        }
+        Some(n) => {
+            headers.insert(AGE, HeaderValue::from(n));
+        }
+        None => {
+            headers.remove(AGE);
+        }
+    }
+}
+
+/// The header names a response varies on; `None` for `Vary: *` (never reusable).
+fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut names = Vec::new();
+    for v in headers.get_all(VARY) {
+        let v = v.to_str().ok()?;
+        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "*" {
+                return None;
+            }
+            let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?;
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    Some(names)
+}
+
+fn index_key(uri: &Uri) -> String {
+    let mut k = String::with_capacity(uri.to_string().len() + 2);
+    k.push_str("i ");
+    k.push_str(&uri.to_string());
+    k
+}
+
+impl HttpCache {
+    pub(crate) fn new(config: &CacheConfig) -> Self {
+        let shared = config.mode == CacheMode::Shared;
+        let opts = CacheOptions {
+            shared,
+            cache_heuristic: config.heuristic_fraction,
+            ..CacheOptions::default()
+        };
+        // quick_cache wants an estimate of the item count: assume 4 KiB per response.
+        let items = (config.max_bytes / 4096).clamp(16, 1 << 20) as usize;
+        HttpCache {
+            store: quick_cache::sync::Cache::with_weighter(items, config.max_bytes, Weigh),
+            opts,
+            shared,
+            max_entry_bytes: config.max_entry_bytes,
+            pass_ttl: config.pass_ttl,
+            generation: AtomicU64::new(1),
+            keyed: RandomState::new(),
+            refreshing: Mutex::new(HashSet::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            inserts: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+        }
+    }
+
+    fn fingerprint(&self, headers: &HeaderMap) -> Option<u64> {
+        let auth = headers.get(AUTHORIZATION)?;
+        let mut h = self.keyed.build_hasher();
+        auth.as_bytes().hash(&mut h);
+        Some(h.finish())
+    }
+
+    fn entry_key(&self, uri: &Uri, generation: u64, names: &[HeaderName], req: &HeaderMap) -> String {
+        let mut k = format!("e {generation} {uri}");
+        for name in names {
+            k.push('\n');
+            k.push_str(name.as_str());
+            k.push(':');
+            for (i, v) in req.get_all(name).iter().enumerate() {
+                if i > 0 {
+                    k.push(',');
+                }
+                k.push_str(&String::from_utf8_lossy(v.as_bytes()));
+            }
+        }
+        k
+    }
+
+    /// Looks up a GET request.
+    pub(crate) fn lookup(&self, req: &http::request::Parts, now: SystemTime) -> Lookup {
+        let found = self.find(req);
+        let stored = match found {
+            Err(pass) => {
+                if !pass {
+                    self.misses.fetch_add(1, Ordering::Relaxed);
+                }
+                return if pass { Lookup::Pass } else { Lookup::Miss };
+            }
+            Ok(s) => s,
+        };
+        match stored.policy.before_request(req, now) {
+            BeforeRequest::Fresh(parts) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Lookup::Fresh(Response {
+                    status: parts.status,
+                    version: stored.version,
+                    headers: parts.headers,
+                    body: stored.body.clone(),
+                    cache: CacheStatus::Hit,
+                })
+            }
+            BeforeRequest::Stale { request, matches: true } => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                Lookup::Stale(stored, request)
+            }
+            BeforeRequest::Stale { matches: false, .. } => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                Lookup::Miss
+            }
+        }
+    }
+
+    /// The stored entry for a request; `Err(true)` for a pass marker, `Err(false)` for nothing.
+    fn find(&self, req: &http::request::Parts) -> Result<Arc<Stored>, bool> {
+        let Some(Slot::Index(index)) = self.store.get(&index_key(&req.uri)) else {
+            return Err(false);
+        };
+        let (generation, names) = match index {
+            Index::Pass { until } => return Err(Instant::now() < until),
+            Index::Vary { generation, names } => (generation, names),
+        };
+        let key = self.entry_key(&req.uri, generation, &names, &req.headers);
+        let Some(Slot::Entry(stored)) = self.store.get(&key) else { return Err(false) };
+        if let Some(owner) = stored.owner {
+            if self.fingerprint(&req.headers) != Some(owner) {
+                return Err(false);
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Stores a response to `req` if RFC 9111 allows it; returns whether it did. A response
+    /// that may not be stored marks the URI for pass-through.
+    pub(crate) fn store(
+        &self,
+        req: &http::request::Parts,
+        resp: &Response,
+        response_time: SystemTime,
+    ) -> bool {
+        let mut head = http::Response::new(());
+        *head.status_mut() = resp.status;
+        *head.headers_mut() = resp.headers.clone();
+        normalize_age(head.headers_mut());
+        let (parts, ()) = head.into_parts();
+        let policy = CachePolicy::new_options(req, &parts, response_time, self.opts);
+        let names = vary_names(&parts.headers);
+        let (Some(names), true) = (names, policy.is_storable()) else {
+            self.store.insert(
+                index_key(&req.uri),
+                Slot::Index(Index::Pass { until: Instant::now() + self.pass_ttl }),
+            );
+            return false;
+        };
+        let size = resp.body.len() as u64;
+        if size > self.max_entry_bytes {
+            return false;
+        }
+        self.put(req, policy, parts, resp.version, resp.body.clone(), names, response_time);
+        true
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &self,
+        req: &http::request::Parts,
+        policy: CachePolicy,
+        parts: http::response::Parts,
+        version: Version,
+        body: Bytes,
+        names: Vec<HeaderName>,
+        now: SystemTime,
+    ) {
+        let ikey = index_key(&req.uri);
+        let generation = match self.store.get(&ikey) {
+            Some(Slot::Index(Index::Vary { generation, names: old })) if *old == *names => {
+                generation
+            }
+            _ => {
+                let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+                let names: Arc<[HeaderName]> = names.clone().into();
+                self.store.insert(ikey, Slot::Index(Index::Vary { generation, names }));
+                generation
+            }
+        };
+        let key = self.entry_key(&req.uri, generation, &names, &req.headers);
+        let owner = if !self.shared && !shareable_with_credentials(&parts.headers) {
+            self.fingerprint(&req.headers)
+        } else {
+            None
+        };
+        let (swr, sie) = stale_windows(&parts.headers, self.shared);
+        let header_bytes: u64 =
+            parts.headers.iter().map(|(k, v)| (k.as_str().len() + v.len() + 32) as u64).sum();
+        let weight = body.len() as u64 + 2 * header_bytes + 512;
+        let stored = Stored {
+            fresh_until: now + policy.time_to_live(now),
+            policy,
+            version,
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            owner,
+            swr,
+            sie,
+            key: key.clone(),
+            weight,
+        };
+        self.store.insert(key, Slot::Entry(Arc::new(stored)));
+        self.inserts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Merges a revalidation's response into the stored one. Returns the response to serve:
+    /// the stored body under the merged headers for a 304, `None` when the response is a new
+    /// one (the caller stores and serves it).
+    pub(crate) fn revalidated(
+        &self,
+        req: &http::request::Parts,
+        stored: &Stored,
+        resp: &http::response::Parts,
+        now: SystemTime,
+    ) -> Option<Response> {
+        match stored.policy.after_response(req, resp, now) {
+            AfterResponse::NotModified(policy, parts) => {
+                let out = Response {
+                    status: parts.status,
+                    version: stored.version,
+                    headers: parts.headers.clone(),
+                    body: stored.body.clone(),
+                    cache: CacheStatus::Revalidated,
+                };
+                if let Some(names) = vary_names(&parts.headers) {
+                    if policy.is_storable() {
+                        self.put(req, policy, parts, stored.version, stored.body.clone(), names, now);
+                    }
+                }
+                Some(out)
+            }
+            AfterResponse::Modified(..) => None,
+        }
+    }
+
+    /// Drops every stored response for `uri` (all its variants). Returns whether any was known.
+    pub fn invalidate(&self, uri: &Uri) -> bool {
+        let removed = self.store.remove(&index_key(uri)).is_some();
+        if removed {
+            self.invalidations.fetch_add(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) {
+        self.store.clear();
+    }
+
+    /// Bytes held (bodies, headers and bookkeeping, as weighed for the bound).
+    pub fn stored_bytes(&self) -> u64 {
+        self.store.weight()
+    }
+
+    /// Marks a background refresh of `key` as running; `false` if one already is.
+    pub(crate) fn begin_refresh(&self, key: &str) -> bool {
+        self.refreshing.lock().insert(key.to_owned())
+    }
+
+    pub(crate) fn end_refresh(&self, key: &str) {
+        self.refreshing.lock().remove(key);
+    }
+}
+
+impl Observe for HttpCache {
+    type Snapshot = CacheStats;
+
+    fn snapshot(&self) -> CacheStats {
+        let mut s = CacheStats::default();
+        s.hits = self.hits.load(Ordering::Relaxed);
+        s.misses = self.misses.load(Ordering::Relaxed);
+        s.inserts = self.inserts.load(Ordering::Relaxed);
+        s.evictions_explicit = self.invalidations.load(Ordering::Relaxed);
+        s.entries = self.store.len() as u64;
+        s.weighted_size = self.store.weight();
+        s.capacity = self.store.capacity();
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn stale_windows_follow_rfc5861_and_yield_to_must_revalidate() {
+        let h = headers(&[("cache-control", "max-age=1, stale-while-revalidate=30, stale-if-error=60")]);
+        assert_eq!(stale_windows(&h, false), (Duration::from_secs(30), Duration::from_secs(60)));
+        let h = headers(&[("cache-control", "max-age=1, stale-if-error=60, must-revalidate")]);
+        assert_eq!(stale_windows(&h, false), (Duration::ZERO, Duration::ZERO));
+        let h = headers(&[("cache-control", "stale-while-revalidate=abc")]);
+        assert_eq!(stale_windows(&h, false), (Duration::ZERO, Duration::ZERO));
+        let h = headers(&[("cache-control", "proxy-revalidate, stale-if-error=5")]);
+        assert_eq!(stale_windows(&h, false).1, Duration::from_secs(5));
+        assert_eq!(stale_windows(&h, true).1, Duration::ZERO);
+    }
+
+    #[test]
+    fn age_uses_the_first_member_and_ignores_garbage() {
+        let mut h = headers(&[("age", "10, 20")]);
+        normalize_age(&mut h);
+        assert_eq!(h.get(AGE).unwrap(), "10");
+        let mut h = headers(&[("age", "-5")]);
+        normalize_age(&mut h);
+        assert!(h.get(AGE).is_none());
+        let mut h = headers(&[("age", "7")]);
+        normalize_age(&mut h);
+        assert_eq!(h.get(AGE).unwrap(), "7");
+    }
+
+    #[test]
+    fn vary_names_are_normalised_and_star_is_never_reusable() {
+        let h = headers(&[("vary", "Accept-Language, accept-encoding"), ("vary", "Accept-Language")]);
+        let names = vary_names(&h).unwrap();
+        assert_eq!(names.len(), 2);
+        assert_eq!(names[0].as_str(), "accept-encoding");
+        assert!(vary_names(&headers(&[("vary", "*")])).is_none());
+    }
+
+    #[test]
+    fn credentials_sharing_directives() {
+        assert!(shareable_with_credentials(&headers(&[("cache-control", "max-age=5, Public")])));
+        assert!(shareable_with_credentials(&headers(&[("cache-control", "s-maxage=5")])));
+        assert!(!shareable_with_credentials(&headers(&[("cache-control", "max-age=5, private")])));
+    }
+}

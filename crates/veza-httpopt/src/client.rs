@@ -1,0 +1,710 @@
+//! [`Client`]: the pooled client, the request pipeline (cache, coalescing, retries, limits)
+//! and [`RequestBuilder`].
+
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{
+    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_LOCATION, HeaderName, HeaderValue, LOCATION,
+    USER_AGENT,
+};
+use http::{Method, StatusCode, Uri};
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower::retry::budget::{Budget, TpsBudget};
+
+use crate::body::{self, Limits};
+use crate::cache::{HttpCache, Lookup, Stored};
+use crate::coalesce::Coalescer;
+use crate::config::{CacheMode, Config};
+use crate::connector::{self, Counting};
+use crate::error::TimeoutKind;
+use crate::metrics::{HostMetrics, Metrics, Revalidation, StaleReason};
+use crate::{CacheStatus, Error, Response};
+
+type Hyper = hyper_util::client::legacy::Client<Counting, Full<Bytes>>;
+
+/// A pooled HTTP client with an RFC 9111 cache. Cheap to clone: clones share the pool, the
+/// cache and the retry budget. Needs a tokio runtime (with the time driver) to send requests.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    hyper: Hyper,
+    config: Config,
+    limits: Limits,
+    user_agent: Option<HeaderValue>,
+    cache: Option<HttpCache>,
+    coalescer: Coalescer,
+    budget: TpsBudget,
+    metrics: Arc<Metrics>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Client {
+    /// A client with `config`, checked first.
+    pub fn new(config: Config) -> Result<Client, Error> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::new());
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = Counting::new(tls(http, &config)?, Arc::clone(&open), Arc::clone(&metrics));
+
+        let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
+        builder
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            // Without a pool timer hyper-util only drops expired idle connections when it next
+            // looks at them; with one, a task closes them on time.
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new());
+        #[cfg(feature = "http2")]
+        builder.http2_only(config.http2_prior_knowledge);
+        #[cfg(not(feature = "http2"))]
+        if config.http2_prior_knowledge {
+            return Err(Error::InvalidConfig("http2_prior_knowledge needs the http2 feature".into()));
+        }
+        let hyper = builder.build(connector);
+
+        let r = &config.retry;
+        let budget = TpsBudget::new(Duration::from_secs(10), r.min_per_sec, r.budget_ratio);
+        let cache = match config.cache.mode {
+            CacheMode::Off => None,
+            _ => Some(HttpCache::new(&config.cache)),
+        };
+        let limits = Limits {
+            max_body: config.max_body_size,
+            max_decoded: config.max_decoded_size,
+            read_timeout: config.read_timeout,
+            decompress: config.decompress,
+        };
+        let user_agent = match &config.user_agent {
+            Some(ua) => Some(
+                HeaderValue::from_str(ua)
+                    .map_err(|_| Error::InvalidConfig("user_agent is not a header value".into()))?,
+            ),
+            None => None,
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                hyper,
+                config,
+                limits,
+                user_agent,
+                cache,
+                coalescer: Coalescer::default(),
+                budget,
+                metrics,
+                open,
+            }),
+        })
+    }
+
+    /// A builder over [`Config::default`].
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder { config: Config::default() }
+    }
+
+    /// Starts a GET request.
+    pub fn get<U>(&self, uri: U) -> RequestBuilder
+    where
+        Uri: TryFrom<U>,
+        <Uri as TryFrom<U>>::Error: std::fmt::Display,
+    {
+        self.request(Method::GET, uri)
+    }
+
+    /// Starts a request.
+    pub fn request<U>(&self, method: Method, uri: U) -> RequestBuilder
+    where
+        Uri: TryFrom<U>,
+        <Uri as TryFrom<U>>::Error: std::fmt::Display,
+    {
+        let req = Uri::try_from(uri)
+            .map_err(|e| Error::InvalidRequest(format!("invalid uri: {e}")))
+            .map(|uri| {
+                let mut r = http::Request::new(Bytes::new());
+                *r.method_mut() = method;
+                *r.uri_mut() = uri;
+                r
+            });
+        RequestBuilder { client: self.clone(), req, timeout: None }
+    }
+
+    /// Sends a request built with `http::Request`, under the client's total timeout.
+    pub async fn execute(&self, req: http::Request<Bytes>) -> Result<Response, Error> {
+        self.execute_with(req, self.inner.config.timeout).await
+    }
+
+    async fn execute_with(
+        &self,
+        req: http::Request<Bytes>,
+        timeout: Duration,
+    ) -> Result<Response, Error> {
+        let (mut parts, body) = req.into_parts();
+        self.prepare(&mut parts)?;
+        let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
+        let method = parts.method.clone();
+        let start = Instant::now();
+        let result = match tokio::time::timeout(timeout, self.dispatch(parts, body, &host)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout { kind: TimeoutKind::Total, after: timeout }),
+        };
+        host.request(&method, result.as_ref().ok().map(Response::status), start.elapsed());
+        result
+    }
+
+    /// The cache, when it is on.
+    pub fn cache(&self) -> Option<&HttpCache> {
+        self.inner.cache.as_ref()
+    }
+
+    /// Connections open now (idle in the pool or in use).
+    pub fn open_connections(&self) -> usize {
+        self.inner.open.load(Ordering::Relaxed)
+    }
+
+    /// The configuration the client was built with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A readiness check of an upstream: `GET uri`, bypassing the cache, within `timeout`.
+    /// Healthy on 2xx/3xx, degraded when slower than half the timeout, unhealthy otherwise.
+    pub fn health_check<U>(
+        &self,
+        name: impl Into<String>,
+        uri: U,
+        timeout: Duration,
+    ) -> Result<crate::UpstreamHealth, Error>
+    where
+        Uri: TryFrom<U>,
+        <Uri as TryFrom<U>>::Error: std::fmt::Display,
+    {
+        let uri = Uri::try_from(uri).map_err(|e| Error::InvalidRequest(format!("invalid uri: {e}")))?;
+        Ok(crate::UpstreamHealth::new(name.into(), self.clone(), uri, timeout))
+    }
+
+    /// One GET straight upstream (no cache, no coalescing), for health checks.
+    pub(crate) async fn probe(&self, uri: Uri, timeout: Duration) -> Result<Response, Error> {
+        let mut parts = http::Request::new(()).into_parts().0;
+        parts.uri = uri;
+        self.prepare(&mut parts)?;
+        let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
+        match tokio::time::timeout(timeout, self.fetch(&parts, Bytes::new(), &host)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout { kind: TimeoutKind::Total, after: timeout }),
+        }
+    }
+
+    /// Checks the URI and adds the default headers.
+    fn prepare(&self, parts: &mut http::request::Parts) -> Result<(), Error> {
+        match parts.uri.scheme_str() {
+            Some("http") => {}
+            Some("https") if cfg!(feature = "rustls") => {}
+            Some("https") => {
+                return Err(Error::InvalidRequest(
+                    "https needs the `rustls` feature of veza-httpopt".into(),
+                ));
+            }
+            Some(other) => return Err(Error::InvalidRequest(format!("unsupported scheme {other}"))),
+            None => return Err(Error::InvalidRequest(format!("uri {} is not absolute", parts.uri))),
+        }
+        if parts.uri.host().is_none_or(str::is_empty) {
+            return Err(Error::InvalidRequest(format!("uri {} has no host", parts.uri)));
+        }
+        if let Some(ua) = &self.inner.user_agent {
+            parts.headers.entry(USER_AGENT).or_insert_with(|| ua.clone());
+        }
+        if self.inner.limits.decompress {
+            parts
+                .headers
+                .entry(ACCEPT_ENCODING)
+                .or_insert(HeaderValue::from_static(body::ACCEPT_ENCODING));
+        }
+        Ok(())
+    }
+
+    async fn dispatch(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+        host: &HostMetrics,
+    ) -> Result<Response, Error> {
+        let Some(cache) = &self.inner.cache else {
+            return self.fetch(&parts, body, host).await.map(|r| with_status(r, CacheStatus::Bypass));
+        };
+        if parts.method == Method::GET && !has_directive(&parts.headers, "no-store") {
+            return self.cached_get(cache, parts, body, host).await;
+        }
+        let invalidates = !parts.method.is_safe();
+        let resp = self.fetch(&parts, body, host).await?;
+        let resp = with_status(resp, CacheStatus::Bypass);
+        if invalidates && (resp.status.is_success() || resp.status.is_redirection()) {
+            // RFC 9111 §4.4: the target URI, and Location / Content-Location on the same origin.
+            cache.invalidate(&parts.uri);
+            for name in [LOCATION, CONTENT_LOCATION] {
+                if let Some(uri) = same_origin(&parts.uri, resp.headers.get(&name)) {
+                    cache.invalidate(&uri);
+                }
+            }
+        }
+        Ok(resp)
+    }
+
+    async fn cached_get(
+        &self,
+        cache: &HttpCache,
+        parts: http::request::Parts,
+        body: Bytes,
+        host: &HostMetrics,
+    ) -> Result<Response, Error> {
+        let now = SystemTime::now();
+        match cache.lookup(&parts, now) {
+            Lookup::Fresh(r) => {
+                host.hit();
+                Ok(r)
+            }
+            Lookup::Pass => {
+                let r = self.fetch(&parts, body, host).await?;
+                self.store(cache, &parts, &r, now);
+                Ok(with_status(r, CacheStatus::Miss))
+            }
+            Lookup::Miss => {
+                host.miss();
+                if has_directive(&parts.headers, "only-if-cached") {
+                    return Ok(gateway_timeout());
+                }
+                let fetch = || async {
+                    let r = self.fetch(&parts, body, host).await?;
+                    self.store(cache, &parts, &r, now);
+                    Ok(with_status(r, CacheStatus::Miss))
+                };
+                if self.inner.config.cache.coalesce {
+                    let key = self.inner.coalescer.key(&parts);
+                    self.inner.coalescer.run(key, fetch).await
+                } else {
+                    fetch().await
+                }
+            }
+            Lookup::Stale(stored, conditional) => {
+                if stored.within_swr(now) {
+                    host.stale(StaleReason::WhileRevalidate);
+                    self.refresh_in_background(Arc::clone(&stored), parts, conditional);
+                    return Ok(stored.stale_response(now));
+                }
+                if has_directive(&parts.headers, "only-if-cached") {
+                    return Ok(gateway_timeout());
+                }
+                let revalidate = || self.revalidate(cache, &stored, &parts, conditional, host);
+                if self.inner.config.cache.coalesce {
+                    let key = self.inner.coalescer.key(&parts);
+                    self.inner.coalescer.run(key, revalidate).await
+                } else {
+                    revalidate().await
+                }
+            }
+        }
+    }
+
+    fn store(&self, cache: &HttpCache, parts: &http::request::Parts, r: &Response, at: SystemTime) {
+        if cache.store(parts, r, at) {
+            self.inner.metrics.stored_bytes(cache.stored_bytes());
+        }
+    }
+
+    /// Sends the conditional request for a stale entry and serves what it says.
+    async fn revalidate(
+        &self,
+        cache: &HttpCache,
+        stored: &Stored,
+        parts: &http::request::Parts,
+        conditional: http::request::Parts,
+        host: &HostMetrics,
+    ) -> Result<Response, Error> {
+        let sent = SystemTime::now();
+        match self.fetch(&conditional, Bytes::new(), host).await {
+            Ok(r) if r.status.is_server_error() && stored.within_sie(SystemTime::now()) => {
+                host.revalidation(Revalidation::Error);
+                host.stale(StaleReason::IfError);
+                Ok(stored.stale_response(SystemTime::now()))
+            }
+            Ok(r) if r.status == StatusCode::NOT_MODIFIED => {
+                let head = head_of(&r);
+                if let Some(merged) = cache.revalidated(parts, stored, &head, SystemTime::now()) {
+                    host.revalidation(Revalidation::NotModified);
+                    self.inner.metrics.stored_bytes(cache.stored_bytes());
+                    return Ok(merged);
+                }
+                // A 304 whose validators do not match what is stored: ask again in full.
+                host.revalidation(Revalidation::Modified);
+                let r = self.fetch(parts, Bytes::new(), host).await?;
+                self.store(cache, parts, &r, sent);
+                Ok(with_status(r, CacheStatus::Miss))
+            }
+            Ok(r) => {
+                host.revalidation(Revalidation::Modified);
+                self.store(cache, parts, &r, sent);
+                Ok(with_status(r, CacheStatus::Miss))
+            }
+            Err(e) => {
+                host.revalidation(Revalidation::Error);
+                if stored.within_sie(SystemTime::now()) {
+                    host.stale(StaleReason::IfError);
+                    return Ok(stored.stale_response(SystemTime::now()));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `stale-while-revalidate`: one background refresh per stored entry at a time.
+    fn refresh_in_background(
+        &self,
+        stored: Arc<Stored>,
+        parts: http::request::Parts,
+        conditional: http::request::Parts,
+    ) {
+        let Some(cache) = &self.inner.cache else { return };
+        if !cache.begin_refresh(stored.key()) {
+            return;
+        }
+        let client = self.clone();
+        let timeout = self.inner.config.timeout;
+        tokio::spawn(async move {
+            let Some(cache) = client.inner.cache.as_ref() else { return };
+            let host = client.inner.metrics.host(parts.uri.host().unwrap_or(""));
+            let refresh = client.revalidate(cache, &stored, &parts, conditional, &host);
+            // The outcome is in the cache (or not, on failure); nobody waits for it.
+            let _ = tokio::time::timeout(timeout, refresh).await;
+            cache.end_refresh(stored.key());
+        });
+    }
+
+    /// Sends a request upstream, retrying idempotent ones after connection errors within the
+    /// budget, and reads the body within the limits.
+    async fn fetch(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+        host: &HostMetrics,
+    ) -> Result<Response, Error> {
+        let inner = &*self.inner;
+        let retry = &inner.config.retry;
+        inner.budget.deposit();
+        let idempotent = parts.method.is_idempotent();
+        let mut attempt = 0u32;
+        loop {
+            match self.send_once(parts.clone(), body.clone()).await {
+                Err(e)
+                    if idempotent
+                        && attempt < retry.max_retries
+                        && e.is_connection_error()
+                        && inner.budget.withdraw() =>
+                {
+                    attempt += 1;
+                    host.retry();
+                    tokio::time::sleep(backoff(retry.backoff, retry.max_backoff, attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(&self, parts: http::request::Parts, body: Bytes) -> Result<Response, Error> {
+        let inner = &*self.inner;
+        let req = http::Request::from_parts(parts, Full::new(body));
+        let sent = inner.hyper.request(req);
+        let resp = match inner.limits.read_timeout {
+            Some(t) => tokio::time::timeout(t, sent)
+                .await
+                .map_err(|_| Error::Timeout { kind: TimeoutKind::Read, after: t })?,
+            None => sent.await,
+        }
+        .map_err(|e| self.classify(e))?;
+        let (mut head, incoming) = resp.into_parts();
+        let body = body::read(incoming, &mut head.headers, inner.limits).await?;
+        Ok(Response {
+            status: head.status,
+            version: head.version,
+            headers: head.headers,
+            body,
+            cache: CacheStatus::Miss,
+        })
+    }
+
+    fn classify(&self, e: hyper_util::client::legacy::Error) -> Error {
+        if e.is_connect() {
+            let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = cur {
+                if err
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+                {
+                    return Error::Timeout {
+                        kind: TimeoutKind::Connect,
+                        after: self.inner.config.connect_timeout,
+                    };
+                }
+                cur = err.source();
+            }
+            return Error::Connect(Error::source_of(e));
+        }
+        Error::Transport(Error::source_of(e))
+    }
+}
+
+#[cfg(not(feature = "rustls"))]
+fn tls(http: HttpConnector, _config: &Config) -> Result<connector::Inner, Error> {
+    Ok(http)
+}
+
+#[cfg(feature = "rustls")]
+fn tls(http: HttpConnector, config: &Config) -> Result<connector::Inner, Error> {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let b = match &config.tls {
+        Some(tls) => builder.with_tls_config((**tls).clone()),
+        None => builder
+            .with_native_roots()
+            .map_err(|e| Error::InvalidConfig(format!("cannot load the system's root certificates: {e}")))?,
+    };
+    let b = b.https_or_http().enable_http1();
+    #[cfg(feature = "http2")]
+    let b = b.enable_http2();
+    Ok(b.wrap_connector(http))
+}
+
+fn with_status(mut r: Response, status: CacheStatus) -> Response {
+    r.cache = status;
+    r
+}
+
+fn head_of(r: &Response) -> http::response::Parts {
+    let mut head = http::Response::new(()).into_parts().0;
+    head.status = r.status;
+    head.version = r.version;
+    head.headers = r.headers.clone();
+    head
+}
+
+/// RFC 9111 §5.2.1.7: `only-if-cached` with nothing usable stored is answered with 504.
+fn gateway_timeout() -> Response {
+    Response {
+        status: StatusCode::GATEWAY_TIMEOUT,
+        version: http::Version::HTTP_11,
+        headers: http::HeaderMap::new(),
+        body: Bytes::new(),
+        cache: CacheStatus::Miss,
+    }
+}
+
+/// Whether the request's `Cache-Control` (or `Pragma: no-cache` for `no-cache`) carries
+/// `directive`.
+fn has_directive(headers: &http::HeaderMap, directive: &str) -> bool {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.split('=').next().unwrap_or("").trim().eq_ignore_ascii_case(directive))
+}
+
+/// The URI a `Location`-like header points to, when it is on the same origin as `base`.
+fn same_origin(base: &Uri, value: Option<&HeaderValue>) -> Option<Uri> {
+    let value = value?.to_str().ok()?.trim();
+    if value.starts_with('/') && !value.starts_with("//") {
+        let mut parts = base.clone().into_parts();
+        parts.path_and_query = Some(value.parse().ok()?);
+        return Uri::from_parts(parts).ok();
+    }
+    let uri: Uri = value.parse().ok()?;
+    (uri.scheme() == base.scheme() && uri.authority() == base.authority()).then_some(uri)
+}
+
+/// Exponential backoff with jitter: `base * 2^(attempt-1)`, scaled by a random factor in
+/// [0.5, 1), capped at `max`.
+fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let random = RandomState::new().build_hasher().finish();
+    let factor = 0.5 + (random % 1000) as f64 / 2000.0;
+    exp.mul_f64(factor).min(max)
+}
+
+/// Builds a client from [`Config::default`] with chained setters.
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    config: Config,
+}
+
+impl ClientBuilder {
+    /// Total time per request.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.config.timeout = d;
+        self
+    }
+
+    /// Time to connect.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.config.connect_timeout = d;
+        self
+    }
+
+    /// Longest wait for the next bytes of a response.
+    pub fn read_timeout(mut self, d: Duration) -> Self {
+        self.config.read_timeout = Some(d);
+        self
+    }
+
+    /// Idle connections kept per host.
+    pub fn pool_max_idle_per_host(mut self, n: usize) -> Self {
+        self.config.pool_max_idle_per_host = n;
+        self
+    }
+
+    /// Idle time after which a pooled connection is closed.
+    pub fn pool_idle_timeout(mut self, d: Duration) -> Self {
+        self.config.pool_idle_timeout = d;
+        self
+    }
+
+    /// HTTP/2 without negotiation.
+    pub fn http2_prior_knowledge(mut self) -> Self {
+        self.config.http2_prior_knowledge = true;
+        self
+    }
+
+    /// Largest body as sent, and once decoded.
+    pub fn max_body_size(mut self, sent: u64, decoded: u64) -> Self {
+        self.config.max_body_size = sent;
+        self.config.max_decoded_size = decoded;
+        self
+    }
+
+    /// The cache mode.
+    pub fn cache(mut self, mode: CacheMode) -> Self {
+        self.config.cache.mode = mode;
+        self
+    }
+
+    /// The cache's bound in bytes.
+    pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
+        self.config.cache.max_bytes = bytes;
+        self
+    }
+
+    /// Retries per request (0 turns them off).
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.config.retry.max_retries = n;
+        self
+    }
+
+    /// Any other setting.
+    pub fn config(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Builds the client, checking the configuration.
+    pub fn build(self) -> Result<Client, Error> {
+        Client::new(self.config)
+    }
+}
+
+/// A request being built; [`RequestBuilder::send`] sends it. A bad URI or header is reported
+/// by `send`, so calls chain.
+#[derive(Debug)]
+pub struct RequestBuilder {
+    client: Client,
+    req: Result<http::Request<Bytes>, Error>,
+    timeout: Option<Duration>,
+}
+
+impl RequestBuilder {
+    /// Adds a header.
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        HeaderName: TryFrom<K>,
+        HeaderValue: TryFrom<V>,
+    {
+        if let Ok(req) = &mut self.req {
+            match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                (Ok(n), Ok(v)) => {
+                    req.headers_mut().append(n, v);
+                }
+                _ => self.req = Err(Error::InvalidRequest("invalid header name or value".into())),
+            }
+        }
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        if let Ok(req) = &mut self.req {
+            *req.body_mut() = body.into();
+        }
+        self
+    }
+
+    /// Sets this request's total timeout (instead of the client's).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// Sends it.
+    pub async fn send(self) -> Result<Response, Error> {
+        let req = self.req?;
+        let timeout = self.timeout.unwrap_or(self.client.inner.config.timeout);
+        self.client.execute_with(req, timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_invalidation_stays_on_the_same_origin() {
+        let base: Uri = "http://a.example/users/1".parse().unwrap();
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert_eq!(
+            same_origin(&base, Some(&v("/users/2"))).unwrap().to_string(),
+            "http://a.example/users/2"
+        );
+        assert!(same_origin(&base, Some(&v("http://a.example/x"))).is_some());
+        assert!(same_origin(&base, Some(&v("http://b.example/x"))).is_none());
+        assert!(same_origin(&base, Some(&v("//b.example/x"))).is_none());
+        assert!(same_origin(&base, None).is_none());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(20);
+        let max = Duration::from_millis(100);
+        let first = backoff(base, max, 1);
+        assert!(first >= Duration::from_millis(10) && first < base);
+        let third = backoff(base, max, 3);
+        assert!(third >= Duration::from_millis(40));
+        assert_eq!(backoff(base, max, 30), max.min(backoff(base, max, 30)));
+        assert!(backoff(base, max, 30) <= max);
+    }
+
+    #[test]
+    fn request_directives_are_found() {
+        let mut h = http::HeaderMap::new();
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=0, No-Store"));
+        assert!(has_directive(&h, "no-store"));
+        assert!(has_directive(&h, "max-age"));
+        assert!(!has_directive(&h, "only-if-cached"));
+    }
+}

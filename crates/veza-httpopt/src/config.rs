@@ -1,0 +1,228 @@
+//! [`Config`]: pool, time limits, body limits, cache and retry settings, with the guide's
+//! defaults (30 s per request, 10 idle connections per host, 90 s idle timeout).
+
+use std::time::Duration;
+
+use crate::Error;
+
+/// Who the cache serves, as RFC 9111 distinguishes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CacheMode {
+    /// No cache, no coalescing: every request goes upstream.
+    Off,
+    /// A private cache (the default), as in a browser: `private` responses are stored, and a
+    /// response to a request carrying `Authorization` is reused only for the same credentials
+    /// unless the response says it may be shared (`public`, `s-maxage`, `must-revalidate`).
+    #[default]
+    Private,
+    /// A shared cache, as in a proxy: `s-maxage` wins over `max-age`, `private` responses and
+    /// responses to authenticated requests are not stored unless explicitly allowed.
+    Shared,
+}
+
+/// The HTTP cache's settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// Private (default), shared, or off.
+    pub mode: CacheMode,
+    /// Most bytes of stored responses (bodies and headers); least recently used go first.
+    /// Default 64 MiB.
+    pub max_bytes: u64,
+    /// Largest single response stored, in bytes; bigger ones are served but not kept.
+    /// Default 4 MiB.
+    pub max_entry_bytes: u64,
+    /// Identical concurrent cacheable GETs share one upstream request. Default on.
+    pub coalesce: bool,
+    /// Heuristic freshness for responses with `Last-Modified` and no explicit lifetime, as a
+    /// fraction of the time since the modification (RFC 9111 §4.2.2). Default 0.1.
+    pub heuristic_fraction: f32,
+    /// How long a URL whose last response could not be stored is sent straight upstream
+    /// without coalescing ("hit-for-pass"): concurrent requests to an uncacheable resource
+    /// must not wait for each other. Default 30 s.
+    pub pass_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            mode: CacheMode::Private,
+            max_bytes: 64 << 20,
+            max_entry_bytes: 4 << 20,
+            coalesce: true,
+            heuristic_fraction: 0.1,
+            pass_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Retries of idempotent requests after connection errors.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RetryConfig {
+    /// Most retries of one request. Default 2; 0 turns retries off.
+    pub max_retries: u32,
+    /// Retries allowed as a fraction of recent requests (tower's `TpsBudget`): 0.2 lets one
+    /// request in five be retried, so an upstream in trouble does not get a retry storm.
+    /// Default 0.2.
+    pub budget_ratio: f32,
+    /// Retries per second allowed whatever the traffic, so a quiet client can still retry.
+    /// Default 10.
+    pub min_per_sec: u32,
+    /// Delay before the first retry; doubles each time, with jitter. Default 20 ms.
+    pub backoff: Duration,
+    /// Longest delay between retries. Default 1 s.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_retries: 2,
+            budget_ratio: 0.2,
+            min_per_sec: 10,
+            backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The client's configuration. Start from [`Config::default`] and change fields, or use
+/// [`crate::Client::builder`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Total time for a request: connect, send, response head and body, retries. Default 30 s
+    /// (the guide's). A request may set its own with [`crate::RequestBuilder::timeout`].
+    pub timeout: Duration,
+    /// Time to open a TCP connection (and finish the TLS handshake). Default 10 s.
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of a response (head or body): catches an upstream that
+    /// stalls. `None` (the default) leaves it to `timeout`.
+    pub read_timeout: Option<Duration>,
+    /// Idle connections kept per host. Default 10 (the guide's).
+    pub pool_max_idle_per_host: usize,
+    /// Idle connections are closed after this long, by a timer. Default 90 s (the guide's).
+    pub pool_idle_timeout: Duration,
+    /// Speak HTTP/2 without negotiation (h2c, or h2 over TLS without ALPN). Default off: HTTP/1.1,
+    /// or HTTP/2 when TLS ALPN selects it.
+    pub http2_prior_knowledge: bool,
+    /// Largest response body accepted as sent (compressed), in bytes. Default 16 MiB.
+    pub max_body_size: u64,
+    /// Largest body after decompression, in bytes. Default 64 MiB.
+    pub max_decoded_size: u64,
+    /// Send `Accept-Encoding` with the codings this build decodes and decode responses.
+    /// Default on.
+    pub decompress: bool,
+    /// `User-Agent` sent when the request has none. Default `veza-httpopt/<version>`.
+    pub user_agent: Option<String>,
+    /// The HTTP cache.
+    pub cache: CacheConfig,
+    /// Retries.
+    pub retry: RetryConfig,
+    /// The TLS client configuration; `None` (the default) trusts the system's root
+    /// certificates. Set ALPN protocols yourself when you bring one (`h2`, `http/1.1`).
+    #[cfg(feature = "rustls")]
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: None,
+            pool_max_idle_per_host: 10,
+            pool_idle_timeout: Duration::from_secs(90),
+            http2_prior_knowledge: false,
+            max_body_size: 16 << 20,
+            max_decoded_size: 64 << 20,
+            decompress: true,
+            user_agent: Some(concat!("veza-httpopt/", env!("CARGO_PKG_VERSION")).to_owned()),
+            cache: CacheConfig::default(),
+            retry: RetryConfig::default(),
+            #[cfg(feature = "rustls")]
+            tls: None,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the values; [`crate::Client::new`] calls it.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |why: &str| Err(Error::InvalidConfig(why.to_owned()));
+        if self.timeout.is_zero() {
+            return bad("timeout must be above zero");
+        }
+        if self.connect_timeout.is_zero() {
+            return bad("connect_timeout must be above zero");
+        }
+        if self.read_timeout.is_some_and(|d| d.is_zero()) {
+            return bad("read_timeout must be above zero");
+        }
+        if self.pool_idle_timeout.is_zero() {
+            return bad("pool_idle_timeout must be above zero");
+        }
+        if self.max_body_size == 0 || self.max_decoded_size == 0 {
+            return bad("max_body_size and max_decoded_size must be above zero");
+        }
+        if self.max_decoded_size < self.max_body_size {
+            return bad("max_decoded_size must be at least max_body_size");
+        }
+        if let Some(ua) = &self.user_agent {
+            if http::HeaderValue::from_str(ua).is_err() {
+                return bad("user_agent is not a valid header value");
+            }
+        }
+        let c = &self.cache;
+        if c.mode != CacheMode::Off && (c.max_bytes == 0 || c.max_entry_bytes == 0) {
+            return bad("cache.max_bytes and cache.max_entry_bytes must be above zero");
+        }
+        if !(0.0..=1.0).contains(&c.heuristic_fraction) {
+            return bad("cache.heuristic_fraction must be within 0..=1");
+        }
+        let r = &self.retry;
+        if !(0.0..=1000.0).contains(&r.budget_ratio) {
+            return bad("retry.budget_ratio must be within 0..=1000");
+        }
+        if r.min_per_sec >= i32::MAX as u32 {
+            return bad("retry.min_per_sec is too large");
+        }
+        if r.max_backoff < r.backoff {
+            return bad("retry.max_backoff must be at least retry.backoff");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_guides_and_valid() {
+        let c = Config::default();
+        assert_eq!(c.timeout, Duration::from_secs(30));
+        assert_eq!(c.pool_max_idle_per_host, 10);
+        assert_eq!(c.pool_idle_timeout, Duration::from_secs(90));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        let mut c = Config::default();
+        c.max_decoded_size = 1;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("max_decoded_size"), "{e}");
+        let mut c = Config::default();
+        c.retry.budget_ratio = -1.0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.user_agent = Some("bad\nvalue".into());
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.timeout = Duration::ZERO;
+        assert!(c.validate().is_err());
+    }
+}

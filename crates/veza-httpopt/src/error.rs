@@ -1,0 +1,210 @@
+//! [`Error`]: what went wrong with a request, classified for retry and status decisions.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use veza_core::{Classify, ErrorKind};
+
+/// A shared, cloneable error source (errors are cloned when coalesced requests share a result).
+pub type Source = Arc<dyn StdError + Send + Sync + 'static>;
+
+/// Which time limit expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// Opening the TCP connection (and TLS handshake) took longer than `connect_timeout`.
+    Connect,
+    /// No byte of the response head or body arrived for `read_timeout`.
+    Read,
+    /// The whole exchange, retries included, took longer than the request's total timeout.
+    Total,
+}
+
+impl TimeoutKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TimeoutKind::Connect => "connect",
+            TimeoutKind::Read => "read",
+            TimeoutKind::Total => "total",
+        }
+    }
+}
+
+/// A request failure.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request cannot be sent as given: bad URI, unsupported scheme, bad header.
+    InvalidRequest(String),
+    /// The client configuration is wrong; the message says how.
+    InvalidConfig(String),
+    /// No connection could be opened: refused, unreachable, DNS failure, TLS handshake.
+    Connect(Source),
+    /// A time limit expired.
+    Timeout {
+        /// Which limit.
+        kind: TimeoutKind,
+        /// Its value.
+        after: Duration,
+    },
+    /// The connection failed during the exchange (reset, closed before the response ended,
+    /// protocol error).
+    Transport(Source),
+    /// The response body (as sent, before decompression) is larger than `max_body_size`.
+    BodyTooLarge {
+        /// The configured limit, in bytes.
+        limit: u64,
+    },
+    /// The decompressed body is larger than `max_decoded_size` (a compression bomb, or a
+    /// response bigger than the service is prepared to hold).
+    DecodedTooLarge {
+        /// The configured limit, in bytes.
+        limit: u64,
+        /// The content coding that expanded past it.
+        encoding: &'static str,
+    },
+    /// The body could not be decompressed: corrupt data, or a coding this build cannot decode.
+    Decode {
+        /// The content coding named by the response.
+        encoding: String,
+        /// What the decoder said.
+        source: Source,
+    },
+}
+
+impl Error {
+    /// Wraps an error source.
+    pub(crate) fn source_of(e: impl StdError + Send + Sync + 'static) -> Source {
+        Arc::new(e)
+    }
+
+    /// Whether a request that failed this way never reached the server's application, or may
+    /// safely be sent again because the connection broke before a response (for idempotent
+    /// methods only: the client checks the method).
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            Error::Connect(_) => true,
+            Error::Timeout { kind, .. } => *kind == TimeoutKind::Connect,
+            Error::Transport(source) => transport_is_retryable(source.as_ref()),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a time-out, of any kind.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+}
+
+/// A broken exchange is safe to repeat (for an idempotent request) when the connection closed,
+/// reset or was cancelled before a complete response.
+fn transport_is_retryable(e: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return true;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as Io;
+            if matches!(
+                io.kind(),
+                Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe | Io::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidRequest(why) => write!(f, "invalid request: {why}"),
+            Error::InvalidConfig(why) => write!(f, "invalid http client config: {why}"),
+            Error::Connect(e) => write!(f, "cannot connect: {}", chain(e.as_ref())),
+            Error::Timeout { kind, after } => {
+                write!(f, "{} timeout after {after:?}", kind.as_str())
+            }
+            Error::Transport(e) => write!(f, "connection failed: {}", chain(e.as_ref())),
+            Error::BodyTooLarge { limit } => {
+                write!(f, "response body larger than the {limit} byte limit")
+            }
+            Error::DecodedTooLarge { limit, encoding } => write!(
+                f,
+                "{encoding} response body expands past the {limit} byte limit"
+            ),
+            Error::Decode { encoding, source } => {
+                write!(f, "cannot decode {encoding} response body: {source}")
+            }
+        }
+    }
+}
+
+/// The messages of an error and its sources, joined: hyper's own message is often generic
+/// ("client error (Connect)") and the cause is further down.
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Connect(e) | Error::Transport(e) | Error::Decode { source: e, .. } => {
+                Some(e.as_ref())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidRequest(_) | Error::InvalidConfig(_) => ErrorKind::InvalidInput,
+            Error::Connect(_) | Error::Transport(_) => ErrorKind::Unavailable,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::BodyTooLarge { .. } | Error::DecodedTooLarge { .. } | Error::Decode { .. } => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_and_messages() {
+        let t = Error::Timeout { kind: TimeoutKind::Read, after: Duration::from_millis(5) };
+        assert_eq!(t.kind(), ErrorKind::Timeout);
+        assert!(t.is_retryable());
+        assert_eq!(t.to_string(), "read timeout after 5ms");
+        let big = Error::DecodedTooLarge { limit: 10, encoding: "gzip" };
+        assert_eq!(big.kind(), ErrorKind::Internal);
+        assert!(!big.is_retryable());
+        assert!(big.to_string().contains("gzip"));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let tr = Error::Transport(Error::source_of(io));
+        assert!(tr.is_connection_error());
+        assert_eq!(tr.kind(), ErrorKind::Unavailable);
+        let other = Error::Transport(Error::source_of(std::io::Error::other("tls alert")));
+        assert!(!other.is_connection_error());
+    }
+}

@@ -1,0 +1,95 @@
+//! A pooled HTTP client on hyper with a real RFC 9111 cache, request coalescing, bounded
+//! decompression and retries within a budget.
+//!
+//! The Veza guide's `HTTPOptimizer` is a client with a 30 s timeout and a pooled transport (10
+//! idle connections per host, 90 s idle timeout) and a `GetWithCache` that keeps every body
+//! forever by URL. This crate keeps the pool and the timeouts and replaces the cache with one
+//! that follows the HTTP caching RFCs, so it can point at any upstream:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), veza_httpopt::Error> {
+//! use veza_httpopt::{CacheStatus, Client};
+//!
+//! let client = Client::builder().build()?; // the guide's defaults, private cache on
+//! let first = client.get("http://127.0.0.1:8080/users/42").send().await?;
+//! let again = client.get("http://127.0.0.1:8080/users/42").send().await?;
+//! // With `Cache-Control: max-age=60` on the response, the second one never left the process.
+//! assert_eq!(again.cache_status(), CacheStatus::Hit);
+//! assert_eq!(first.body(), again.body());
+//! # Ok(()) }
+//! ```
+//!
+//! # What a request goes through
+//! 1. **The cache** (GET only; [`CacheMode::Private`] by default): a fresh stored response is
+//!    returned at once ([`CacheStatus::Hit`]); a stale one is revalidated with `If-None-Match`
+//!    / `If-Modified-Since`, and a `304` refreshes its headers and serves the stored body
+//!    ([`CacheStatus::Revalidated`]); `stale-while-revalidate` serves it at once and refreshes
+//!    in the background, `stale-if-error` serves it when upstream fails ([`CacheStatus::Stale`]).
+//!    Freshness, storability, `Vary`, `Age` and validators follow RFC 9111 through
+//!    [`http-cache-semantics`](https://docs.rs/http-cache-semantics); what that library leaves
+//!    to its user is done here (see [`HttpCache`]). Unsafe methods (POST, PUT, DELETE, PATCH)
+//!    invalidate the target URI and same-origin `Location` / `Content-Location`.
+//! 2. **Coalescing**: identical concurrent GETs that miss the cache share one upstream request.
+//!    A URI whose last response could not be stored is not coalesced (it is sent straight on).
+//! 3. **Upstream**, through hyper-util's pool: connections kept per host and closed by a timer
+//!    when idle; HTTP/1.1, HTTP/2 by ALPN (feature `rustls`) or prior knowledge.
+//! 4. **Retries**: idempotent requests that failed to connect, or whose connection broke before
+//!    a response, are retried with exponential backoff, at most `max_retries` times and within a
+//!    budget (tower's `TpsBudget`: 20% of recent requests plus 10 per second by default), so an
+//!    upstream in trouble never sees a retry storm.
+//! 5. **The body** is read whole under hard limits: `max_body_size` as sent (a `Content-Length`
+//!    above it fails before reading), `max_decoded_size` once decoded (gzip, deflate, br, zstd,
+//!    decoded as the bytes arrive, so a compression bomb fails as its output crosses the limit,
+//!    in bounded memory), and `read_timeout` between bytes. The whole exchange is under
+//!    `timeout` (30 s).
+//!
+//! # Errors
+//! [`Error`] implements [`veza_core::Classify`]: time-outs are `Timeout`, refused connections
+//! and broken exchanges `Unavailable` (both retryable), bad requests `InvalidInput`, bodies too
+//! large or corrupt `Internal`.
+//!
+//! # Metrics
+//! Under the catalog's names (`veza_core::catalog::http_client`): requests by method, host and
+//! status class, duration, cache hits, misses, revalidations and stale serves, stored bytes,
+//! open and opened connections, retries. Install the recorder (`veza-metrics`) before building
+//! the client.
+//!
+//! # What it does not do
+//! - Bodies are read whole; there is no streaming response API (download large files with
+//!   hyper directly).
+//! - The cache is in memory only, and does not store partial (206) responses.
+//! - No proxy support, no cookies, no redirects followed (a 3xx is returned as is).
+//!
+//! # Features
+//! | feature | default | what |
+//! |---|---|---|
+//! | `gzip` | yes | decode gzip and deflate (flate2, pure Rust) |
+//! | `brotli` | yes | decode br (brotli-decompressor, pure Rust) |
+//! | `zstd` | yes | decode zstd (the zstd C library) |
+//! | `http2` | yes | HTTP/2 (ALPN over TLS, or prior knowledge) |
+//! | `rustls` | no | HTTPS with rustls (ring), the system's roots or your config |
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+mod cache;
+mod client;
+mod coalesce;
+mod config;
+mod connector;
+mod error;
+mod health;
+mod metrics;
+mod response;
+
+pub use cache::HttpCache;
+pub use client::{Client, ClientBuilder, RequestBuilder};
+pub use config::{CacheConfig, CacheMode, Config, RetryConfig};
+pub use error::{Error, Source, TimeoutKind};
+pub use health::UpstreamHealth;
+pub use response::{CacheStatus, Response};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

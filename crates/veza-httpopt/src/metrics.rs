@@ -1,0 +1,221 @@
+//! The client's metrics, named by the catalog (`veza_core::catalog::http_client`).
+//!
+//! Handles are resolved once per (host, method, status class) and kept, so a request costs a
+//! read lock and a few atomic adds, not a registry lookup with label hashing. Hosts are a
+//! bounded label (the upstreams a service calls); past [`MAX_HOSTS`] distinct hosts, the rest
+//! are counted under `host="other"`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use metrics::{Counter, Gauge, Histogram};
+use parking_lot::RwLock;
+use veza_core::catalog::http_client as cat;
+
+/// Distinct `host` label values before the rest are folded into `other`.
+pub(crate) const MAX_HOSTS: usize = 256;
+
+const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"];
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
+fn method_index(m: &Method) -> usize {
+    match *m {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        _ => 7,
+    }
+}
+
+/// The status class index of a response (or `error` for a failure).
+fn class_index(status: Option<StatusCode>) -> usize {
+    match status.map(|s| s.as_u16() / 100) {
+        Some(c @ 1..=5) => (c - 1) as usize,
+        _ => 5,
+    }
+}
+
+/// Revalidation outcomes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Revalidation {
+    NotModified = 0,
+    Modified = 1,
+    Error = 2,
+}
+
+/// Why a stale response was served.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StaleReason {
+    WhileRevalidate = 0,
+    IfError = 1,
+}
+
+/// The handles of one upstream host.
+#[derive(Debug)]
+pub(crate) struct HostMetrics {
+    host: String,
+    requests: [[OnceLock<Counter>; 6]; 8],
+    duration: [OnceLock<Histogram>; 8],
+    hits: OnceLock<Counter>,
+    misses: OnceLock<Counter>,
+    revalidations: [OnceLock<Counter>; 3],
+    stale: [OnceLock<Counter>; 2],
+    opened: OnceLock<Counter>,
+    retries: OnceLock<Counter>,
+}
+
+impl HostMetrics {
+    fn new(host: String) -> Self {
+        HostMetrics {
+            host,
+            requests: Default::default(),
+            duration: Default::default(),
+            hits: OnceLock::new(),
+            misses: OnceLock::new(),
+            revalidations: Default::default(),
+            stale: Default::default(),
+            opened: OnceLock::new(),
+            retries: OnceLock::new(),
+        }
+    }
+
+    /// Counts a finished request and its duration.
+    pub(crate) fn request(&self, method: &Method, status: Option<StatusCode>, took: Duration) {
+        let m = method_index(method);
+        let c = class_index(status);
+        let label = match m {
+            7 => method.as_str().to_owned(),
+            _ => METHODS[m].to_owned(),
+        };
+        // Unknown methods are rare (WebDAV and the like); they share the OTHER slot's handle
+        // only when the slot is first resolved with their name, which is fine for a rare case.
+        self.requests[m][c]
+            .get_or_init(|| {
+                metrics::counter!(cat::REQUESTS.name, "method" => label.clone(), "host" => self.host.clone(), "status_class" => CLASSES[c])
+            })
+            .increment(1);
+        self.duration[m]
+            .get_or_init(|| {
+                metrics::histogram!(cat::REQUEST_DURATION.name, "method" => label, "host" => self.host.clone())
+            })
+            .record(took.as_secs_f64());
+    }
+
+    pub(crate) fn hit(&self) {
+        self.hits
+            .get_or_init(|| metrics::counter!(cat::CACHE_HITS.name, "host" => self.host.clone()))
+            .increment(1);
+    }
+
+    pub(crate) fn miss(&self) {
+        self.misses
+            .get_or_init(|| metrics::counter!(cat::CACHE_MISSES.name, "host" => self.host.clone()))
+            .increment(1);
+    }
+
+    pub(crate) fn revalidation(&self, outcome: Revalidation) {
+        const OUTCOMES: [&str; 3] = ["not_modified", "modified", "error"];
+        let i = outcome as usize;
+        self.revalidations[i]
+            .get_or_init(|| {
+                metrics::counter!(cat::CACHE_REVALIDATIONS.name, "host" => self.host.clone(), "outcome" => OUTCOMES[i])
+            })
+            .increment(1);
+    }
+
+    pub(crate) fn stale(&self, reason: StaleReason) {
+        const REASONS: [&str; 2] = ["while_revalidate", "if_error"];
+        let i = reason as usize;
+        self.stale[i]
+            .get_or_init(|| {
+                metrics::counter!(cat::CACHE_STALE_SERVED.name, "host" => self.host.clone(), "reason" => REASONS[i])
+            })
+            .increment(1);
+    }
+
+    pub(crate) fn retry(&self) {
+        self.retries
+            .get_or_init(|| metrics::counter!(cat::RETRIES.name, "host" => self.host.clone()))
+            .increment(1);
+    }
+}
+
+/// All of a client's handles.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    hosts: RwLock<HashMap<String, Arc<HostMetrics>>>,
+    open: Gauge,
+    stored: Gauge,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        Metrics {
+            hosts: RwLock::new(HashMap::new()),
+            open: metrics::gauge!(cat::CONNECTIONS_OPEN.name),
+            stored: metrics::gauge!(cat::CACHE_STORED.name),
+        }
+    }
+
+    /// The handles for `host`, created on first use.
+    pub(crate) fn host(&self, host: &str) -> Arc<HostMetrics> {
+        if let Some(h) = self.hosts.read().get(host) {
+            return Arc::clone(h);
+        }
+        let mut hosts = self.hosts.write();
+        let key = if hosts.len() >= MAX_HOSTS && !hosts.contains_key(host) { "other" } else { host };
+        Arc::clone(
+            hosts
+                .entry(key.to_owned())
+                .or_insert_with(|| Arc::new(HostMetrics::new(key.to_owned()))),
+        )
+    }
+
+    pub(crate) fn connection_opened(&self, host: &str) {
+        self.open.increment(1.0);
+        let h = self.host(host);
+        h.opened
+            .get_or_init(|| metrics::counter!(cat::CONNECTIONS_OPENED.name, "host" => h.host.clone()))
+            .increment(1);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.open.decrement(1.0);
+    }
+
+    pub(crate) fn stored_bytes(&self, bytes: u64) {
+        self.stored.set(bytes as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_and_methods_map_to_bounded_labels() {
+        assert_eq!(CLASSES[class_index(Some(StatusCode::OK))], "2xx");
+        assert_eq!(CLASSES[class_index(Some(StatusCode::NOT_MODIFIED))], "3xx");
+        assert_eq!(CLASSES[class_index(Some(StatusCode::BAD_GATEWAY))], "5xx");
+        assert_eq!(CLASSES[class_index(None)], "error");
+        assert_eq!(METHODS[method_index(&Method::PATCH)], "PATCH");
+        assert_eq!(method_index(&Method::from_bytes(b"PROPFIND").unwrap()), 7);
+    }
+
+    #[test]
+    fn hosts_past_the_bound_fold_into_other() {
+        let m = Metrics::new();
+        for i in 0..MAX_HOSTS + 10 {
+            m.host(&format!("h{i}.example"));
+        }
+        assert_eq!(m.hosts.read().len(), MAX_HOSTS + 1);
+        assert_eq!(m.host("late.example").host, "other");
+        assert_eq!(m.host("h1.example").host, "h1.example");
+    }
+}
