@@ -22,7 +22,11 @@ pub(crate) const ACCEPT_ENCODING: &str = accept_encoding();
 const fn accept_encoding() -> &'static str {
     // Codings are features: list the enabled ones. Order states preference (zstd and br
     // compress better than gzip at the same speed).
-    match (cfg!(feature = "zstd"), cfg!(feature = "brotli"), cfg!(feature = "gzip")) {
+    match (
+        cfg!(feature = "zstd"),
+        cfg!(feature = "brotli"),
+        cfg!(feature = "gzip"),
+    ) {
         (true, true, true) => "zstd, br, gzip, deflate",
         (true, true, false) => "zstd, br",
         (true, false, true) => "zstd, gzip, deflate",
@@ -80,6 +84,10 @@ enum Decoder {
     Never(std::convert::Infallible),
 }
 
+#[cfg_attr(
+    not(any(feature = "gzip", feature = "brotli", feature = "zstd")),
+    allow(unreachable_code, unused_variables)
+)]
 impl Decoder {
     /// A decoder for a `Content-Encoding` value this build handles; `None` for identity and
     /// for codings it does not know (the body is then returned as sent, header kept).
@@ -87,12 +95,20 @@ impl Decoder {
         let _ = &sink;
         Ok(Some(match coding {
             #[cfg(feature = "gzip")]
-            "gzip" | "x-gzip" => (Decoder::Gzip(flate2::write::MultiGzDecoder::new(sink)), "gzip"),
+            "gzip" | "x-gzip" => (
+                Decoder::Gzip(flate2::write::MultiGzDecoder::new(sink)),
+                "gzip",
+            ),
             #[cfg(feature = "gzip")]
-            "deflate" => (Decoder::Deflate(flate2::write::ZlibDecoder::new(sink)), "deflate"),
+            "deflate" => (
+                Decoder::Deflate(flate2::write::ZlibDecoder::new(sink)),
+                "deflate",
+            ),
             #[cfg(feature = "brotli")]
             "br" => (
-                Decoder::Brotli(Box::new(brotli_decompressor::DecompressorWriter::new(sink, 8192))),
+                Decoder::Brotli(Box::new(brotli_decompressor::DecompressorWriter::new(
+                    sink, 8192,
+                ))),
                 "br",
             ),
             #[cfg(feature = "zstd")]
@@ -145,9 +161,9 @@ impl Decoder {
             #[cfg(feature = "brotli")]
             Decoder::Brotli(mut d) => {
                 d.close()?;
-                d.into_inner()
-                    .map(|s| s.buf)
-                    .map_err(|_| io::Error::new(io::ErrorKind::UnexpectedEof, "truncated brotli stream"))
+                d.into_inner().map(|s| s.buf).map_err(|_| {
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "truncated brotli stream")
+                })
             }
             #[cfg(feature = "zstd")]
             Decoder::Zstd(d) => d.finish().map(|s| s.buf),
@@ -184,12 +200,16 @@ pub(crate) async fn read(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body) {
-        return Err(Error::BodyTooLarge { limit: limits.max_body });
+        return Err(Error::BodyTooLarge {
+            limit: limits.max_body,
+        });
     }
     let mut decoder = match content_coding(headers).filter(|_| limits.decompress) {
         Some(coding) => {
             let sink = Capped {
-                buf: Vec::with_capacity(declared.unwrap_or(0).saturating_mul(4).min(1 << 20) as usize),
+                buf: Vec::with_capacity(
+                    declared.unwrap_or(0).saturating_mul(4).min(1 << 20) as usize
+                ),
                 limit: limits.max_decoded,
                 exceeded: false,
             };
@@ -205,18 +225,25 @@ pub(crate) async fn read(
         let frame = match limits.read_timeout {
             Some(t) => tokio::time::timeout(t, body.frame())
                 .await
-                .map_err(|_| Error::Timeout { kind: TimeoutKind::Read, after: t })?,
+                .map_err(|_| Error::Timeout {
+                    kind: TimeoutKind::Read,
+                    after: t,
+                })?,
             None => body.frame().await,
         };
         let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| Error::Transport(Error::source_of(e)))?;
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         if data.is_empty() {
             continue;
         }
         received += data.len() as u64;
         if received > limits.max_body {
-            return Err(Error::BodyTooLarge { limit: limits.max_body });
+            return Err(Error::BodyTooLarge {
+                limit: limits.max_body,
+            });
         }
         match &mut decoder {
             Some((d, name)) => {
@@ -240,7 +267,9 @@ pub(crate) async fn read(
     match decoder {
         Some((d, name)) => {
             let exceeded = d.sink().exceeded;
-            let out = d.finish().map_err(|e| decode_error(exceeded, name, limits.max_decoded, e))?;
+            let out = d
+                .finish()
+                .map_err(|e| decode_error(exceeded, name, limits.max_decoded, e))?;
             headers.remove(CONTENT_ENCODING);
             headers.remove(CONTENT_LENGTH);
             Ok(Bytes::from(out))
@@ -255,9 +284,15 @@ pub(crate) async fn read(
 
 fn decode_error(exceeded: bool, name: &'static str, limit: u64, e: io::Error) -> Error {
     if exceeded {
-        Error::DecodedTooLarge { limit, encoding: name }
+        Error::DecodedTooLarge {
+            limit,
+            encoding: name,
+        }
     } else {
-        Error::Decode { encoding: name.to_owned(), source: Error::source_of(e) }
+        Error::Decode {
+            encoding: name.to_owned(),
+            source: Error::source_of(e),
+        }
     }
 }
 
@@ -272,14 +307,22 @@ mod tests {
         h.insert(CONTENT_ENCODING, "GZIP".parse().unwrap());
         assert_eq!(content_coding(&h).as_deref(), Some("gzip"));
         h.insert(CONTENT_ENCODING, "gzip, br".parse().unwrap());
-        assert_eq!(content_coding(&h), None, "stacked codings are passed through");
+        assert_eq!(
+            content_coding(&h),
+            None,
+            "stacked codings are passed through"
+        );
         h.insert(CONTENT_ENCODING, "identity".parse().unwrap());
         assert_eq!(content_coding(&h), None);
     }
 
     #[test]
     fn the_sink_refuses_past_its_limit() {
-        let mut s = Capped { buf: Vec::new(), limit: 4, exceeded: false };
+        let mut s = Capped {
+            buf: Vec::new(),
+            limit: 4,
+            exceeded: false,
+        };
         s.write_all(b"abcd").unwrap();
         assert!(s.write_all(b"e").is_err());
         assert!(s.exceeded);

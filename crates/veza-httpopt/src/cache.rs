@@ -21,7 +21,7 @@
 //!   concurrent requests to it are not coalesced behind each other.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -58,7 +58,9 @@ pub(crate) struct Stored {
     body: Bytes,
     /// When it stops being fresh (response time + freshness lifetime - age).
     fresh_until: SystemTime,
-    /// Keyed hash of the credentials it was fetched with, when it may not be shared.
+    /// Whether it may be reused only for the credentials it was fetched with.
+    restricted: bool,
+    /// Keyed hash of those credentials (`None`: fetched without `Authorization`).
     owner: Option<u64>,
     /// `stale-while-revalidate` window.
     swr: Duration,
@@ -101,7 +103,10 @@ impl Stored {
 #[derive(Debug, Clone)]
 enum Index {
     /// Responses for the URI are stored under this generation, varying on these headers.
-    Vary { generation: u64, names: Arc<[HeaderName]> },
+    Vary {
+        generation: u64,
+        names: Arc<[HeaderName]>,
+    },
     /// The last response could not be stored.
     Pass { until: Instant },
 }
@@ -156,7 +161,10 @@ fn stale_windows(headers: &HeaderMap, shared: bool) -> (Duration, Duration) {
                 None => (directive.trim(), None),
             };
             let name = name.to_ascii_lowercase();
-            let secs = || arg.and_then(|a| a.parse::<u64>().ok()).map(Duration::from_secs);
+            let secs = || {
+                arg.and_then(|a| a.parse::<u64>().ok())
+                    .map(Duration::from_secs)
+            };
             match name.as_str() {
                 "must-revalidate" | "no-cache" => return (Duration::ZERO, Duration::ZERO),
                 "proxy-revalidate" if shared => return (Duration::ZERO, Duration::ZERO),
@@ -171,20 +179,28 @@ fn stale_windows(headers: &HeaderMap, shared: bool) -> (Duration, Duration) {
 
 /// Whether the response allows reuse across credentials (RFC 9111 §3.5).
 fn shareable_with_credentials(headers: &HeaderMap) -> bool {
-    headers.get_all(CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()).any(|v| {
-        v.split(',').any(|d| {
-            let n = d.split('=').next().unwrap_or("").trim();
-            n.eq_ignore_ascii_case("public")
-                || n.eq_ignore_ascii_case("s-maxage")
-                || n.eq_ignore_ascii_case("must-revalidate")
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',').any(|d| {
+                let n = d.split('=').next().unwrap_or("").trim();
+                n.eq_ignore_ascii_case("public")
+                    || n.eq_ignore_ascii_case("s-maxage")
+                    || n.eq_ignore_ascii_case("must-revalidate")
+            })
         })
-    })
 }
 
 /// RFC 9111 §5.1: a list-valued `Age` uses its first member; an invalid value is ignored.
 fn normalize_age(headers: &mut HeaderMap) {
     let Some(v) = headers.get(AGE) else { return };
-    let first = v.to_str().ok().and_then(|s| s.split(',').next()).map(str::trim);
+    let first = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.split(',').next())
+        .map(str::trim);
     match first.and_then(|s| s.parse::<u64>().ok()) {
         Some(n) if headers.get_all(AGE).iter().count() == 1 && first == v.to_str().ok() => {
             let _ = n;
@@ -252,12 +268,16 @@ impl HttpCache {
 
     fn fingerprint(&self, headers: &HeaderMap) -> Option<u64> {
         let auth = headers.get(AUTHORIZATION)?;
-        let mut h = self.keyed.build_hasher();
-        auth.as_bytes().hash(&mut h);
-        Some(h.finish())
+        Some(self.keyed.hash_one(auth.as_bytes()))
     }
 
-    fn entry_key(&self, uri: &Uri, generation: u64, names: &[HeaderName], req: &HeaderMap) -> String {
+    fn entry_key(
+        &self,
+        uri: &Uri,
+        generation: u64,
+        names: &[HeaderName],
+        req: &HeaderMap,
+    ) -> String {
         let mut k = format!("e {generation} {uri}");
         for name in names {
             k.push('\n');
@@ -296,7 +316,10 @@ impl HttpCache {
                     cache: CacheStatus::Hit,
                 })
             }
-            BeforeRequest::Stale { request, matches: true } => {
+            BeforeRequest::Stale {
+                request,
+                matches: true,
+            } => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
                 Lookup::Stale(stored, request)
             }
@@ -317,11 +340,11 @@ impl HttpCache {
             Index::Vary { generation, names } => (generation, names),
         };
         let key = self.entry_key(&req.uri, generation, &names, &req.headers);
-        let Some(Slot::Entry(stored)) = self.store.get(&key) else { return Err(false) };
-        if let Some(owner) = stored.owner {
-            if self.fingerprint(&req.headers) != Some(owner) {
-                return Err(false);
-            }
+        let Some(Slot::Entry(stored)) = self.store.get(&key) else {
+            return Err(false);
+        };
+        if stored.restricted && self.fingerprint(&req.headers) != stored.owner {
+            return Err(false);
         }
         Ok(stored)
     }
@@ -344,7 +367,9 @@ impl HttpCache {
         let (Some(names), true) = (names, policy.is_storable()) else {
             self.store.insert(
                 index_key(&req.uri),
-                Slot::Index(Index::Pass { until: Instant::now() + self.pass_ttl }),
+                Slot::Index(Index::Pass {
+                    until: Instant::now() + self.pass_ttl,
+                }),
             );
             return false;
         };
@@ -352,7 +377,15 @@ impl HttpCache {
         if size > self.max_entry_bytes {
             return false;
         }
-        self.put(req, policy, parts, resp.version, resp.body.clone(), names, response_time);
+        self.put(
+            req,
+            policy,
+            parts,
+            resp.version,
+            resp.body.clone(),
+            names,
+            response_time,
+        );
         true
     }
 
@@ -369,25 +402,29 @@ impl HttpCache {
     ) {
         let ikey = index_key(&req.uri);
         let generation = match self.store.get(&ikey) {
-            Some(Slot::Index(Index::Vary { generation, names: old })) if *old == *names => {
-                generation
-            }
+            Some(Slot::Index(Index::Vary {
+                generation,
+                names: old,
+            })) if *old == *names => generation,
             _ => {
                 let generation = self.generation.fetch_add(1, Ordering::Relaxed);
                 let names: Arc<[HeaderName]> = names.clone().into();
-                self.store.insert(ikey, Slot::Index(Index::Vary { generation, names }));
+                self.store
+                    .insert(ikey, Slot::Index(Index::Vary { generation, names }));
                 generation
             }
         };
         let key = self.entry_key(&req.uri, generation, &names, &req.headers);
-        let owner = if !self.shared && !shareable_with_credentials(&parts.headers) {
-            self.fingerprint(&req.headers)
-        } else {
-            None
-        };
+        // A shared cache never stores what it may not share (the library refuses it); a
+        // private one keeps it for the same credentials only.
+        let restricted = !self.shared && !shareable_with_credentials(&parts.headers);
+        let owner = self.fingerprint(&req.headers);
         let (swr, sie) = stale_windows(&parts.headers, self.shared);
-        let header_bytes: u64 =
-            parts.headers.iter().map(|(k, v)| (k.as_str().len() + v.len() + 32) as u64).sum();
+        let header_bytes: u64 = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().len() + v.len() + 32) as u64)
+            .sum();
         let weight = body.len() as u64 + 2 * header_bytes + 512;
         let stored = Stored {
             fresh_until: now + policy.time_to_live(now),
@@ -396,6 +433,7 @@ impl HttpCache {
             status: parts.status,
             headers: parts.headers,
             body,
+            restricted,
             owner,
             swr,
             sie,
@@ -427,7 +465,15 @@ impl HttpCache {
                 };
                 if let Some(names) = vary_names(&parts.headers) {
                     if policy.is_storable() {
-                        self.put(req, policy, parts, stored.version, stored.body.clone(), names, now);
+                        self.put(
+                            req,
+                            policy,
+                            parts,
+                            stored.version,
+                            stored.body.clone(),
+                            names,
+                            now,
+                        );
                     }
                 }
                 Some(out)
@@ -488,16 +534,28 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
 
     #[test]
     fn stale_windows_follow_rfc5861_and_yield_to_must_revalidate() {
-        let h = headers(&[("cache-control", "max-age=1, stale-while-revalidate=30, stale-if-error=60")]);
-        assert_eq!(stale_windows(&h, false), (Duration::from_secs(30), Duration::from_secs(60)));
-        let h = headers(&[("cache-control", "max-age=1, stale-if-error=60, must-revalidate")]);
+        let h = headers(&[(
+            "cache-control",
+            "max-age=1, stale-while-revalidate=30, stale-if-error=60",
+        )]);
+        assert_eq!(
+            stale_windows(&h, false),
+            (Duration::from_secs(30), Duration::from_secs(60))
+        );
+        let h = headers(&[(
+            "cache-control",
+            "max-age=1, stale-if-error=60, must-revalidate",
+        )]);
         assert_eq!(stale_windows(&h, false), (Duration::ZERO, Duration::ZERO));
         let h = headers(&[("cache-control", "stale-while-revalidate=abc")]);
         assert_eq!(stale_windows(&h, false), (Duration::ZERO, Duration::ZERO));
@@ -521,7 +579,10 @@ mod tests {
 
     #[test]
     fn vary_names_are_normalised_and_star_is_never_reusable() {
-        let h = headers(&[("vary", "Accept-Language, accept-encoding"), ("vary", "Accept-Language")]);
+        let h = headers(&[
+            ("vary", "Accept-Language, accept-encoding"),
+            ("vary", "Accept-Language"),
+        ]);
         let names = vary_names(&h).unwrap();
         assert_eq!(names.len(), 2);
         assert_eq!(names[0].as_str(), "accept-encoding");
@@ -530,8 +591,17 @@ mod tests {
 
     #[test]
     fn credentials_sharing_directives() {
-        assert!(shareable_with_credentials(&headers(&[("cache-control", "max-age=5, Public")])));
-        assert!(shareable_with_credentials(&headers(&[("cache-control", "s-maxage=5")])));
-        assert!(!shareable_with_credentials(&headers(&[("cache-control", "max-age=5, private")])));
+        assert!(shareable_with_credentials(&headers(&[(
+            "cache-control",
+            "max-age=5, Public"
+        )])));
+        assert!(shareable_with_credentials(&headers(&[(
+            "cache-control",
+            "s-maxage=5"
+        )])));
+        assert!(!shareable_with_credentials(&headers(&[(
+            "cache-control",
+            "max-age=5, private"
+        )])));
     }
 }

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
-    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_LOCATION, HeaderName, HeaderValue, LOCATION,
-    USER_AGENT,
+    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_LOCATION, HeaderName, HeaderValue, LOCATION, USER_AGENT,
 };
 use http::{Method, StatusCode, Uri};
 use http_body_util::Full;
@@ -72,7 +71,9 @@ impl Client {
         builder.http2_only(config.http2_prior_knowledge);
         #[cfg(not(feature = "http2"))]
         if config.http2_prior_knowledge {
-            return Err(Error::InvalidConfig("http2_prior_knowledge needs the http2 feature".into()));
+            return Err(Error::InvalidConfig(
+                "http2_prior_knowledge needs the http2 feature".into(),
+            ));
         }
         let hyper = builder.build(connector);
 
@@ -112,7 +113,9 @@ impl Client {
 
     /// A builder over [`Config::default`].
     pub fn builder() -> ClientBuilder {
-        ClientBuilder { config: Config::default() }
+        ClientBuilder {
+            config: Config::default(),
+        }
     }
 
     /// Starts a GET request.
@@ -138,7 +141,11 @@ impl Client {
                 *r.uri_mut() = uri;
                 r
             });
-        RequestBuilder { client: self.clone(), req, timeout: None }
+        RequestBuilder {
+            client: self.clone(),
+            req,
+            timeout: None,
+        }
     }
 
     /// Sends a request built with `http::Request`, under the client's total timeout.
@@ -158,9 +165,16 @@ impl Client {
         let start = Instant::now();
         let result = match tokio::time::timeout(timeout, self.dispatch(parts, body, &host)).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout { kind: TimeoutKind::Total, after: timeout }),
+            Err(_) => Err(Error::Timeout {
+                kind: TimeoutKind::Total,
+                after: timeout,
+            }),
         };
-        host.request(&method, result.as_ref().ok().map(Response::status), start.elapsed());
+        host.request(
+            &method,
+            result.as_ref().ok().map(Response::status),
+            start.elapsed(),
+        );
         result
     }
 
@@ -191,8 +205,14 @@ impl Client {
         Uri: TryFrom<U>,
         <Uri as TryFrom<U>>::Error: std::fmt::Display,
     {
-        let uri = Uri::try_from(uri).map_err(|e| Error::InvalidRequest(format!("invalid uri: {e}")))?;
-        Ok(crate::UpstreamHealth::new(name.into(), self.clone(), uri, timeout))
+        let uri =
+            Uri::try_from(uri).map_err(|e| Error::InvalidRequest(format!("invalid uri: {e}")))?;
+        Ok(crate::UpstreamHealth::new(
+            name.into(),
+            self.clone(),
+            uri,
+            timeout,
+        ))
     }
 
     /// One GET straight upstream (no cache, no coalescing), for health checks.
@@ -203,7 +223,10 @@ impl Client {
         let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
         match tokio::time::timeout(timeout, self.fetch(&parts, Bytes::new(), &host)).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout { kind: TimeoutKind::Total, after: timeout }),
+            Err(_) => Err(Error::Timeout {
+                kind: TimeoutKind::Total,
+                after: timeout,
+            }),
         }
     }
 
@@ -217,14 +240,27 @@ impl Client {
                     "https needs the `rustls` feature of veza-httpopt".into(),
                 ));
             }
-            Some(other) => return Err(Error::InvalidRequest(format!("unsupported scheme {other}"))),
-            None => return Err(Error::InvalidRequest(format!("uri {} is not absolute", parts.uri))),
+            Some(other) => {
+                return Err(Error::InvalidRequest(format!("unsupported scheme {other}")));
+            }
+            None => {
+                return Err(Error::InvalidRequest(format!(
+                    "uri {} is not absolute",
+                    parts.uri
+                )));
+            }
         }
         if parts.uri.host().is_none_or(str::is_empty) {
-            return Err(Error::InvalidRequest(format!("uri {} has no host", parts.uri)));
+            return Err(Error::InvalidRequest(format!(
+                "uri {} has no host",
+                parts.uri
+            )));
         }
         if let Some(ua) = &self.inner.user_agent {
-            parts.headers.entry(USER_AGENT).or_insert_with(|| ua.clone());
+            parts
+                .headers
+                .entry(USER_AGENT)
+                .or_insert_with(|| ua.clone());
         }
         if self.inner.limits.decompress {
             parts
@@ -242,7 +278,10 @@ impl Client {
         host: &HostMetrics,
     ) -> Result<Response, Error> {
         let Some(cache) = &self.inner.cache else {
-            return self.fetch(&parts, body, host).await.map(|r| with_status(r, CacheStatus::Bypass));
+            return self
+                .fetch(&parts, body, host)
+                .await
+                .map(|r| with_status(r, CacheStatus::Bypass));
         };
         if parts.method == Method::GET && !has_directive(&parts.headers, "no-store") {
             return self.cached_get(cache, parts, body, host).await;
@@ -375,14 +414,18 @@ impl Client {
         parts: http::request::Parts,
         conditional: http::request::Parts,
     ) {
-        let Some(cache) = &self.inner.cache else { return };
+        let Some(cache) = &self.inner.cache else {
+            return;
+        };
         if !cache.begin_refresh(stored.key()) {
             return;
         }
         let client = self.clone();
         let timeout = self.inner.config.timeout;
         tokio::spawn(async move {
-            let Some(cache) = client.inner.cache.as_ref() else { return };
+            let Some(cache) = client.inner.cache.as_ref() else {
+                return;
+            };
             let host = client.inner.metrics.host(parts.uri.host().unwrap_or(""));
             let refresh = client.revalidate(cache, &stored, &parts, conditional, &host);
             // The outcome is in the cache (or not, on failure); nobody waits for it.
@@ -428,7 +471,10 @@ impl Client {
         let resp = match inner.limits.read_timeout {
             Some(t) => tokio::time::timeout(t, sent)
                 .await
-                .map_err(|_| Error::Timeout { kind: TimeoutKind::Read, after: t })?,
+                .map_err(|_| Error::Timeout {
+                    kind: TimeoutKind::Read,
+                    after: t,
+                })?,
             None => sent.await,
         }
         .map_err(|e| self.classify(e))?;
@@ -474,9 +520,9 @@ fn tls(http: HttpConnector, config: &Config) -> Result<connector::Inner, Error> 
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let b = match &config.tls {
         Some(tls) => builder.with_tls_config((**tls).clone()),
-        None => builder
-            .with_native_roots()
-            .map_err(|e| Error::InvalidConfig(format!("cannot load the system's root certificates: {e}")))?,
+        None => builder.with_native_roots().map_err(|e| {
+            Error::InvalidConfig(format!("cannot load the system's root certificates: {e}"))
+        })?,
     };
     let b = b.https_or_http().enable_http1();
     #[cfg(feature = "http2")]
@@ -516,7 +562,13 @@ fn has_directive(headers: &http::HeaderMap, directive: &str) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|d| d.split('=').next().unwrap_or("").trim().eq_ignore_ascii_case(directive))
+        .any(|d| {
+            d.split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(directive)
+        })
 }
 
 /// The URI a `Location`-like header points to, when it is on the same origin as `base`.
@@ -678,7 +730,9 @@ mod tests {
         let base: Uri = "http://a.example/users/1".parse().unwrap();
         let v = |s: &'static str| HeaderValue::from_static(s);
         assert_eq!(
-            same_origin(&base, Some(&v("/users/2"))).unwrap().to_string(),
+            same_origin(&base, Some(&v("/users/2")))
+                .unwrap()
+                .to_string(),
             "http://a.example/users/2"
         );
         assert!(same_origin(&base, Some(&v("http://a.example/x"))).is_some());
@@ -702,7 +756,10 @@ mod tests {
     #[test]
     fn request_directives_are_found() {
         let mut h = http::HeaderMap::new();
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=0, No-Store"));
+        h.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("max-age=0, No-Store"),
+        );
         assert!(has_directive(&h, "no-store"));
         assert!(has_directive(&h, "max-age"));
         assert!(!has_directive(&h, "only-if-cached"));

@@ -111,7 +111,11 @@ mod tests {
         for f in followers {
             assert_eq!(f.await.unwrap().unwrap().status(), http::StatusCode::OK);
         }
-        assert_eq!(runs.load(Ordering::SeqCst), 2, "the leader, then one replacement");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "the leader, then one replacement"
+        );
         assert_eq!(c.len(), 0, "nothing left in flight");
     }
 }

@@ -211,18 +211,24 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_a_reason() {
-        let mut c = Config::default();
-        c.max_decoded_size = 1;
+        let c = Config {
+            max_decoded_size: 1,
+            ..Config::default()
+        };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("max_decoded_size"), "{e}");
         let mut c = Config::default();
         c.retry.budget_ratio = -1.0;
         assert!(c.validate().is_err());
-        let mut c = Config::default();
-        c.user_agent = Some("bad\nvalue".into());
+        let c = Config {
+            user_agent: Some("bad\nvalue".into()),
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
-        let mut c = Config::default();
-        c.timeout = Duration::ZERO;
+        let c = Config {
+            timeout: Duration::ZERO,
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
     }
 }

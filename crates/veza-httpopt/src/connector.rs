@@ -32,7 +32,11 @@ pub(crate) struct Counting {
 
 impl Counting {
     pub(crate) fn new(inner: Inner, open: Arc<AtomicUsize>, metrics: Arc<Metrics>) -> Self {
-        Counting { inner, open, metrics }
+        Counting {
+            inner,
+            open,
+            metrics,
+        }
     }
 }
 
@@ -51,6 +55,8 @@ impl tower_service::Service<Uri> for Counting {
         let open = Arc::clone(&self.open);
         let metrics = Arc::clone(&self.metrics);
         Box::pin(async move {
+            // Needed for hyper-util's `ConnectError`; rustls' connector already boxes.
+            #[allow(clippy::useless_conversion)]
             let io = fut.await.map_err(Into::<BoxError>::into)?;
             open.fetch_add(1, Ordering::Relaxed);
             metrics.connection_opened(&host);

@@ -192,11 +192,17 @@ mod tests {
 
     #[test]
     fn classes_and_messages() {
-        let t = Error::Timeout { kind: TimeoutKind::Read, after: Duration::from_millis(5) };
+        let t = Error::Timeout {
+            kind: TimeoutKind::Read,
+            after: Duration::from_millis(5),
+        };
         assert_eq!(t.kind(), ErrorKind::Timeout);
         assert!(t.is_retryable());
         assert_eq!(t.to_string(), "read timeout after 5ms");
-        let big = Error::DecodedTooLarge { limit: 10, encoding: "gzip" };
+        let big = Error::DecodedTooLarge {
+            limit: 10,
+            encoding: "gzip",
+        };
         assert_eq!(big.kind(), ErrorKind::Internal);
         assert!(!big.is_retryable());
         assert!(big.to_string().contains("gzip"));

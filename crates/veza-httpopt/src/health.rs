@@ -20,7 +20,12 @@ pub struct UpstreamHealth {
 
 impl UpstreamHealth {
     pub(crate) fn new(name: String, client: Client, uri: Uri, timeout: Duration) -> Self {
-        UpstreamHealth { name, client, uri, timeout }
+        UpstreamHealth {
+            name,
+            client,
+            uri,
+            timeout,
+        }
     }
 }
 

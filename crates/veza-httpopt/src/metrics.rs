@@ -17,7 +17,9 @@ use veza_core::catalog::http_client as cat;
 /// Distinct `host` label values before the rest are folded into `other`.
 pub(crate) const MAX_HOSTS: usize = 256;
 
-const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"];
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
+];
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
 
 fn method_index(m: &Method) -> usize {
@@ -169,7 +171,11 @@ impl Metrics {
             return Arc::clone(h);
         }
         let mut hosts = self.hosts.write();
-        let key = if hosts.len() >= MAX_HOSTS && !hosts.contains_key(host) { "other" } else { host };
+        let key = if hosts.len() >= MAX_HOSTS && !hosts.contains_key(host) {
+            "other"
+        } else {
+            host
+        };
         Arc::clone(
             hosts
                 .entry(key.to_owned())
@@ -181,7 +187,9 @@ impl Metrics {
         self.open.increment(1.0);
         let h = self.host(host);
         h.opened
-            .get_or_init(|| metrics::counter!(cat::CONNECTIONS_OPENED.name, "host" => h.host.clone()))
+            .get_or_init(
+                || metrics::counter!(cat::CONNECTIONS_OPENED.name, "host" => h.host.clone()),
+            )
             .increment(1);
     }
 
