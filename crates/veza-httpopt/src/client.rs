@@ -519,7 +519,12 @@ fn tls(http: HttpConnector, _config: &Config) -> Result<connector::Inner, Error>
 fn tls(http: HttpConnector, config: &Config) -> Result<connector::Inner, Error> {
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let b = match &config.tls {
-        Some(tls) => builder.with_tls_config((**tls).clone()),
+        Some(tls) => {
+            // hyper-rustls sets ALPN from the enabled versions and refuses a preset list.
+            let mut tls = (**tls).clone();
+            tls.alpn_protocols.clear();
+            builder.with_tls_config(tls)
+        }
         None => builder.with_native_roots().map_err(|e| {
             Error::InvalidConfig(format!("cannot load the system's root certificates: {e}"))
         })?,

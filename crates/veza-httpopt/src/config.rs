@@ -122,7 +122,8 @@ pub struct Config {
     /// Retries.
     pub retry: RetryConfig,
     /// The TLS client configuration; `None` (the default) trusts the system's root
-    /// certificates. Set ALPN protocols yourself when you bring one (`h2`, `http/1.1`).
+    /// certificates. Its ALPN list is replaced by the client's (`h2` when the `http2` feature
+    /// is on, and `http/1.1`).
     #[cfg(feature = "rustls")]
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
