@@ -44,8 +44,12 @@ pub(crate) enum Lookup {
     Stale(Arc<Stored>, http::request::Parts),
     /// Nothing usable.
     Miss,
-    /// The URI's last response could not be stored: go straight upstream.
-    Pass,
+    /// The URI's last response could not be stored: go straight upstream. `renew`: the mark
+    /// is past half its life, and a response that is still uncacheable should renew it.
+    Pass {
+        /// Whether to renew the mark.
+        renew: bool,
+    },
 }
 
 /// One stored response.
@@ -234,10 +238,22 @@ fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
 }
 
 fn index_key(uri: &Uri) -> String {
-    let mut k = String::with_capacity(uri.to_string().len() + 2);
-    k.push_str("i ");
-    k.push_str(&uri.to_string());
-    k
+    format!("i {uri}")
+}
+
+/// Whether a response cannot be stored whatever else it says: `no-store` in the request or
+/// the response. Checked before building a policy, which copies both header maps.
+fn plainly_uncacheable(req: &HeaderMap, resp: &HeaderMap) -> bool {
+    let no_store = |h: &HeaderMap| {
+        h.get_all(CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|d| d.trim().eq_ignore_ascii_case("no-store"))
+            })
+    };
+    no_store(resp) || no_store(req)
 }
 
 impl HttpCache {
@@ -295,15 +311,13 @@ impl HttpCache {
 
     /// Looks up a GET request.
     pub(crate) fn lookup(&self, req: &http::request::Parts, now: SystemTime) -> Lookup {
-        let found = self.find(req);
-        let stored = match found {
-            Err(pass) => {
-                if !pass {
-                    self.misses.fetch_add(1, Ordering::Relaxed);
-                }
-                return if pass { Lookup::Pass } else { Lookup::Miss };
-            }
+        let stored = match self.find(req) {
             Ok(s) => s,
+            Err(Some(renew)) => return Lookup::Pass { renew },
+            Err(None) => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                return Lookup::Miss;
+            }
         };
         match stored.policy.before_request(req, now) {
             BeforeRequest::Fresh(parts) => {
@@ -330,23 +344,42 @@ impl HttpCache {
         }
     }
 
-    /// The stored entry for a request; `Err(true)` for a pass marker, `Err(false)` for nothing.
-    fn find(&self, req: &http::request::Parts) -> Result<Arc<Stored>, bool> {
+    /// The stored entry for a request; `Err(Some(renew))` for a live pass mark, `Err(None)`
+    /// for nothing.
+    fn find(&self, req: &http::request::Parts) -> Result<Arc<Stored>, Option<bool>> {
         let Some(Slot::Index(index)) = self.store.get(&index_key(&req.uri)) else {
-            return Err(false);
+            return Err(None);
         };
         let (generation, names) = match index {
-            Index::Pass { until } => return Err(Instant::now() < until),
+            Index::Pass { until } => {
+                let now = Instant::now();
+                return Err((now < until).then(|| until < now + self.pass_ttl / 2));
+            }
             Index::Vary { generation, names } => (generation, names),
         };
         let key = self.entry_key(&req.uri, generation, &names, &req.headers);
         let Some(Slot::Entry(stored)) = self.store.get(&key) else {
-            return Err(false);
+            return Err(None);
         };
         if stored.restricted && self.fingerprint(&req.headers) != stored.owner {
-            return Err(false);
+            return Err(None);
         }
         Ok(stored)
+    }
+
+    /// After a pass-through: stores the response if it became cacheable, renews the mark if
+    /// asked, and does nothing else (the common case costs one header scan).
+    pub(crate) fn after_pass(
+        &self,
+        req: &http::request::Parts,
+        resp: &Response,
+        response_time: SystemTime,
+        renew: bool,
+    ) -> bool {
+        if !renew && plainly_uncacheable(&req.headers, &resp.headers) {
+            return false;
+        }
+        self.store(req, resp, response_time)
     }
 
     /// Stores a response to `req` if RFC 9111 allows it; returns whether it did. A response
@@ -357,6 +390,10 @@ impl HttpCache {
         resp: &Response,
         response_time: SystemTime,
     ) -> bool {
+        if plainly_uncacheable(&req.headers, &resp.headers) {
+            self.pass(&req.uri);
+            return false;
+        }
         let mut head = http::Response::new(());
         *head.status_mut() = resp.status;
         *head.headers_mut() = resp.headers.clone();
@@ -387,6 +424,13 @@ impl HttpCache {
             response_time,
         );
         true
+    }
+
+    /// Marks `uri` as uncacheable for `pass_ttl`.
+    fn pass(&self, uri: &Uri) {
+        let until = Instant::now() + self.pass_ttl;
+        self.store
+            .insert(index_key(uri), Slot::Index(Index::Pass { until }));
     }
 
     #[allow(clippy::too_many_arguments)]

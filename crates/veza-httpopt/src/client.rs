@@ -314,9 +314,11 @@ impl Client {
                 host.hit();
                 Ok(r)
             }
-            Lookup::Pass => {
+            Lookup::Pass { renew } => {
                 let r = self.fetch(&parts, body, host).await?;
-                self.store(cache, &parts, &r, now);
+                if cache.after_pass(&parts, &r, now, renew) {
+                    self.inner.metrics.stored_bytes(cache.stored_bytes());
+                }
                 Ok(with_status(r, CacheStatus::Miss))
             }
             Lookup::Miss => {

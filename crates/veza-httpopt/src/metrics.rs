@@ -91,20 +91,16 @@ impl HostMetrics {
     pub(crate) fn request(&self, method: &Method, status: Option<StatusCode>, took: Duration) {
         let m = method_index(method);
         let c = class_index(status);
-        let label = match m {
-            7 => method.as_str().to_owned(),
-            _ => METHODS[m].to_owned(),
-        };
-        // Unknown methods are rare (WebDAV and the like); they share the OTHER slot's handle
-        // only when the slot is first resolved with their name, which is fine for a rare case.
+        // Other methods (WebDAV and the like) share one slot, labelled `OTHER`: a label must
+        // stay bounded whatever methods callers invent.
         self.requests[m][c]
             .get_or_init(|| {
-                metrics::counter!(cat::REQUESTS.name, "method" => label.clone(), "host" => self.host.clone(), "status_class" => CLASSES[c])
+                metrics::counter!(cat::REQUESTS.name, "method" => METHODS[m], "host" => self.host.clone(), "status_class" => CLASSES[c])
             })
             .increment(1);
         self.duration[m]
             .get_or_init(|| {
-                metrics::histogram!(cat::REQUEST_DURATION.name, "method" => label, "host" => self.host.clone())
+                metrics::histogram!(cat::REQUEST_DURATION.name, "method" => METHODS[m], "host" => self.host.clone())
             })
             .record(took.as_secs_f64());
     }

@@ -44,10 +44,14 @@ async fn tls_server() -> TlsServer {
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
                     let body = format!("secure {:?}", req.version());
                     Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
@@ -58,7 +62,11 @@ async fn tls_server() -> TlsServer {
             });
         }
     });
-    TlsServer { port, cert: cert_der, task }
+    TlsServer {
+        port,
+        cert: cert_der,
+        task,
+    }
 }
 
 fn trusting(cert: &rustls::pki_types::CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
@@ -79,8 +87,15 @@ fn trusting(cert: &rustls::pki_types::CertificateDer<'static>) -> Arc<rustls::Cl
 async fn https_with_http2_by_alpn() {
     let s = tls_server().await;
     let tls = trusting(&s.cert);
-    let c = Client::builder().config(|c| c.tls = Some(tls)).build().unwrap();
-    let r = c.get(format!("https://localhost:{}/", s.port)).send().await.unwrap();
+    let c = Client::builder()
+        .config(|c| c.tls = Some(tls))
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("https://localhost:{}/", s.port))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), http::Version::HTTP_2);
     assert_eq!(r.body(), "secure HTTP/2.0");
@@ -90,7 +105,11 @@ async fn https_with_http2_by_alpn() {
 async fn an_untrusted_certificate_fails_to_connect() {
     let s = tls_server().await;
     let c = Client::builder().max_retries(0).build().unwrap();
-    let e = c.get(format!("https://localhost:{}/", s.port)).send().await.unwrap_err();
+    let e = c
+        .get(format!("https://localhost:{}/", s.port))
+        .send()
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Connect(_)), "{e}");
     assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
     assert_eq!(e.kind(), ErrorKind::Unavailable);
