@@ -40,6 +40,8 @@ mod guide {
     struct Caching;
     #[doc = include_str!("../../docs/guide/database.md")]
     struct Database;
+    #[doc = include_str!("../../docs/guide/http-client.md")]
+    struct HttpClient;
     #[doc = include_str!("../../docs/guide/pitfalls.md")]
     struct Pitfalls;
 }
