@@ -1,0 +1,688 @@
+//! The service: state, routes, handlers, the server loop and its graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_layer::Layer;
+use veza_cache::Cache;
+use veza_core::{Health, HealthCheck};
+use veza_dbpool::Cursor;
+use veza_mempool::{BufferPool, MemoryBudget, Pressure};
+use veza_metrics::{Business, HttpMetricsLayer, Metrics, Routes};
+use veza_workers::{SubmitError, WorkerPool};
+
+use crate::config::{Config, Mode};
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::upstream::{self, Avatars};
+
+/// The route templates: the `route` label of the HTTP metrics (literal routes first).
+pub const ROUTES: &[&str] = &[
+    "/users/import",
+    "/users/by-email/{email}",
+    "/users/{id}/avatar",
+    "/users/{id}",
+    "/users",
+    "/messages",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+/// A user as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Key.
+    pub id: i64,
+    /// Unique.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Creation time, microseconds since the Unix epoch.
+    pub created_at_us: i64,
+}
+
+impl User {
+    fn from_row(row: &tokio_postgres::Row) -> User {
+        let at: SystemTime = row.get("created_at");
+        let us = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+        User { id: row.get("id"), email: row.get("email"), name: row.get("name"), created_at_us: us }
+    }
+
+    fn cursor(&self) -> Cursor {
+        Cursor::new([self.created_at_us, self.id])
+    }
+}
+
+const USER_COLUMNS: &str = "id, email, name, created_at";
+
+/// Everything a handler needs.
+pub struct State {
+    config: Config,
+    db: Arc<Db>,
+    by_id: Option<Cache<i64, User>>,
+    by_email: Option<Cache<String, User>>,
+    workers: WorkerPool,
+    buffers: Arc<BufferPool>,
+    budget: Arc<MemoryBudget>,
+    http: veza_httpopt::Client,
+    upstream: String,
+    business: Business,
+    metrics: Metrics,
+    checks: Vec<Arc<dyn HealthCheck>>,
+    hash_cost: (u32, u32),
+}
+
+impl State {
+    /// Whether the service runs in naive mode.
+    pub fn is_naive(&self) -> bool {
+        self.config.mode == Mode::Naive
+    }
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("mode", &self.config.mode).finish_non_exhaustive()
+    }
+}
+
+/// The process's recorder: installed once, shared by every app started in the process.
+fn metrics() -> Result<Metrics> {
+    static METRICS: Mutex<Option<Metrics>> = Mutex::new(None);
+    let mut slot = METRICS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(m) = &*slot {
+        return Ok(m.clone());
+    }
+    let m = Metrics::builder().install()?;
+    *slot = Some(m.clone());
+    Ok(m)
+}
+
+/// A running service.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state (tests look at caches and pools).
+    pub state: Arc<State>,
+    /// The avatar upstream it started, if it started one.
+    pub avatars: Option<Avatars>,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish and queued jobs run, within the
+    /// configured deadline, then closes the pools. Returns whether everything drained in time.
+    pub async fn shutdown(self) -> bool {
+        let _ = self.stop.send(true);
+        let deadline = Duration::from_secs(self.state.config.shutdown_timeout_secs);
+        let started = Instant::now();
+        let drained = tokio::time::timeout(deadline, self.server).await.is_ok();
+        let left = deadline.saturating_sub(started.elapsed());
+        let state = Arc::clone(&self.state);
+        let unstarted = tokio::task::spawn_blocking(move || state.workers.shutdown_timeout(left))
+            .await
+            .map(|jobs| jobs.len())
+            .unwrap_or(0);
+        drained && unstarted == 0
+    }
+
+    /// Statistics of the user caches (by id, by email); zero in naive mode.
+    pub fn state_caches(&self) -> (veza_core::CacheStats, veza_core::CacheStats) {
+        use veza_core::Observe;
+        let by_id = self.state.by_id.as_ref().map(Observe::snapshot).unwrap_or_default();
+        let by_email = self.state.by_email.as_ref().map(Observe::snapshot).unwrap_or_default();
+        (by_id, by_email)
+    }
+
+    /// Runs until SIGTERM or Ctrl-C, then shuts down.
+    pub async fn until_signal(self) -> bool {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        self.shutdown().await
+    }
+}
+
+/// Starts the service: connects, migrates, starts the upstream if none is configured, binds.
+pub async fn start(config: Config) -> Result<Running> {
+    let metrics = metrics()?;
+    let naive = config.mode == Mode::Naive;
+    let db = Arc::new(Db::open(&config.database_url, &config.schema, config.pool_size, naive).await?);
+    let (avatars, upstream) = match &config.upstream_url {
+        Some(url) => (None, url.trim_end_matches('/').to_owned()),
+        None => {
+            let a = upstream::start("127.0.0.1:0".parse()?).await?;
+            let url = format!("http://{}", a.addr);
+            (Some(a), url)
+        }
+    };
+    let ttl = Duration::from_secs(config.cache_ttl_secs);
+    let (by_id, by_email) = if naive {
+        (None, None)
+    } else {
+        let by_id = Cache::builder().name("users_by_id").max_entries(config.cache_entries).time_to_live(ttl).build()?;
+        let by_email =
+            Cache::builder().name("users_by_email").max_entries(config.cache_entries).time_to_live(ttl).build()?;
+        (Some(by_id), Some(by_email))
+    };
+    let workers = WorkerPool::builder().name("passwords").workers(config.workers).capacity(config.worker_queue).build()?;
+    let http = if naive {
+        // A connection per request, nothing kept: the baseline.
+        veza_httpopt::Client::builder().cache(veza_httpopt::CacheMode::Off).pool_max_idle_per_host(0).build()?
+    } else {
+        veza_httpopt::Client::builder().timeout(Duration::from_secs(5)).build()?
+    };
+    let buffers = Arc::new(BufferPool::new());
+    let budget = Arc::new(MemoryBudget::new(config.memory_limit_bytes)?);
+    budget.attach(&buffers);
+    let monitor = budget.start(Duration::from_secs(1));
+
+    let mut checks: Vec<Arc<dyn HealthCheck>> = Vec::new();
+    checks.push(Arc::new(crate::db::DbCheck(Arc::clone(&db))));
+    checks.push(Arc::new(http.health_check("avatars", format!("{upstream}/avatars/health"), Duration::from_secs(2))?));
+    let hash_cost = if cfg!(debug_assertions) { (1024, 1) } else { (config_hash_memory(), 2) };
+    let state = Arc::new(State {
+        config: config.clone(),
+        db,
+        by_id,
+        by_email,
+        workers,
+        buffers,
+        budget,
+        http,
+        upstream,
+        business: Business::new(),
+        metrics,
+        checks,
+        hash_cost,
+    });
+
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(serve(listener, Arc::clone(&state), stopped, monitor));
+    tokio::spawn(active_users(Arc::clone(&state)));
+    Ok(Running { addr, state, avatars, stop, server })
+}
+
+/// Argon2 memory cost in KiB: OWASP's 19 MiB unless `VEZA_API_HASH_KIB` says otherwise (the
+/// load test lowers it so sign-ups do not dominate the run).
+fn config_hash_memory() -> u32 {
+    std::env::var("VEZA_API_HASH_KIB").ok().and_then(|v| v.parse().ok()).unwrap_or(19 * 1024)
+}
+
+/// Sets the active-users gauge every 10 s: distinct authors of the last 5 minutes.
+async fn active_users(state: Arc<State>) {
+    let weak = Arc::downgrade(&state);
+    drop(state);
+    loop {
+        let Some(state) = weak.upgrade() else { return };
+        if let Ok(mut c) = state.db.get().await {
+            let sql = "SELECT count(DISTINCT user_id) FROM messages WHERE created_at > now() - interval '5 minutes'";
+            if let Ok(Some(row)) = c.query_opt(sql, &[]).await {
+                state.business.active_users.set(row.get::<_, i64>(0) as f64);
+            }
+        }
+        drop(state);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
+/// The tower service the metrics layer wraps.
+#[derive(Clone)]
+struct Api(Arc<State>);
+
+impl tower_service::Service<Request<Incoming>> for Api {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let state = Arc::clone(&self.0);
+        Box::pin(async move {
+            Ok(match route(&state, req).await {
+                Ok(r) => r,
+                Err(e) => json(&state, e.status, &serde_json::json!({ "error": e.message })),
+            })
+        })
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    mut stopped: watch::Receiver<bool>,
+    monitor: veza_mempool::Monitor,
+) {
+    let service = HttpMetricsLayer::new(Routes::new(ROUTES.iter().copied())).layer(Api(Arc::clone(&state)));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of descriptors and the like: back off instead of spinning.
+                Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+            },
+            _ = stopped.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+        let conn = graceful.watch(conn);
+        let gauge = state.business.concurrent_connections.clone();
+        gauge.increment(1.0);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            gauge.decrement(1.0);
+        });
+    }
+    drop(listener);
+    // Idle keep-alive connections close now; requests in flight finish first.
+    graceful.shutdown().await;
+    drop(monitor);
+}
+
+async fn route(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match (req.method().clone(), segments.as_slice()) {
+        (Method::GET, ["healthz"]) => Ok(text(StatusCode::OK, "ok\n")),
+        (Method::GET, ["readyz"]) => Ok(ready(state).await),
+        (Method::GET, ["metrics"]) => Ok(text(StatusCode::OK, state.metrics.render())),
+        (Method::POST, ["users"]) => sign_up(state, req).await,
+        (Method::GET, ["users"]) => list_users(state, req.uri().query()).await,
+        (Method::POST, ["users", "import"]) => import(state, req).await,
+        (Method::GET, ["users", "by-email", email]) => {
+            let email = percent_decode(email)?;
+            let user = user_by_email(state, &email).await?.ok_or_else(|| ApiError::new(404, "no such user"))?;
+            Ok(json(state, 200, &user))
+        }
+        (Method::GET, ["users", id]) => {
+            let user = user_by_id(state, parse_id(id)?).await?.ok_or_else(|| ApiError::new(404, "no such user"))?;
+            Ok(json(state, 200, &user))
+        }
+        (Method::PUT, ["users", id]) => update_user(state, parse_id(id)?, req).await,
+        (Method::GET, ["users", id, "avatar"]) => avatar(state, parse_id(id)?).await,
+        (Method::POST, ["messages"]) => post_message(state, req).await,
+        (Method::GET, ["messages"]) => list_messages(state, req.uri().query()).await,
+        (_, ["healthz" | "readyz" | "metrics" | "users" | "messages", ..]) => Err(ApiError::new(405, "method not allowed")),
+        _ => Err(ApiError::new(404, "no such route")),
+    }
+}
+
+fn parse_id(s: &str) -> Result<i64, ApiError> {
+    s.parse().map_err(|_| ApiError::new(400, format!("`{s}` is not a user id")))
+}
+
+/// `%XX` decoding of a path segment.
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            out.push(hex.ok_or_else(|| ApiError::new(400, "bad percent-encoding"))?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::new(400, "path is not UTF-8"))
+}
+
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+}
+
+fn limit(query: Option<&str>) -> Result<i64, ApiError> {
+    match query_param(query, "limit") {
+        None => Ok(20),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n @ 1..=100) => Ok(n),
+            _ => Err(ApiError::new(400, "limit must be 1..=100")),
+        },
+    }
+}
+
+/// A JSON response, serialised into a pooled buffer (veza-mempool) and copied out at its
+/// exact size.
+fn json(state: &State, status: u16, value: &impl Serialize) -> Response<Full<Bytes>> {
+    let mut buf = state.buffers.get(1024);
+    buf.clear();
+    if serde_json::to_writer(&mut *buf, value).is_err() {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the response\n");
+    }
+    buf.push(b'\n');
+    let mut r = Response::new(Full::new(Bytes::copy_from_slice(&buf)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert("content-type", http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// Reads a request body, at most `max_body_bytes`.
+async fn body(state: &State, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let limit = state.config.max_body_bytes;
+    Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .map_err(|_| ApiError::new(413, format!("body larger than {limit} bytes or cut short")))
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::new(400, format!("bad json: {e}")))
+}
+
+async fn load_user(state: &State, sql: &str, param: &(dyn tokio_postgres::types::ToSql + Sync)) -> Result<Option<User>, ApiError> {
+    let mut c = state.db.get().await?;
+    Ok(c.query_opt(sql, &[param]).await?.as_ref().map(User::from_row))
+}
+
+/// Cache-aside by id (veza-cache single flight: concurrent misses query once).
+async fn user_by_id(state: &State, id: i64) -> Result<Option<User>, ApiError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    match &state.by_id {
+        None => load_user(state, &sql, &id).await,
+        Some(cache) => cache
+            .try_get_or_load_opt_async(&id, async {
+                load_user(state, &sql, &id).await.map_err(|e| veza_core::BoxError::from(e.to_string()))
+            })
+            .await
+            .map_err(|e| ApiError::new(503, e.to_string())),
+    }
+}
+
+/// Cache-aside by email: the guide's indexed lookup, cached.
+async fn user_by_email(state: &State, email: &str) -> Result<Option<User>, ApiError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+    let email = email.to_owned();
+    match &state.by_email {
+        None => load_user(state, &sql, &email).await,
+        Some(cache) => cache
+            .try_get_or_load_opt_async(&email, async {
+                load_user(state, &sql, &email).await.map_err(|e| veza_core::BoxError::from(e.to_string()))
+            })
+            .await
+            .map_err(|e| ApiError::new(503, e.to_string())),
+    }
+}
+
+fn forget(state: &State, user: &User) {
+    if let Some(c) = &state.by_id {
+        c.invalidate(&user.id);
+    }
+    if let Some(c) = &state.by_email {
+        c.invalidate(&user.email);
+    }
+}
+
+#[derive(Deserialize)]
+struct SignUp {
+    email: String,
+    name: String,
+    password: String,
+}
+
+fn check_user_fields(email: &str, name: &str) -> Result<(), ApiError> {
+    if !(3..=254).contains(&email.len()) || !email.contains('@') {
+        return Err(ApiError::new(400, "email must look like an email address"));
+    }
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(ApiError::new(400, "name must be 1 to 200 bytes"));
+    }
+    Ok(())
+}
+
+/// Sign-up: the password is hashed on the worker pool (argon2 is CPU work that must not run on
+/// the async threads), then user and credentials are inserted in one statement.
+async fn sign_up(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let form: SignUp = parse(&body(state, req).await?)?;
+    check_user_fields(&form.email, &form.name)?;
+    if form.password.len() < 8 {
+        return Err(ApiError::new(400, "password must be at least 8 bytes"));
+    }
+    let (m_kib, t) = state.hash_cost;
+    let password = form.password;
+    let job = move || -> Result<String, String> {
+        use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+        let params = argon2::Params::new(m_kib, t, 1, None).map_err(|e| e.to_string())?;
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let salt = SaltString::generate(&mut OsRng);
+        argon.hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+    };
+    let handle = match state.workers.try_submit(job) {
+        Ok(h) => h,
+        Err(SubmitError::Full(_)) => return Err(ApiError::new(503, "too many sign-ups in progress, retry")),
+        Err(_) => return Err(ApiError::new(503, "shutting down")),
+    };
+    let hash = handle
+        .await
+        .map_err(|e| ApiError::new(500, e.to_string()))?
+        .map_err(|e| ApiError::new(500, format!("hashing: {e}")))?;
+    let sql = format!(
+        "WITH u AS (INSERT INTO users (email, name) VALUES ($1, $2) RETURNING {USER_COLUMNS}), \
+         c AS (INSERT INTO credentials (user_id, password_hash) SELECT id, $3 FROM u) SELECT * FROM u"
+    );
+    let mut c = state.db.get().await?;
+    let row = c.query_opt(&sql, &[&form.email, &form.name, &hash]).await?;
+    let user = row.as_ref().map(User::from_row).ok_or_else(|| ApiError::new(500, "insert returned nothing"))?;
+    Ok(json(state, 201, &user))
+}
+
+#[derive(Deserialize)]
+struct Rename {
+    name: String,
+}
+
+async fn update_user(state: &Arc<State>, id: i64, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let form: Rename = parse(&body(state, req).await?)?;
+    check_user_fields("a@b", &form.name)?;
+    let sql = format!("UPDATE users SET name = $2 WHERE id = $1 RETURNING {USER_COLUMNS}");
+    let mut c = state.db.get().await?;
+    let row = c.query_opt(&sql, &[&id, &form.name]).await?;
+    let user = row.as_ref().map(User::from_row).ok_or_else(|| ApiError::new(404, "no such user"))?;
+    forget(state, &user);
+    Ok(json(state, 200, &user))
+}
+
+#[derive(Serialize)]
+struct Page<T> {
+    items: Vec<T>,
+    next: Option<String>,
+}
+
+/// Newest first, by keyset cursor (veza-dbpool's checksummed `Cursor`).
+async fn list_users(state: &Arc<State>, query: Option<&str>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let limit = limit(query)?;
+    let mut c = state.db.get().await?;
+    let rows = match query_param(query, "cursor") {
+        None => {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at DESC, id DESC LIMIT $1");
+            c.query(&sql, &[&limit]).await?
+        }
+        Some(text) => {
+            let cursor = Cursor::decode(text, 2).map_err(|e| ApiError::new(400, e.to_string()))?;
+            let [us, id] = [cursor.keys()[0], cursor.keys()[1]];
+            let at = UNIX_EPOCH + Duration::from_micros(u64::try_from(us).unwrap_or(0));
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE (created_at, id) < ($1, $2) \
+                 ORDER BY created_at DESC, id DESC LIMIT $3"
+            );
+            c.query(&sql, &[&at, &id, &limit]).await?
+        }
+    };
+    let items: Vec<User> = rows.iter().map(User::from_row).collect();
+    let next = (items.len() as i64 == limit).then(|| items.last().map(|u| u.cursor().encode())).flatten();
+    Ok(json(state, 200, &Page { items, next }))
+}
+
+#[derive(Deserialize)]
+struct Import {
+    email: String,
+    name: String,
+}
+
+/// Batch import: one JSON object per line, inserted with one binary COPY (all or nothing).
+/// Refused with 503 while the memory budget is at its critical level.
+async fn import(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    if state.budget.pressure() == Pressure::Critical {
+        return Err(ApiError::new(503, "memory budget exhausted, retry later"));
+    }
+    let bytes = body(state, req).await?;
+    let mut users = Vec::new();
+    for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let u: Import = serde_json::from_slice(line).map_err(|e| ApiError::new(400, format!("line {}: {e}", n + 1)))?;
+        check_user_fields(&u.email, &u.name).map_err(|e| ApiError::new(400, format!("line {}: {}", n + 1, e.message)))?;
+        users.push((u.email, u.name));
+    }
+    let mut c = state.db.get().await?;
+    let inserted = c.insert_users(&users).await?;
+    Ok(json(state, 200, &serde_json::json!({ "inserted": inserted })))
+}
+
+#[derive(Deserialize)]
+struct NewMessage {
+    user_id: i64,
+    body: String,
+}
+
+#[derive(Serialize)]
+struct Message {
+    id: i64,
+    user_id: i64,
+    body: String,
+}
+
+async fn post_message(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let m: NewMessage = parse(&body(state, req).await?)?;
+    if m.body.is_empty() || m.body.len() > 4096 {
+        return Err(ApiError::new(400, "body must be 1 to 4096 bytes"));
+    }
+    let mut c = state.db.get().await?;
+    let row = c
+        .query_opt("INSERT INTO messages (user_id, body) VALUES ($1, $2) RETURNING id", &[&m.user_id, &m.body])
+        .await?
+        .ok_or_else(|| ApiError::new(500, "insert returned nothing"))?;
+    state.business.messages.increment(1);
+    Ok(json(state, 201, &Message { id: row.get(0), user_id: m.user_id, body: m.body }))
+}
+
+async fn list_messages(state: &Arc<State>, query: Option<&str>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let user_id = parse_id(query_param(query, "user_id").ok_or_else(|| ApiError::new(400, "user_id is required"))?)?;
+    let before = match query_param(query, "before") {
+        Some(v) => v.parse::<i64>().map_err(|_| ApiError::new(400, "before must be a message id"))?,
+        None => i64::MAX,
+    };
+    let limit = limit(query)?;
+    let mut c = state.db.get().await?;
+    let rows = c
+        .query(
+            "SELECT id, user_id, body FROM messages WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            &[&user_id, &before, &limit],
+        )
+        .await?;
+    let items: Vec<Message> =
+        rows.iter().map(|r| Message { id: r.get(0), user_id: r.get(1), body: r.get(2) }).collect();
+    let next = (items.len() as i64 == limit).then(|| items.last().map(|m| m.id.to_string())).flatten();
+    Ok(json(state, 200, &Page { items, next }))
+}
+
+/// The user's avatar from the upstream, through veza-httpopt (its cache honours the
+/// upstream's `max-age` and `ETag`). `x-cache` says where it came from.
+async fn avatar(state: &Arc<State>, id: i64) -> Result<Response<Full<Bytes>>, ApiError> {
+    let r = state.http.get(format!("{}/avatars/{id}", state.upstream)).send().await?;
+    if !r.status().is_success() {
+        return Err(ApiError::new(502, format!("upstream answered {}", r.status())));
+    }
+    let from_cache = r.cache_status().from_cache();
+    let content_type = r.headers().get("content-type").cloned();
+    let mut resp = Response::new(Full::new(r.into_body()));
+    if let Some(ct) = content_type {
+        resp.headers_mut().insert("content-type", ct);
+    }
+    resp.headers_mut()
+        .insert("x-cache", http::HeaderValue::from_static(if from_cache { "hit" } else { "miss" }));
+    Ok(resp)
+}
+
+#[derive(Serialize)]
+struct Component {
+    name: String,
+    status: &'static str,
+    reason: Option<String>,
+}
+
+/// Readiness: every component's `HealthCheck`, combined.
+async fn ready(state: &Arc<State>) -> Response<Full<Bytes>> {
+    let mut components = Vec::new();
+    let mut all = Vec::new();
+    for check in &state.checks {
+        let h = tokio::time::timeout(Duration::from_secs(3), check.check())
+            .await
+            .unwrap_or_else(|_| Health::unhealthy("check timed out"));
+        components.push(Component {
+            name: check.name().to_owned(),
+            status: h.as_str(),
+            reason: h.reason().map(str::to_owned),
+        });
+        all.push(h);
+    }
+    let workers = if state.workers.is_closed() { Health::unhealthy("worker pool closed") } else { Health::Healthy };
+    components.push(Component { name: "workers".into(), status: workers.as_str(), reason: workers.reason().map(str::to_owned) });
+    all.push(workers);
+    let overall = Health::combine(all);
+    let status = if overall.is_ready() { 200 } else { 503 };
+    json(state, status, &serde_json::json!({ "status": overall.as_str(), "components": components }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers_parse_what_clients_send() {
+        assert_eq!(percent_decode("ada%40example.com").unwrap(), "ada@example.com");
+        assert!(percent_decode("bad%4").is_err());
+        assert_eq!(query_param(Some("a=1&limit=5"), "limit"), Some("5"));
+        assert_eq!(limit(Some("limit=500")).unwrap_err().status, 400);
+        assert_eq!(limit(None).unwrap(), 20);
+        assert!(parse_id("12x").is_err());
+    }
+}

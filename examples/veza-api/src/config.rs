@@ -1,0 +1,152 @@
+//! Configuration: defaults, then a TOML file, then the environment, then the command line.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// How the service talks to its dependencies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Pooled database connections, caches, the pooled HTTP client with its cache.
+    Veza,
+    /// The baseline the load test compares against: a new database connection per request, no
+    /// cache, a new upstream connection per request.
+    Naive,
+}
+
+/// The service's settings. Every field has a default; see `veza-api.toml` for a sample file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the API listens (also serves `/metrics`).
+    pub listen: SocketAddr,
+    /// PostgreSQL (`DATABASE_URL` overrides).
+    pub database_url: String,
+    /// The schema the service's tables live in (created when missing).
+    pub schema: String,
+    /// `veza` (default) or `naive`.
+    pub mode: Mode,
+    /// The avatar upstream; when unset, the service starts one of its own on loopback.
+    pub upstream_url: Option<String>,
+    /// Database connections.
+    pub pool_size: u32,
+    /// Users kept in each cache (by id, by email).
+    pub cache_entries: u64,
+    /// How long a cached user lives, in seconds.
+    pub cache_ttl_secs: u64,
+    /// Threads hashing passwords.
+    pub workers: usize,
+    /// Jobs waiting for a worker before sign-ups are refused with 503.
+    pub worker_queue: usize,
+    /// Memory budget in bytes (resident set); imports are refused past it.
+    pub memory_limit_bytes: u64,
+    /// Longest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a shutdown waits for requests in flight and queued jobs, in seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("address"),
+            database_url: "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),
+            schema: "veza_api".to_owned(),
+            mode: Mode::Veza,
+            upstream_url: None,
+            pool_size: 16,
+            cache_entries: 100_000,
+            cache_ttl_secs: 300,
+            workers: 2,
+            worker_queue: 1000,
+            memory_limit_bytes: 1 << 30,
+            max_body_bytes: 8 << 20,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `VEZA_API_CONFIG` or `--config FILE`, then the environment
+    /// (`DATABASE_URL`, `VEZA_API_LISTEN`, `VEZA_API_SCHEMA`, `VEZA_API_MODE`,
+    /// `VEZA_API_UPSTREAM`), then `--listen ADDR` and `--naive`.
+    pub fn load(args: impl IntoIterator<Item = String>) -> Result<Config> {
+        let args: Vec<String> = args.into_iter().collect();
+        let mut file = std::env::var("VEZA_API_CONFIG").ok();
+        let mut listen = None;
+        let mut naive = false;
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--config" => file = Some(it.next().context("--config needs a file")?.clone()),
+                "--listen" => listen = Some(it.next().context("--listen needs ADDR:PORT")?.clone()),
+                "--naive" => naive = true,
+                other => bail!("unknown argument `{other}` (try --config FILE, --listen ADDR, --naive)"),
+            }
+        }
+        let mut config = match file {
+            Some(path) => Config::from_file(Path::new(&path))?,
+            None => Config::default(),
+        };
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            config.database_url = url;
+        }
+        if let Ok(v) = std::env::var("VEZA_API_LISTEN") {
+            config.listen = v.parse().context("VEZA_API_LISTEN")?;
+        }
+        if let Ok(v) = std::env::var("VEZA_API_SCHEMA") {
+            config.schema = v;
+        }
+        if let Ok(v) = std::env::var("VEZA_API_MODE") {
+            config.mode = toml::Value::String(v).try_into().context("VEZA_API_MODE: veza or naive")?;
+        }
+        if let Ok(v) = std::env::var("VEZA_API_UPSTREAM") {
+            config.upstream_url = Some(v);
+        }
+        if let Some(l) = listen {
+            config.listen = l.parse().context("--listen")?;
+        }
+        if naive {
+            config.mode = Mode::Naive;
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Refuses values that cannot work.
+    pub fn check(&self) -> Result<()> {
+        if !self.schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || self.schema.is_empty() {
+            bail!("schema must be letters, digits and underscores, got `{}`", self.schema);
+        }
+        if self.pool_size == 0 || self.workers == 0 || self.worker_queue == 0 {
+            bail!("pool_size, workers and worker_queue must be above zero");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_defaults_and_bad_values_are_refused() {
+        let c: Config = toml::from_str("listen = \"127.0.0.1:9999\"\nmode = \"naive\"\npool_size = 4").unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.mode, Mode::Naive);
+        assert_eq!(c.pool_size, 4);
+        assert_eq!(c.workers, Config::default().workers);
+        assert!(toml::from_str::<Config>("pool_sise = 4").is_err(), "unknown keys are errors");
+        let bad = Config { schema: "x; DROP TABLE users".into(), ..Config::default() };
+        assert!(bad.check().is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! The database, pooled (veza-dbpool) or naive (a new connection per request), behind one
+//! small interface so every handler runs the same SQL in both modes.
+
+use std::time::Duration;
+
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, Row};
+use veza_dbpool::Pool;
+
+use crate::error::ApiError;
+
+/// The tables: the guide's `users` (from veza-dbpool), the service's credentials and messages.
+pub const MIGRATION: &str = "\
+CREATE TABLE IF NOT EXISTS credentials (
+    user_id BIGINT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    password_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id BIGSERIAL PRIMARY KEY,
+    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    body TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS messages_user_id_id ON messages (user_id, id DESC);";
+
+/// Pooled or naive.
+#[derive(Debug)]
+pub enum Db {
+    /// veza-dbpool.
+    Pooled(Pool),
+    /// A new connection for every request.
+    Naive(tokio_postgres::Config),
+}
+
+/// One checked-out (or freshly opened) connection.
+pub enum DbConn<'a> {
+    /// From the pool; statements are prepared once per connection.
+    Pooled(veza_dbpool::Conn<'a>),
+    /// Opened for this request; closed when dropped.
+    Naive(tokio_postgres::Client),
+}
+
+impl std::fmt::Debug for DbConn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DbConn::Pooled(_) => "DbConn::Pooled",
+            DbConn::Naive(_) => "DbConn::Naive",
+        })
+    }
+}
+
+impl Db {
+    /// Connects (pooled) or remembers how to (naive), in `schema`, creating the tables.
+    pub async fn open(url: &str, schema: &str, pool_size: u32, naive: bool) -> anyhow::Result<Db> {
+        let mut pg: tokio_postgres::Config = url.parse()?;
+        pg.options(format!("-c search_path={schema}"));
+        pg.application_name("veza-api");
+        pg.connect_timeout(Duration::from_secs(5));
+        // The schema must exist before the search path can point at it.
+        let (setup, conn) = url.parse::<tokio_postgres::Config>()?.connect(NoTls).await?;
+        let task = tokio::spawn(conn);
+        setup.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
+        drop(setup);
+        let _ = task.await;
+        let db = if naive {
+            Db::Naive(pg)
+        } else {
+            let mut config = veza_dbpool::Config::from_url(url)?;
+            config.pg = pg;
+            config.name = "api".to_owned();
+            config.max_size = pool_size;
+            Db::Pooled(Pool::new(config)?)
+        };
+        {
+            let mut c = db.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            c.batch(veza_dbpool::users::MIGRATION).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            c.batch(MIGRATION).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        Ok(db)
+    }
+
+    /// A connection for one request.
+    pub async fn get(&self) -> Result<DbConn<'_>, ApiError> {
+        match self {
+            Db::Pooled(pool) => Ok(DbConn::Pooled(pool.get().await?)),
+            Db::Naive(pg) => {
+                let (client, conn) = pg.connect(NoTls).await.map_err(ApiError::db)?;
+                tokio::spawn(conn);
+                Ok(DbConn::Naive(client))
+            }
+        }
+    }
+
+    /// The pool, in pooled mode.
+    pub fn pool(&self) -> Option<&Pool> {
+        match self {
+            Db::Pooled(p) => Some(p),
+            Db::Naive(_) => None,
+        }
+    }
+}
+
+/// The database's readiness: the pool's own check, or a fresh connection in naive mode.
+#[derive(Debug)]
+pub struct DbCheck(pub std::sync::Arc<Db>);
+
+impl veza_core::HealthCheck for DbCheck {
+    fn name(&self) -> &str {
+        "db"
+    }
+
+    fn check(&self) -> veza_core::BoxFuture<'_, veza_core::Health> {
+        Box::pin(async move {
+            match &*self.0 {
+                Db::Pooled(pool) => pool.check().await,
+                Db::Naive(_) => match self.0.get().await {
+                    Ok(mut c) => match c.query_opt("SELECT 1", &[]).await {
+                        Ok(_) => veza_core::Health::Healthy,
+                        Err(e) => veza_core::Health::unhealthy(e.message),
+                    },
+                    Err(e) => veza_core::Health::unhealthy(e.message),
+                },
+            }
+        })
+    }
+}
+
+impl DbConn<'_> {
+    /// Rows of a statement.
+    pub async fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, ApiError> {
+        match self {
+            DbConn::Pooled(c) => {
+                let st = c.prepare_cached(sql).await?;
+                c.query(&st, params).await.map_err(|e| ApiError::from(c.failed(e)))
+            }
+            DbConn::Naive(c) => c.query(sql, params).await.map_err(ApiError::db),
+        }
+    }
+
+    /// At most one row.
+    pub async fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, ApiError> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    /// Several statements, no parameters.
+    pub async fn batch(&mut self, sql: &str) -> Result<(), ApiError> {
+        match self {
+            DbConn::Pooled(c) => c.batch_execute(sql).await.map_err(|e| ApiError::from(c.failed(e))),
+            DbConn::Naive(c) => c.batch_execute(sql).await.map_err(ApiError::db),
+        }
+    }
+
+    /// Inserts users: binary COPY when pooled, one INSERT per row (in one transaction) when
+    /// naive, as the guide's batch insert does.
+    pub async fn insert_users(&mut self, users: &[(String, String)]) -> Result<u64, ApiError> {
+        match self {
+            DbConn::Pooled(c) => {
+                // Collected first: an iterator holding a closure over borrowed rows would have
+                // to live across the await, which the compiler cannot prove `Send`.
+                let mut rows: Vec<[&(dyn ToSql + Sync); 2]> = Vec::with_capacity(users.len());
+                for (email, name) in users {
+                    rows.push([email, name]);
+                }
+                Ok(c.copy_rows("users", &["email", "name"], &[Type::TEXT, Type::TEXT], &rows).await?)
+            }
+            DbConn::Naive(c) => {
+                let tx = c.transaction().await.map_err(ApiError::db)?;
+                let st = tx.prepare("INSERT INTO users (email, name) VALUES ($1, $2)").await.map_err(ApiError::db)?;
+                for (email, name) in users {
+                    tx.execute(&st, &[email, name]).await.map_err(ApiError::db)?;
+                }
+                tx.commit().await.map_err(ApiError::db)?;
+                Ok(users.len() as u64)
+            }
+        }
+    }
+}
