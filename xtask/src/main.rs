@@ -7,6 +7,7 @@
 //! cargo xtask tidy                     repository rules
 //! cargo xtask codegen [--check]        regenerate docs/metrics.md from the catalog
 //! cargo xtask report-shot               screenshot report.html with headless Chromium
+//! cargo xtask loadtest [--duration SECS] the reference service under load, veza vs naive
 //! ```
 #![allow(
     clippy::print_stdout,
@@ -18,6 +19,7 @@ mod bench;
 mod ci;
 mod codegen;
 mod html;
+mod loadtest;
 mod miri;
 mod pg;
 mod report;
@@ -42,6 +44,9 @@ tasks:
   ci             fmt, clippy, rustdoc, tidy, tests, bench build, cargo-deny
   tidy           check repository rules (module docs, versions, README/CHANGELOG, no ignored tests)
   codegen        regenerate docs/metrics.md from the catalog (--check: fail if stale)
+  loadtest       run examples/veza-api under a bounded load, as built and naive;
+                 writes target/veza-load/report.{json,md}
+                 --duration SECS (default 20) --concurrency N (32) --users N (10000)
   miri           unit tests of the unsafe and lock-free code under miri (nightly + miri)
   report-shot    screenshot target/veza-bench/report.html with headless Chromium
                  (--height PX, default 6000); writes target/veza-bench/report.png
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         Some("codegen") => codegen::run(&rest),
         Some("report-shot") => shot::run(&rest),
         Some("miri") => miri::run(),
+        Some("loadtest") => loadtest::run(&rest),
         Some("help" | "-h" | "--help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -61,8 +61,15 @@ pub struct User {
 impl User {
     fn from_row(row: &tokio_postgres::Row) -> User {
         let at: SystemTime = row.get("created_at");
-        let us = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
-        User { id: row.get("id"), email: row.get("email"), name: row.get("name"), created_at_us: us }
+        let us = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        User {
+            id: row.get("id"),
+            email: row.get("email"),
+            name: row.get("name"),
+            created_at_us: us,
+        }
     }
 
     fn cursor(&self) -> Cursor {
@@ -98,14 +105,18 @@ impl State {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("mode", &self.config.mode).finish_non_exhaustive()
+        f.debug_struct("State")
+            .field("mode", &self.config.mode)
+            .finish_non_exhaustive()
     }
 }
 
 /// The process's recorder: installed once, shared by every app started in the process.
 fn metrics() -> Result<Metrics> {
     static METRICS: Mutex<Option<Metrics>> = Mutex::new(None);
-    let mut slot = METRICS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut slot = METRICS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(m) = &*slot {
         return Ok(m.clone());
     }
@@ -147,8 +158,18 @@ impl Running {
     /// Statistics of the user caches (by id, by email); zero in naive mode.
     pub fn state_caches(&self) -> (veza_core::CacheStats, veza_core::CacheStats) {
         use veza_core::Observe;
-        let by_id = self.state.by_id.as_ref().map(Observe::snapshot).unwrap_or_default();
-        let by_email = self.state.by_email.as_ref().map(Observe::snapshot).unwrap_or_default();
+        let by_id = self
+            .state
+            .by_id
+            .as_ref()
+            .map(Observe::snapshot)
+            .unwrap_or_default();
+        let by_email = self
+            .state
+            .by_email
+            .as_ref()
+            .map(Observe::snapshot)
+            .unwrap_or_default();
         (by_id, by_email)
     }
 
@@ -168,7 +189,15 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running> {
     let metrics = metrics()?;
     let naive = config.mode == Mode::Naive;
-    let db = Arc::new(Db::open(&config.database_url, &config.schema, config.pool_size, naive).await?);
+    let db = Arc::new(
+        Db::open(
+            &config.database_url,
+            &config.schema,
+            config.pool_size,
+            naive,
+        )
+        .await?,
+    );
     let (avatars, upstream) = match &config.upstream_url {
         Some(url) => (None, url.trim_end_matches('/').to_owned()),
         None => {
@@ -181,17 +210,33 @@ pub async fn start(config: Config) -> Result<Running> {
     let (by_id, by_email) = if naive {
         (None, None)
     } else {
-        let by_id = Cache::builder().name("users_by_id").max_entries(config.cache_entries).time_to_live(ttl).build()?;
-        let by_email =
-            Cache::builder().name("users_by_email").max_entries(config.cache_entries).time_to_live(ttl).build()?;
+        let by_id = Cache::builder()
+            .name("users_by_id")
+            .max_entries(config.cache_entries)
+            .time_to_live(ttl)
+            .build()?;
+        let by_email = Cache::builder()
+            .name("users_by_email")
+            .max_entries(config.cache_entries)
+            .time_to_live(ttl)
+            .build()?;
         (Some(by_id), Some(by_email))
     };
-    let workers = WorkerPool::builder().name("passwords").workers(config.workers).capacity(config.worker_queue).build()?;
+    let workers = WorkerPool::builder()
+        .name("passwords")
+        .workers(config.workers)
+        .capacity(config.worker_queue)
+        .build()?;
     let http = if naive {
         // A connection per request, nothing kept: the baseline.
-        veza_httpopt::Client::builder().cache(veza_httpopt::CacheMode::Off).pool_max_idle_per_host(0).build()?
+        veza_httpopt::Client::builder()
+            .cache(veza_httpopt::CacheMode::Off)
+            .pool_max_idle_per_host(0)
+            .build()?
     } else {
-        veza_httpopt::Client::builder().timeout(Duration::from_secs(5)).build()?
+        veza_httpopt::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?
     };
     let buffers = Arc::new(BufferPool::new());
     let budget = Arc::new(MemoryBudget::new(config.memory_limit_bytes)?);
@@ -200,8 +245,16 @@ pub async fn start(config: Config) -> Result<Running> {
 
     let mut checks: Vec<Arc<dyn HealthCheck>> = Vec::new();
     checks.push(Arc::new(crate::db::DbCheck(Arc::clone(&db))));
-    checks.push(Arc::new(http.health_check("avatars", format!("{upstream}/avatars/health"), Duration::from_secs(2))?));
-    let hash_cost = if cfg!(debug_assertions) { (1024, 1) } else { (config_hash_memory(), 2) };
+    checks.push(Arc::new(http.health_check(
+        "avatars",
+        format!("{upstream}/avatars/health"),
+        Duration::from_secs(2),
+    )?));
+    let hash_cost = if cfg!(debug_assertions) {
+        (1024, 1)
+    } else {
+        (config_hash_memory(), 2)
+    };
     let state = Arc::new(State {
         config: config.clone(),
         db,
@@ -223,13 +276,22 @@ pub async fn start(config: Config) -> Result<Running> {
     let (stop, stopped) = watch::channel(false);
     let server = tokio::spawn(serve(listener, Arc::clone(&state), stopped, monitor));
     tokio::spawn(active_users(Arc::clone(&state)));
-    Ok(Running { addr, state, avatars, stop, server })
+    Ok(Running {
+        addr,
+        state,
+        avatars,
+        stop,
+        server,
+    })
 }
 
 /// Argon2 memory cost in KiB: OWASP's 19 MiB unless `VEZA_API_HASH_KIB` says otherwise (the
 /// load test lowers it so sign-ups do not dominate the run).
 fn config_hash_memory() -> u32 {
-    std::env::var("VEZA_API_HASH_KIB").ok().and_then(|v| v.parse().ok()).unwrap_or(19 * 1024)
+    std::env::var("VEZA_API_HASH_KIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(19 * 1024)
 }
 
 /// Sets the active-users gauge every 10 s: distinct authors of the last 5 minutes.
@@ -279,7 +341,8 @@ async fn serve(
     mut stopped: watch::Receiver<bool>,
     monitor: veza_mempool::Monitor,
 ) {
-    let service = HttpMetricsLayer::new(Routes::new(ROUTES.iter().copied())).layer(Api(Arc::clone(&state)));
+    let service =
+        HttpMetricsLayer::new(Routes::new(ROUTES.iter().copied())).layer(Api(Arc::clone(&state)));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, _) = tokio::select! {
@@ -291,8 +354,10 @@ async fn serve(
             _ = stopped.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service.clone()),
+        );
         let conn = graceful.watch(conn);
         let gauge = state.business.concurrent_connections.clone();
         gauge.increment(1.0);
@@ -307,7 +372,10 @@ async fn serve(
     drop(monitor);
 }
 
-async fn route(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn route(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match (req.method().clone(), segments.as_slice()) {
@@ -319,24 +387,31 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
         (Method::POST, ["users", "import"]) => import(state, req).await,
         (Method::GET, ["users", "by-email", email]) => {
             let email = percent_decode(email)?;
-            let user = user_by_email(state, &email).await?.ok_or_else(|| ApiError::new(404, "no such user"))?;
+            let user = user_by_email(state, &email)
+                .await?
+                .ok_or_else(|| ApiError::new(404, "no such user"))?;
             Ok(json(state, 200, &user))
         }
         (Method::GET, ["users", id]) => {
-            let user = user_by_id(state, parse_id(id)?).await?.ok_or_else(|| ApiError::new(404, "no such user"))?;
+            let user = user_by_id(state, parse_id(id)?)
+                .await?
+                .ok_or_else(|| ApiError::new(404, "no such user"))?;
             Ok(json(state, 200, &user))
         }
         (Method::PUT, ["users", id]) => update_user(state, parse_id(id)?, req).await,
         (Method::GET, ["users", id, "avatar"]) => avatar(state, parse_id(id)?).await,
         (Method::POST, ["messages"]) => post_message(state, req).await,
         (Method::GET, ["messages"]) => list_messages(state, req.uri().query()).await,
-        (_, ["healthz" | "readyz" | "metrics" | "users" | "messages", ..]) => Err(ApiError::new(405, "method not allowed")),
+        (_, ["healthz" | "readyz" | "metrics" | "users" | "messages", ..]) => {
+            Err(ApiError::new(405, "method not allowed"))
+        }
         _ => Err(ApiError::new(404, "no such route")),
     }
 }
 
 fn parse_id(s: &str) -> Result<i64, ApiError> {
-    s.parse().map_err(|_| ApiError::new(400, format!("`{s}` is not a user id")))
+    s.parse()
+        .map_err(|_| ApiError::new(400, format!("`{s}` is not a user id")))
 }
 
 /// `%XX` decoding of a path segment.
@@ -346,7 +421,9 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             out.push(hex.ok_or_else(|| ApiError::new(400, "bad percent-encoding"))?);
             i += 3;
         } else {
@@ -358,7 +435,11 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
 }
 
 fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+    query?.split('&').find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    })
 }
 
 fn limit(query: Option<&str>) -> Result<i64, ApiError> {
@@ -377,19 +458,28 @@ fn json(state: &State, status: u16, value: &impl Serialize) -> Response<Full<Byt
     let mut buf = state.buffers.get(1024);
     buf.clear();
     if serde_json::to_writer(&mut *buf, value).is_err() {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the response\n");
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the response\n",
+        );
     }
     buf.push(b'\n');
     let mut r = Response::new(Full::new(Bytes::copy_from_slice(&buf)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert("content-type", http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -407,9 +497,16 @@ fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::new(400, format!("bad json: {e}")))
 }
 
-async fn load_user(state: &State, sql: &str, param: &(dyn tokio_postgres::types::ToSql + Sync)) -> Result<Option<User>, ApiError> {
+async fn load_user(
+    state: &State,
+    sql: &str,
+    param: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> Result<Option<User>, ApiError> {
     let mut c = state.db.get().await?;
-    Ok(c.query_opt(sql, &[param]).await?.as_ref().map(User::from_row))
+    Ok(c.query_opt(sql, &[param])
+        .await?
+        .as_ref()
+        .map(User::from_row))
 }
 
 /// Cache-aside by id (veza-cache single flight: concurrent misses query once).
@@ -419,7 +516,9 @@ async fn user_by_id(state: &State, id: i64) -> Result<Option<User>, ApiError> {
         None => load_user(state, &sql, &id).await,
         Some(cache) => cache
             .try_get_or_load_opt_async(&id, async {
-                load_user(state, &sql, &id).await.map_err(|e| veza_core::BoxError::from(e.to_string()))
+                load_user(state, &sql, &id)
+                    .await
+                    .map_err(|e| veza_core::BoxError::from(e.to_string()))
             })
             .await
             .map_err(|e| ApiError::new(503, e.to_string())),
@@ -434,7 +533,9 @@ async fn user_by_email(state: &State, email: &str) -> Result<Option<User>, ApiEr
         None => load_user(state, &sql, &email).await,
         Some(cache) => cache
             .try_get_or_load_opt_async(&email, async {
-                load_user(state, &sql, &email).await.map_err(|e| veza_core::BoxError::from(e.to_string()))
+                load_user(state, &sql, &email)
+                    .await
+                    .map_err(|e| veza_core::BoxError::from(e.to_string()))
             })
             .await
             .map_err(|e| ApiError::new(503, e.to_string())),
@@ -469,7 +570,10 @@ fn check_user_fields(email: &str, name: &str) -> Result<(), ApiError> {
 
 /// Sign-up: the password is hashed on the worker pool (argon2 is CPU work that must not run on
 /// the async threads), then user and credentials are inserted in one statement.
-async fn sign_up(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn sign_up(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let form: SignUp = parse(&body(state, req).await?)?;
     check_user_fields(&form.email, &form.name)?;
     if form.password.len() < 8 {
@@ -480,13 +584,19 @@ async fn sign_up(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<
     let job = move || -> Result<String, String> {
         use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
         let params = argon2::Params::new(m_kib, t, 1, None).map_err(|e| e.to_string())?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let salt = SaltString::generate(&mut OsRng);
-        argon.hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+        argon
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| e.to_string())
     };
     let handle = match state.workers.try_submit(job) {
         Ok(h) => h,
-        Err(SubmitError::Full(_)) => return Err(ApiError::new(503, "too many sign-ups in progress, retry")),
+        Err(SubmitError::Full(_)) => {
+            return Err(ApiError::new(503, "too many sign-ups in progress, retry"));
+        }
         Err(_) => return Err(ApiError::new(503, "shutting down")),
     };
     let hash = handle
@@ -499,7 +609,10 @@ async fn sign_up(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<
     );
     let mut c = state.db.get().await?;
     let row = c.query_opt(&sql, &[&form.email, &form.name, &hash]).await?;
-    let user = row.as_ref().map(User::from_row).ok_or_else(|| ApiError::new(500, "insert returned nothing"))?;
+    let user = row
+        .as_ref()
+        .map(User::from_row)
+        .ok_or_else(|| ApiError::new(500, "insert returned nothing"))?;
     Ok(json(state, 201, &user))
 }
 
@@ -508,13 +621,20 @@ struct Rename {
     name: String,
 }
 
-async fn update_user(state: &Arc<State>, id: i64, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn update_user(
+    state: &Arc<State>,
+    id: i64,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let form: Rename = parse(&body(state, req).await?)?;
     check_user_fields("a@b", &form.name)?;
     let sql = format!("UPDATE users SET name = $2 WHERE id = $1 RETURNING {USER_COLUMNS}");
     let mut c = state.db.get().await?;
     let row = c.query_opt(&sql, &[&id, &form.name]).await?;
-    let user = row.as_ref().map(User::from_row).ok_or_else(|| ApiError::new(404, "no such user"))?;
+    let user = row
+        .as_ref()
+        .map(User::from_row)
+        .ok_or_else(|| ApiError::new(404, "no such user"))?;
     forget(state, &user);
     Ok(json(state, 200, &user))
 }
@@ -526,12 +646,17 @@ struct Page<T> {
 }
 
 /// Newest first, by keyset cursor (veza-dbpool's checksummed `Cursor`).
-async fn list_users(state: &Arc<State>, query: Option<&str>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn list_users(
+    state: &Arc<State>,
+    query: Option<&str>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let limit = limit(query)?;
     let mut c = state.db.get().await?;
     let rows = match query_param(query, "cursor") {
         None => {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at DESC, id DESC LIMIT $1");
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users ORDER BY created_at DESC, id DESC LIMIT $1"
+            );
             c.query(&sql, &[&limit]).await?
         }
         Some(text) => {
@@ -546,7 +671,9 @@ async fn list_users(state: &Arc<State>, query: Option<&str>) -> Result<Response<
         }
     };
     let items: Vec<User> = rows.iter().map(User::from_row).collect();
-    let next = (items.len() as i64 == limit).then(|| items.last().map(|u| u.cursor().encode())).flatten();
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(|u| u.cursor().encode()))
+        .flatten();
     Ok(json(state, 200, &Page { items, next }))
 }
 
@@ -558,7 +685,10 @@ struct Import {
 
 /// Batch import: one JSON object per line, inserted with one binary COPY (all or nothing).
 /// Refused with 503 while the memory budget is at its critical level.
-async fn import(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn import(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     if state.budget.pressure() == Pressure::Critical {
         return Err(ApiError::new(503, "memory budget exhausted, retry later"));
     }
@@ -568,13 +698,19 @@ async fn import(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<F
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let u: Import = serde_json::from_slice(line).map_err(|e| ApiError::new(400, format!("line {}: {e}", n + 1)))?;
-        check_user_fields(&u.email, &u.name).map_err(|e| ApiError::new(400, format!("line {}: {}", n + 1, e.message)))?;
+        let u: Import = serde_json::from_slice(line)
+            .map_err(|e| ApiError::new(400, format!("line {}: {e}", n + 1)))?;
+        check_user_fields(&u.email, &u.name)
+            .map_err(|e| ApiError::new(400, format!("line {}: {}", n + 1, e.message)))?;
         users.push((u.email, u.name));
     }
     let mut c = state.db.get().await?;
     let inserted = c.insert_users(&users).await?;
-    Ok(json(state, 200, &serde_json::json!({ "inserted": inserted })))
+    Ok(json(
+        state,
+        200,
+        &serde_json::json!({ "inserted": inserted }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -590,24 +726,45 @@ struct Message {
     body: String,
 }
 
-async fn post_message(state: &Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn post_message(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let m: NewMessage = parse(&body(state, req).await?)?;
     if m.body.is_empty() || m.body.len() > 4096 {
         return Err(ApiError::new(400, "body must be 1 to 4096 bytes"));
     }
     let mut c = state.db.get().await?;
     let row = c
-        .query_opt("INSERT INTO messages (user_id, body) VALUES ($1, $2) RETURNING id", &[&m.user_id, &m.body])
+        .query_opt(
+            "INSERT INTO messages (user_id, body) VALUES ($1, $2) RETURNING id",
+            &[&m.user_id, &m.body],
+        )
         .await?
         .ok_or_else(|| ApiError::new(500, "insert returned nothing"))?;
     state.business.messages.increment(1);
-    Ok(json(state, 201, &Message { id: row.get(0), user_id: m.user_id, body: m.body }))
+    Ok(json(
+        state,
+        201,
+        &Message {
+            id: row.get(0),
+            user_id: m.user_id,
+            body: m.body,
+        },
+    ))
 }
 
-async fn list_messages(state: &Arc<State>, query: Option<&str>) -> Result<Response<Full<Bytes>>, ApiError> {
-    let user_id = parse_id(query_param(query, "user_id").ok_or_else(|| ApiError::new(400, "user_id is required"))?)?;
+async fn list_messages(
+    state: &Arc<State>,
+    query: Option<&str>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let user_id = parse_id(
+        query_param(query, "user_id").ok_or_else(|| ApiError::new(400, "user_id is required"))?,
+    )?;
     let before = match query_param(query, "before") {
-        Some(v) => v.parse::<i64>().map_err(|_| ApiError::new(400, "before must be a message id"))?,
+        Some(v) => v
+            .parse::<i64>()
+            .map_err(|_| ApiError::new(400, "before must be a message id"))?,
         None => i64::MAX,
     };
     let limit = limit(query)?;
@@ -618,18 +775,33 @@ async fn list_messages(state: &Arc<State>, query: Option<&str>) -> Result<Respon
             &[&user_id, &before, &limit],
         )
         .await?;
-    let items: Vec<Message> =
-        rows.iter().map(|r| Message { id: r.get(0), user_id: r.get(1), body: r.get(2) }).collect();
-    let next = (items.len() as i64 == limit).then(|| items.last().map(|m| m.id.to_string())).flatten();
+    let items: Vec<Message> = rows
+        .iter()
+        .map(|r| Message {
+            id: r.get(0),
+            user_id: r.get(1),
+            body: r.get(2),
+        })
+        .collect();
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(|m| m.id.to_string()))
+        .flatten();
     Ok(json(state, 200, &Page { items, next }))
 }
 
 /// The user's avatar from the upstream, through veza-httpopt (its cache honours the
 /// upstream's `max-age` and `ETag`). `x-cache` says where it came from.
 async fn avatar(state: &Arc<State>, id: i64) -> Result<Response<Full<Bytes>>, ApiError> {
-    let r = state.http.get(format!("{}/avatars/{id}", state.upstream)).send().await?;
+    let r = state
+        .http
+        .get(format!("{}/avatars/{id}", state.upstream))
+        .send()
+        .await?;
     if !r.status().is_success() {
-        return Err(ApiError::new(502, format!("upstream answered {}", r.status())));
+        return Err(ApiError::new(
+            502,
+            format!("upstream answered {}", r.status()),
+        ));
     }
     let from_cache = r.cache_status().from_cache();
     let content_type = r.headers().get("content-type").cloned();
@@ -637,8 +809,10 @@ async fn avatar(state: &Arc<State>, id: i64) -> Result<Response<Full<Bytes>>, Ap
     if let Some(ct) = content_type {
         resp.headers_mut().insert("content-type", ct);
     }
-    resp.headers_mut()
-        .insert("x-cache", http::HeaderValue::from_static(if from_cache { "hit" } else { "miss" }));
+    resp.headers_mut().insert(
+        "x-cache",
+        http::HeaderValue::from_static(if from_cache { "hit" } else { "miss" }),
+    );
     Ok(resp)
 }
 
@@ -664,12 +838,24 @@ async fn ready(state: &Arc<State>) -> Response<Full<Bytes>> {
         });
         all.push(h);
     }
-    let workers = if state.workers.is_closed() { Health::unhealthy("worker pool closed") } else { Health::Healthy };
-    components.push(Component { name: "workers".into(), status: workers.as_str(), reason: workers.reason().map(str::to_owned) });
+    let workers = if state.workers.is_closed() {
+        Health::unhealthy("worker pool closed")
+    } else {
+        Health::Healthy
+    };
+    components.push(Component {
+        name: "workers".into(),
+        status: workers.as_str(),
+        reason: workers.reason().map(str::to_owned),
+    });
     all.push(workers);
     let overall = Health::combine(all);
     let status = if overall.is_ready() { 200 } else { 503 };
-    json(state, status, &serde_json::json!({ "status": overall.as_str(), "components": components }))
+    json(
+        state,
+        status,
+        &serde_json::json!({ "status": overall.as_str(), "components": components }),
+    )
 }
 
 #[cfg(test)]
@@ -678,7 +864,10 @@ mod tests {
 
     #[test]
     fn helpers_parse_what_clients_send() {
-        assert_eq!(percent_decode("ada%40example.com").unwrap(), "ada@example.com");
+        assert_eq!(
+            percent_decode("ada%40example.com").unwrap(),
+            "ada@example.com"
+        );
         assert!(percent_decode("bad%4").is_err());
         assert_eq!(query_param(Some("a=1&limit=5"), "limit"), Some("5"));
         assert_eq!(limit(Some("limit=500")).unwrap_err().status, 400);

@@ -84,7 +84,9 @@ impl Config {
                 "--config" => file = Some(it.next().context("--config needs a file")?.clone()),
                 "--listen" => listen = Some(it.next().context("--listen needs ADDR:PORT")?.clone()),
                 "--naive" => naive = true,
-                other => bail!("unknown argument `{other}` (try --config FILE, --listen ADDR, --naive)"),
+                other => {
+                    bail!("unknown argument `{other}` (try --config FILE, --listen ADDR, --naive)")
+                }
             }
         }
         let mut config = match file {
@@ -101,7 +103,9 @@ impl Config {
             config.schema = v;
         }
         if let Ok(v) = std::env::var("VEZA_API_MODE") {
-            config.mode = toml::Value::String(v).try_into().context("VEZA_API_MODE: veza or naive")?;
+            config.mode = toml::Value::String(v)
+                .try_into()
+                .context("VEZA_API_MODE: veza or naive")?;
         }
         if let Ok(v) = std::env::var("VEZA_API_UPSTREAM") {
             config.upstream_url = Some(v);
@@ -118,14 +122,23 @@ impl Config {
 
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
     /// Refuses values that cannot work.
     pub fn check(&self) -> Result<()> {
-        if !self.schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || self.schema.is_empty() {
-            bail!("schema must be letters, digits and underscores, got `{}`", self.schema);
+        if !self
+            .schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || self.schema.is_empty()
+        {
+            bail!(
+                "schema must be letters, digits and underscores, got `{}`",
+                self.schema
+            );
         }
         if self.pool_size == 0 || self.workers == 0 || self.worker_queue == 0 {
             bail!("pool_size, workers and worker_queue must be above zero");
@@ -140,13 +153,20 @@ mod tests {
 
     #[test]
     fn a_file_overrides_defaults_and_bad_values_are_refused() {
-        let c: Config = toml::from_str("listen = \"127.0.0.1:9999\"\nmode = \"naive\"\npool_size = 4").unwrap();
+        let c: Config =
+            toml::from_str("listen = \"127.0.0.1:9999\"\nmode = \"naive\"\npool_size = 4").unwrap();
         assert_eq!(c.listen.port(), 9999);
         assert_eq!(c.mode, Mode::Naive);
         assert_eq!(c.pool_size, 4);
         assert_eq!(c.workers, Config::default().workers);
-        assert!(toml::from_str::<Config>("pool_sise = 4").is_err(), "unknown keys are errors");
-        let bad = Config { schema: "x; DROP TABLE users".into(), ..Config::default() };
+        assert!(
+            toml::from_str::<Config>("pool_sise = 4").is_err(),
+            "unknown keys are errors"
+        );
+        let bad = Config {
+            schema: "x; DROP TABLE users".into(),
+            ..Config::default()
+        };
         assert!(bad.check().is_err());
     }
 }

@@ -57,9 +57,14 @@ impl Db {
         pg.application_name("veza-api");
         pg.connect_timeout(Duration::from_secs(5));
         // The schema must exist before the search path can point at it.
-        let (setup, conn) = url.parse::<tokio_postgres::Config>()?.connect(NoTls).await?;
+        let (setup, conn) = url
+            .parse::<tokio_postgres::Config>()?
+            .connect(NoTls)
+            .await?;
         let task = tokio::spawn(conn);
-        setup.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
+        setup
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await?;
         drop(setup);
         let _ = task.await;
         let db = if naive {
@@ -73,8 +78,12 @@ impl Db {
         };
         {
             let mut c = db.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            c.batch(veza_dbpool::users::MIGRATION).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            c.batch(MIGRATION).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            c.batch(veza_dbpool::users::MIGRATION)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            c.batch(MIGRATION)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         Ok(db)
     }
@@ -127,25 +136,38 @@ impl veza_core::HealthCheck for DbCheck {
 
 impl DbConn<'_> {
     /// Rows of a statement.
-    pub async fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, ApiError> {
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, ApiError> {
         match self {
             DbConn::Pooled(c) => {
                 let st = c.prepare_cached(sql).await?;
-                c.query(&st, params).await.map_err(|e| ApiError::from(c.failed(e)))
+                c.query(&st, params)
+                    .await
+                    .map_err(|e| ApiError::from(c.failed(e)))
             }
             DbConn::Naive(c) => c.query(sql, params).await.map_err(ApiError::db),
         }
     }
 
     /// At most one row.
-    pub async fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, ApiError> {
+    pub async fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, ApiError> {
         Ok(self.query(sql, params).await?.into_iter().next())
     }
 
     /// Several statements, no parameters.
     pub async fn batch(&mut self, sql: &str) -> Result<(), ApiError> {
         match self {
-            DbConn::Pooled(c) => c.batch_execute(sql).await.map_err(|e| ApiError::from(c.failed(e))),
+            DbConn::Pooled(c) => c
+                .batch_execute(sql)
+                .await
+                .map_err(|e| ApiError::from(c.failed(e))),
             DbConn::Naive(c) => c.batch_execute(sql).await.map_err(ApiError::db),
         }
     }
@@ -161,13 +183,24 @@ impl DbConn<'_> {
                 for (email, name) in users {
                     rows.push([email, name]);
                 }
-                Ok(c.copy_rows("users", &["email", "name"], &[Type::TEXT, Type::TEXT], &rows).await?)
+                Ok(c.copy_rows(
+                    "users",
+                    &["email", "name"],
+                    &[Type::TEXT, Type::TEXT],
+                    &rows,
+                )
+                .await?)
             }
             DbConn::Naive(c) => {
                 let tx = c.transaction().await.map_err(ApiError::db)?;
-                let st = tx.prepare("INSERT INTO users (email, name) VALUES ($1, $2)").await.map_err(ApiError::db)?;
+                let st = tx
+                    .prepare("INSERT INTO users (email, name) VALUES ($1, $2)")
+                    .await
+                    .map_err(ApiError::db)?;
                 for (email, name) in users {
-                    tx.execute(&st, &[email, name]).await.map_err(ApiError::db)?;
+                    tx.execute(&st, &[email, name])
+                        .await
+                        .map_err(ApiError::db)?;
                 }
                 tx.commit().await.map_err(ApiError::db)?;
                 Ok(users.len() as u64)

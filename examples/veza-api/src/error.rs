@@ -16,7 +16,10 @@ pub struct ApiError {
 impl ApiError {
     /// A client error with `status`.
     pub fn new(status: u16, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
 
     /// A driver error: unique violations are conflicts, the rest goes through `Classify`.
@@ -27,7 +30,11 @@ impl ApiError {
         if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) {
             return ApiError::new(404, "no such user");
         }
-        let kind = if e.is_closed() { ErrorKind::Unavailable } else { ErrorKind::Internal };
+        let kind = if e.is_closed() {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Internal
+        };
         ApiError::new(kind.http_status(), format!("database: {e}"))
     }
 

@@ -1,6 +1,10 @@
 //! `cargo run -p veza-api [-- --config FILE] [--listen ADDR] [--naive]`: runs the service
 //! until SIGTERM or Ctrl-C, then drains and stops.
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a service reports to its operator")]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a service reports to its operator"
+)]
 
 use veza_api::Config;
 
@@ -9,11 +13,21 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(std::env::args().skip(1))?;
     let mode = config.mode;
     let running = veza_api::start(config).await?;
-    println!("veza-api listening on http://{} ({mode:?} mode)", running.addr);
+    println!(
+        "veza-api listening on http://{} ({mode:?} mode)",
+        running.addr
+    );
     if let Some(a) = &running.avatars {
         println!("avatar upstream on http://{}", a.addr);
     }
     let clean = running.until_signal().await;
-    eprintln!("veza-api stopped{}", if clean { "" } else { " (deadline reached before draining)" });
+    eprintln!(
+        "veza-api stopped{}",
+        if clean {
+            ""
+        } else {
+            " (deadline reached before draining)"
+        }
+    );
     Ok(())
 }

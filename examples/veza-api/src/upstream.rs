@@ -31,14 +31,20 @@ impl Drop for Avatars {
 }
 
 fn avatar(id: &str) -> Response<Full<Bytes>> {
-    let hue = id.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 360;
+    let hue = id
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 360;
     let svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"64\" height=\"64\">\
          <rect width=\"64\" height=\"64\" fill=\"hsl({hue},60%,55%)\"/></svg>"
     );
     Response::builder()
         .header("content-type", "image/svg+xml")
-        .header("cache-control", "public, max-age=60, stale-while-revalidate=30")
+        .header(
+            "cache-control",
+            "public, max-age=60, stale-while-revalidate=30",
+        )
         .header("etag", format!("\"{id}-{hue}\""))
         .body(Full::new(Bytes::from(svg)))
         .expect("response")
@@ -52,7 +58,9 @@ pub async fn start(addr: SocketAddr) -> anyhow::Result<Avatars> {
     let count = Arc::clone(&served);
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let count = Arc::clone(&count);
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {

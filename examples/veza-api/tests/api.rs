@@ -37,7 +37,11 @@ async fn users_are_created_cached_renamed_and_invalidated() {
         let r = c.get(format!("{base}/users/{id}")).send().await.unwrap();
         assert_eq!(j(&r)["name"], "Ada");
     }
-    let r = c.get(format!("{base}/users/by-email/ada%40example.com")).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/users/by-email/ada%40example.com"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(j(&r)["id"].as_i64(), Some(id));
     let r = c
         .request(Method::PUT, format!("{base}/users/{id}"))
@@ -47,17 +51,44 @@ async fn users_are_created_cached_renamed_and_invalidated() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let r = c.get(format!("{base}/users/{id}")).send().await.unwrap();
-    assert_eq!(j(&r)["name"], "Ada Lovelace", "the cached entry was invalidated");
-    let r = c.get(format!("{base}/users/by-email/ada%40example.com")).send().await.unwrap();
+    assert_eq!(
+        j(&r)["name"],
+        "Ada Lovelace",
+        "the cached entry was invalidated"
+    );
+    let r = c
+        .get(format!("{base}/users/by-email/ada%40example.com"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(j(&r)["name"], "Ada Lovelace");
-    assert_eq!(c.get(format!("{base}/users/999999")).send().await.unwrap().status(), 404);
-    assert_eq!(c.get(format!("{base}/users/abc")).send().await.unwrap().status(), 400);
+    assert_eq!(
+        c.get(format!("{base}/users/999999"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.get(format!("{base}/users/abc"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
 
     // The stored password is an argon2 hash, not the password.
-    let (pg, conn) = tokio_postgres::connect(&common::database_url(), tokio_postgres::NoTls).await.unwrap();
+    let (pg, conn) = tokio_postgres::connect(&common::database_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let row = pg
-        .query_one(&format!("SELECT password_hash FROM {schema}.credentials WHERE user_id = $1"), &[&id])
+        .query_one(
+            &format!("SELECT password_hash FROM {schema}.credentials WHERE user_id = $1"),
+            &[&id],
+        )
         .await
         .unwrap();
     let hash: String = row.get(0);
@@ -65,8 +96,14 @@ async fn users_are_created_cached_renamed_and_invalidated() {
 
     let metrics = c.get(format!("{base}/metrics")).send().await.unwrap();
     let text = metrics.text().unwrap();
-    assert!(text.contains(r#"http_requests_total{method="GET",route="/users/{id}",status="200"}"#), "{text}");
-    assert!(text.contains("cache_hits_total"), "veza-cache metrics are exported");
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="/users/{id}",status="200"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("cache_hits_total"),
+        "veza-cache metrics are exported"
+    );
     assert!(common::stop(app, &schema).await);
 }
 
@@ -75,13 +112,24 @@ async fn import_then_keyset_pages_cover_every_user_once() {
     let (app, schema) = common::start(Mode::Veza).await;
     let c = common::client();
     let base = format!("http://{}", app.addr);
-    let lines: String =
-        (0..95).map(|i| format!("{{\"email\":\"u{i}@example.com\",\"name\":\"User {i}\"}}\n")).collect();
-    let r = c.request(Method::POST, format!("{base}/users/import")).body(lines).send().await.unwrap();
+    let lines: String = (0..95)
+        .map(|i| format!("{{\"email\":\"u{i}@example.com\",\"name\":\"User {i}\"}}\n"))
+        .collect();
+    let r = c
+        .request(Method::POST, format!("{base}/users/import"))
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(j(&r)["inserted"], 95);
     // A bad line rejects the whole batch.
     let bad = "{\"email\":\"x1@example.com\",\"name\":\"X\"}\nnot json\n";
-    let r = c.request(Method::POST, format!("{base}/users/import")).body(bad).send().await.unwrap();
+    let r = c
+        .request(Method::POST, format!("{base}/users/import"))
+        .body(bad)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().unwrap().contains("line 2"));
 
@@ -94,7 +142,10 @@ async fn import_then_keyset_pages_cover_every_user_once() {
         };
         let page = j(&c.get(url).send().await.unwrap());
         for u in page["items"].as_array().unwrap() {
-            assert!(seen.insert(u["id"].as_i64().unwrap()), "a user appeared twice");
+            assert!(
+                seen.insert(u["id"].as_i64().unwrap()),
+                "a user appeared twice"
+            );
         }
         match page["next"].as_str() {
             Some(cursor) => next = Some(cursor.to_owned()),
@@ -102,7 +153,11 @@ async fn import_then_keyset_pages_cover_every_user_once() {
         }
     }
     assert_eq!(seen.len(), 95);
-    let r = c.get(format!("{base}/users?cursor=forged")).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/users?cursor=forged"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(common::stop(app, &schema).await);
 }
@@ -119,7 +174,11 @@ async fn messages_avatars_and_readiness() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let user = j(&c.get(format!("{base}/users/by-email/m%40example.com")).send().await.unwrap());
+    let user = j(&c
+        .get(format!("{base}/users/by-email/m%40example.com"))
+        .send()
+        .await
+        .unwrap());
     let id = user["id"].as_i64().unwrap();
     for i in 0..3 {
         let r = c
@@ -137,29 +196,64 @@ async fn messages_avatars_and_readiness() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let page = j(&c.get(format!("{base}/messages?user_id={id}&limit=2")).send().await.unwrap());
+    let page = j(&c
+        .get(format!("{base}/messages?user_id={id}&limit=2"))
+        .send()
+        .await
+        .unwrap());
     assert_eq!(page["items"][0]["body"], "hello 2", "newest first");
     let before = page["next"].as_str().unwrap();
-    let rest = j(&c.get(format!("{base}/messages?user_id={id}&before={before}")).send().await.unwrap());
+    let rest = j(&c
+        .get(format!("{base}/messages?user_id={id}&before={before}"))
+        .send()
+        .await
+        .unwrap());
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
 
-    let first = c.get(format!("{base}/users/{id}/avatar")).send().await.unwrap();
+    let first = c
+        .get(format!("{base}/users/{id}/avatar"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(first.headers()["content-type"], "image/svg+xml");
     assert_eq!(first.headers()["x-cache"], "miss");
-    let second = c.get(format!("{base}/users/{id}/avatar")).send().await.unwrap();
+    let second = c
+        .get(format!("{base}/users/{id}/avatar"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(second.headers()["x-cache"], "hit");
     assert_eq!(first.body(), second.body());
-    let served = app.avatars.as_ref().unwrap().served.load(std::sync::atomic::Ordering::Relaxed);
+    let served = app
+        .avatars
+        .as_ref()
+        .unwrap()
+        .served
+        .load(std::sync::atomic::Ordering::Relaxed);
     // One avatar request, plus the readiness probes (none yet).
     assert_eq!(served, 1);
 
     let ready = c.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200, "{:?}", ready.text());
     assert_eq!(j(&ready)["status"], "healthy");
-    assert_eq!(c.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
-    c.get(format!("{base}/users/by-email/m%40example.com")).send().await.unwrap();
+    assert_eq!(
+        c.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    c.get(format!("{base}/users/by-email/m%40example.com"))
+        .send()
+        .await
+        .unwrap();
     let (_, by_email) = app.state_caches();
-    assert_eq!((by_email.misses, by_email.hits), (1, 1), "cache-aside by email");
+    assert_eq!(
+        (by_email.misses, by_email.hits),
+        (1, 1),
+        "cache-aside by email"
+    );
     assert!(common::stop(app, &schema).await);
 }
 
@@ -175,11 +269,22 @@ async fn the_naive_mode_serves_the_same_api() {
         .await
         .unwrap();
     assert_eq!(j(&r)["inserted"], 1);
-    let user = j(&c.get(format!("{base}/users/by-email/n%40example.com")).send().await.unwrap());
+    let user = j(&c
+        .get(format!("{base}/users/by-email/n%40example.com"))
+        .send()
+        .await
+        .unwrap());
     let id = user["id"].as_i64().unwrap();
-    assert_eq!(j(&c.get(format!("{base}/users/{id}")).send().await.unwrap())["name"], "N");
+    assert_eq!(
+        j(&c.get(format!("{base}/users/{id}")).send().await.unwrap())["name"],
+        "N"
+    );
     for _ in 0..2 {
-        let a = c.get(format!("{base}/users/{id}/avatar")).send().await.unwrap();
+        let a = c
+            .get(format!("{base}/users/{id}/avatar"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(a.headers()["x-cache"], "miss", "no cache in naive mode");
     }
     assert!(app.state.is_naive());

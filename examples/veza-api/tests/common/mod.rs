@@ -7,13 +7,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use veza_api::{Config, Mode, Running};
 
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// A service on port 0 in a fresh schema; the schema is dropped by [`stop`].
 pub async fn start(mode: Mode) -> (Running, String) {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let schema = format!("veza_api_t{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+    let schema = format!(
+        "veza_api_t{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url(),
@@ -29,13 +34,21 @@ pub async fn start(mode: Mode) -> (Running, String) {
 /// Shuts the service down and drops its schema.
 pub async fn stop(running: Running, schema: &str) -> bool {
     let clean = running.shutdown().await;
-    let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
     clean
 }
 
 /// A plain client (no cache) for talking to the service.
 pub fn client() -> veza_httpopt::Client {
-    veza_httpopt::Client::builder().cache(veza_httpopt::CacheMode::Off).build().unwrap()
+    veza_httpopt::Client::builder()
+        .cache(veza_httpopt::CacheMode::Off)
+        .build()
+        .unwrap()
 }

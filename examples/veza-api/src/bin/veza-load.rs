@@ -1,0 +1,323 @@
+//! `veza-load --base http://ADDR [--duration SECS] [--max-requests N] [--concurrency N]
+//! [--users N] [--out FILE]`: seeds the service, then drives a bounded, mostly-read mix at it
+//! on loopback and writes requests/s and latency percentiles per endpoint as JSON.
+//! `cargo xtask loadtest` runs it against both modes of the service.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool"
+)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+/// The mix: (endpoint, weight in per mille, is a read).
+const MIX: &[(&str, u32, bool)] = &[
+    ("GET /users/{id}", 350, true),
+    ("GET /users/by-email/{email}", 200, true),
+    ("GET /users", 100, true),
+    ("GET /messages", 100, true),
+    ("GET /users/{id}/avatar", 100, true),
+    ("POST /messages", 120, false),
+    ("PUT /users/{id}", 20, false),
+    ("POST /users", 10, false),
+];
+
+struct Args {
+    base: String,
+    duration: Duration,
+    max_requests: u64,
+    concurrency: usize,
+    users: u64,
+    out: Option<String>,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        base: String::new(),
+        duration: Duration::from_secs(20),
+        max_requests: 2_000_000,
+        concurrency: 32,
+        users: 10_000,
+        out: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--base" => a.base = value()?.trim_end_matches('/').to_owned(),
+            "--duration" => a.duration = Duration::from_secs(value()?.parse()?),
+            "--max-requests" => a.max_requests = value()?.parse()?,
+            "--concurrency" => a.concurrency = value()?.parse()?,
+            "--users" => a.users = value()?.parse()?,
+            "--out" => a.out = Some(value()?),
+            other => bail!("unknown argument `{other}`"),
+        }
+    }
+    if a.base.is_empty() {
+        bail!("--base http://ADDR is required");
+    }
+    if a.concurrency == 0 || a.users == 0 {
+        bail!("--concurrency and --users must be above zero");
+    }
+    Ok(a)
+}
+
+/// SplitMix64: a small, seeded generator, so every run asks for the same things.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+async fn send(http: &Http, method: &str, url: &str, body: Option<String>) -> Result<(u16, Bytes)> {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(Full::new(body.map(Bytes::from).unwrap_or_default()))?;
+    let resp = tokio::time::timeout(Duration::from_secs(30), http.request(req)).await??;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+/// Imports `users` users and one message each for the first thousand.
+async fn seed(http: &Http, base: &str, users: u64) -> Result<()> {
+    let started = Instant::now();
+    let mut batch = String::new();
+    for i in 0..users {
+        batch.push_str(&format!(
+            "{{\"email\":\"user{i}@load.test\",\"name\":\"User {i}\"}}\n"
+        ));
+        if (i + 1) % 5_000 == 0 || i + 1 == users {
+            let (status, body) = send(
+                http,
+                "POST",
+                &format!("{base}/users/import"),
+                Some(std::mem::take(&mut batch)),
+            )
+            .await?;
+            if status != 200 {
+                bail!("seeding users: {status} {}", String::from_utf8_lossy(&body));
+            }
+        }
+    }
+    for id in 1..=users.min(1000) {
+        let body = format!("{{\"user_id\":{id},\"body\":\"seed message\"}}");
+        let (status, _) = send(http, "POST", &format!("{base}/messages"), Some(body)).await?;
+        if status != 201 {
+            bail!("seeding messages: {status}");
+        }
+    }
+    eprintln!(
+        "veza-load: seeded {users} users in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct EndpointReport {
+    requests: u64,
+    errors: u64,
+    read: bool,
+    rps: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    base: String,
+    concurrency: usize,
+    seconds: f64,
+    requests: u64,
+    errors: u64,
+    rps: f64,
+    read_rps: f64,
+    first_errors: Vec<String>,
+    endpoints: BTreeMap<String, EndpointReport>,
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Vec<u32>>,
+    errors: Vec<u64>,
+    first_errors: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let a = args()?;
+    let http: Http = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    seed(&http, &a.base, a.users).await?;
+
+    let deadline = Instant::now() + a.duration;
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let progress = {
+        let sent = Arc::clone(&sent);
+        let duration = a.duration;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let n = sent.load(std::sync::atomic::Ordering::Relaxed);
+                let t = started.elapsed().as_secs_f64();
+                eprintln!(
+                    "veza-load: {t:5.1}s / {}s, {n} requests, {:.0} req/s",
+                    duration.as_secs(),
+                    n as f64 / t
+                );
+            }
+        })
+    };
+    let tasks: Vec<_> = (0..a.concurrency)
+        .map(|task| {
+            let (http, base, sent) = (http.clone(), a.base.clone(), Arc::clone(&sent));
+            let (users, max) = (a.users, a.max_requests);
+            tokio::spawn(async move {
+                let mut rng = Rng(0x5EED + task as u64);
+                let mut tally = Tally {
+                    latencies: vec![Vec::new(); MIX.len()],
+                    errors: vec![0; MIX.len()],
+                    first_errors: Vec::new(),
+                };
+                let mut n = 0u64;
+                while Instant::now() < deadline && sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < max {
+                    let mut pick = rng.below(1000) as u32;
+                    let op = MIX.iter().position(|(_, w, _)| {
+                        let hit = pick < *w;
+                        pick = pick.saturating_sub(*w);
+                        hit
+                    });
+                    let op = op.unwrap_or(0);
+                    let id = 1 + rng.below(users);
+                    let (method, url, body, ok) = match op {
+                        0 => ("GET", format!("{base}/users/{id}"), None, 200),
+                        1 => ("GET", format!("{base}/users/by-email/user{}%40load.test", id - 1), None, 200),
+                        2 => ("GET", format!("{base}/users?limit=20"), None, 200),
+                        3 => ("GET", format!("{base}/messages?user_id={}&limit=20", 1 + rng.below(users.min(1000))), None, 200),
+                        4 => ("GET", format!("{base}/users/{}/avatar", 1 + rng.below(1000)), None, 200),
+                        5 => ("POST", format!("{base}/messages"), Some(format!("{{\"user_id\":{id},\"body\":\"load {n}\"}}")), 201),
+                        6 => ("PUT", format!("{base}/users/{id}"), Some(format!("{{\"name\":\"Renamed {n}\"}}")), 200),
+                        _ => (
+                            "POST",
+                            format!("{base}/users"),
+                            Some(format!("{{\"email\":\"new{task}x{n}@load.test\",\"name\":\"New\",\"password\":\"load test password\"}}")),
+                            201,
+                        ),
+                    };
+                    n += 1;
+                    let t = Instant::now();
+                    let outcome = send(&http, method, &url, body).await;
+                    let micros = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                    match outcome {
+                        Ok((status, _)) if status == ok => tally.latencies[op].push(micros),
+                        other => {
+                            tally.errors[op] += 1;
+                            if tally.first_errors.len() < 3 {
+                                let why = match other {
+                                    Ok((status, body)) => format!("{status} {}", String::from_utf8_lossy(&body)),
+                                    Err(e) => e.to_string(),
+                                };
+                                tally.first_errors.push(format!("{} {url}: {why}", MIX[op].0));
+                            }
+                        }
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut all = Tally {
+        latencies: vec![Vec::new(); MIX.len()],
+        errors: vec![0; MIX.len()],
+        first_errors: Vec::new(),
+    };
+    for t in tasks {
+        let t = t.await?;
+        for (i, l) in t.latencies.into_iter().enumerate() {
+            all.latencies[i].extend(l);
+            all.errors[i] += t.errors[i];
+        }
+        all.first_errors.extend(t.first_errors);
+    }
+    progress.abort();
+    let seconds = started.elapsed().as_secs_f64();
+    let mut endpoints = BTreeMap::new();
+    let (mut requests, mut errors, mut read_ok) = (0u64, 0u64, 0u64);
+    for (i, (name, _, read)) in MIX.iter().enumerate() {
+        let l = &mut all.latencies[i];
+        l.sort_unstable();
+        let pct = |p: f64| {
+            if l.is_empty() {
+                0.0
+            } else {
+                f64::from(l[((l.len() - 1) as f64 * p) as usize]) / 1000.0
+            }
+        };
+        let ok = l.len() as u64;
+        requests += ok + all.errors[i];
+        errors += all.errors[i];
+        if *read {
+            read_ok += ok;
+        }
+        endpoints.insert(
+            (*name).to_owned(),
+            EndpointReport {
+                requests: ok + all.errors[i],
+                errors: all.errors[i],
+                read: *read,
+                rps: ok as f64 / seconds,
+                p50_ms: pct(0.50),
+                p95_ms: pct(0.95),
+                p99_ms: pct(0.99),
+            },
+        );
+    }
+    all.first_errors.truncate(5);
+    let report = Report {
+        base: a.base,
+        concurrency: a.concurrency,
+        seconds,
+        requests,
+        errors,
+        rps: (requests - errors) as f64 / seconds,
+        read_rps: read_ok as f64 / seconds,
+        first_errors: all.first_errors,
+        endpoints,
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    match &a.out {
+        Some(path) => std::fs::write(path, json + "\n")?,
+        None => println!("{json}"),
+    }
+    eprintln!(
+        "veza-load: {requests} requests in {seconds:.1}s, {:.0} req/s ({:.0} reads/s), {errors} errors",
+        report.rps, report.read_rps
+    );
+    Ok(())
+}

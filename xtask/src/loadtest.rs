@@ -1,0 +1,270 @@
+//! `cargo xtask loadtest`: the reference service (`examples/veza-api`) under a bounded load on
+//! loopback, once as built (pools, caches) and once naive (a connection per request, no
+//! cache), so the gain is measured. Writes `target/veza-load/report.{json,md}`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::{pg, util};
+
+const MODES: [&str; 2] = ["veza", "naive"];
+
+struct Opts {
+    duration: u64,
+    concurrency: usize,
+    users: u64,
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    let mut o = Opts {
+        duration: 20,
+        concurrency: 32,
+        users: 10_000,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--duration" => o.duration = value()?.parse().context("--duration SECS")?,
+            "--concurrency" => o.concurrency = value()?.parse().context("--concurrency N")?,
+            "--users" => o.users = value()?.parse().context("--users N")?,
+            other => {
+                bail!("unknown option `{other}` (--duration SECS, --concurrency N, --users N)")
+            }
+        }
+    }
+    if o.duration == 0 || o.duration > 120 {
+        bail!("--duration must be 1..=120 seconds (the whole test stays under 5 minutes)");
+    }
+    Ok(o)
+}
+
+/// Drops a schema through `psql`, when there is one (best effort: a stale schema only makes
+/// the next seeding fail, with a message saying so).
+fn drop_schema(url: &str, schema: &str) {
+    let _ = Command::new("psql")
+        .args([
+            url,
+            "-q",
+            "-c",
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The service, started and stopped with SIGTERM.
+struct Service {
+    child: Child,
+}
+
+impl Service {
+    fn start(bin: &std::path::Path, url: &str, mode: &str) -> Result<(Service, String)> {
+        let mut child = Command::new(bin)
+            .env("DATABASE_URL", url)
+            .env("VEZA_API_MODE", mode)
+            .env("VEZA_API_SCHEMA", format!("veza_load_{mode}"))
+            .env("VEZA_API_LISTEN", "127.0.0.1:0")
+            // Cheaper password hashing, so the 1% of sign-ups does not dominate the run.
+            .env("VEZA_API_HASH_KIB", "1024")
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("service stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let service = Service { child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .context("the service did not say where it listens within 30 s")?;
+            if let Some(rest) = line.strip_prefix("veza-api listening on ") {
+                let base = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                return Ok((service, base));
+            }
+        }
+    }
+
+    fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("the service exited with {status}");
+                }
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        bail!("the service did not stop within 20 s of SIGTERM")
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let opts = parse(args)?;
+    let started = Instant::now();
+    let db = pg::provision()?;
+    eprintln!("xtask: building veza-api and veza-load (release)");
+    util::run(util::cargo().args(["build", "--release", "--quiet", "-p", "veza-api", "--bins"]))?;
+    let bin_dir = util::root().join("target/release");
+    let out = util::root().join("target/veza-load");
+    std::fs::create_dir_all(&out)?;
+    let mut results = serde_json::Map::new();
+    for mode in MODES {
+        let schema = format!("veza_load_{mode}");
+        drop_schema(&db.url, &schema);
+        eprintln!(
+            "xtask: {mode}: starting the service ({})",
+            util::elapsed(started)
+        );
+        let (service, base) = Service::start(&bin_dir.join("veza-api"), &db.url, mode)?;
+        let file = out.join(format!("{mode}.json"));
+        let load = util::run(Command::new(bin_dir.join("veza-load")).args([
+            "--base",
+            &base,
+            "--duration",
+            &opts.duration.to_string(),
+            "--concurrency",
+            &opts.concurrency.to_string(),
+            "--users",
+            &opts.users.to_string(),
+            "--out",
+            &file.to_string_lossy(),
+        ]));
+        let stopped = service.stop();
+        drop_schema(&db.url, &schema);
+        load?;
+        stopped.with_context(|| format!("{mode}: graceful shutdown"))?;
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+        results.insert(mode.to_owned(), report);
+    }
+    drop(db);
+    let ratio = |field: &str| {
+        let v = results["veza"][field].as_f64().unwrap_or(0.0);
+        let n = results["naive"][field].as_f64().unwrap_or(0.0);
+        if n > 0.0 { v / n } else { f64::INFINITY }
+    };
+    let read_ratio = ratio("read_rps");
+    let total_ratio = ratio("rps");
+    let errors: u64 = MODES
+        .iter()
+        .map(|m| results[*m]["errors"].as_u64().unwrap_or(0))
+        .sum();
+    let report = serde_json::json!({
+        "schema": 1,
+        "duration_secs": opts.duration,
+        "concurrency": opts.concurrency,
+        "users": opts.users,
+        "read_throughput_ratio": read_ratio,
+        "throughput_ratio": total_ratio,
+        "errors": errors,
+        "modes": Value::Object(results.clone()),
+    });
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&report)? + "\n",
+    )?;
+    let md = markdown(&results, read_ratio, total_ratio, &opts);
+    std::fs::write(out.join("report.md"), &md)?;
+    println!("{md}");
+    eprintln!(
+        "xtask: load test done in {}; wrote {}/report.{{json,md}}",
+        util::elapsed(started),
+        out.display()
+    );
+    if errors > 0 {
+        bail!("{errors} requests failed (see first_errors in report.json)");
+    }
+    Ok(())
+}
+
+fn markdown(
+    results: &serde_json::Map<String, Value>,
+    read_ratio: f64,
+    total_ratio: f64,
+    o: &Opts,
+) -> String {
+    use std::fmt::Write;
+    let mut md = String::new();
+    let _ = writeln!(md, "# veza-api load test\n");
+    let _ = writeln!(
+        md,
+        "{} s per mode, {} connections, {} seeded users, on loopback. **veza**: pooled connections, \
+         caches, pooled HTTP client; **naive**: a database connection per request, no cache, an \
+         upstream connection per request.\n",
+        o.duration, o.concurrency, o.users
+    );
+    let _ = writeln!(md, "| | veza | naive | veza / naive |");
+    let _ = writeln!(md, "|---|---:|---:|---:|");
+    for (label, field) in [("reads/s", "read_rps"), ("requests/s", "rps")] {
+        let v = results["veza"][field].as_f64().unwrap_or(0.0);
+        let n = results["naive"][field].as_f64().unwrap_or(0.0);
+        let r = if field == "read_rps" {
+            read_ratio
+        } else {
+            total_ratio
+        };
+        let _ = writeln!(md, "| {label} | {v:.0} | {n:.0} | {r:.1}x |");
+    }
+    let e = |m: &str| results[m]["errors"].as_u64().unwrap_or(0);
+    let _ = writeln!(md, "| errors | {} | {} | |\n", e("veza"), e("naive"));
+    let _ = writeln!(
+        md,
+        "| endpoint | veza req/s | p50 / p95 / p99 ms | naive req/s | p50 / p95 / p99 ms |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    if let Some(endpoints) = results["veza"]["endpoints"].as_object() {
+        for name in endpoints.keys() {
+            let cell = |m: &str| {
+                let ep = &results[m]["endpoints"][name];
+                let f = |k: &str| ep[k].as_f64().unwrap_or(0.0);
+                (
+                    format!("{:.0}", f("rps")),
+                    format!(
+                        "{:.2} / {:.2} / {:.2}",
+                        f("p50_ms"),
+                        f("p95_ms"),
+                        f("p99_ms")
+                    ),
+                )
+            };
+            let (vr, vl) = cell("veza");
+            let (nr, nl) = cell("naive");
+            let _ = writeln!(md, "| `{name}` | {vr} | {vl} | {nr} | {nl} |");
+        }
+    }
+    let verdict = if read_ratio >= 3.0 { "meets" } else { "misses" };
+    let _ = writeln!(
+        md,
+        "\nReads: veza is {read_ratio:.1}x the naive configuration (target >= 3x: {verdict})."
+    );
+    md
+}
