@@ -27,9 +27,9 @@ CREATE INDEX IF NOT EXISTS messages_user_id_id ON messages (user_id, id DESC);";
 #[derive(Debug)]
 pub enum Db {
     /// veza-dbpool.
-    Pooled(Pool),
+    Pooled(Box<Pool>),
     /// A new connection for every request.
-    Naive(tokio_postgres::Config),
+    Naive(Box<tokio_postgres::Config>),
 }
 
 /// One checked-out (or freshly opened) connection.
@@ -68,13 +68,13 @@ impl Db {
         drop(setup);
         let _ = task.await;
         let db = if naive {
-            Db::Naive(pg)
+            Db::Naive(Box::new(pg))
         } else {
             let mut config = veza_dbpool::Config::from_url(url)?;
             config.pg = pg;
             config.name = "api".to_owned();
             config.max_size = pool_size;
-            Db::Pooled(Pool::new(config)?)
+            Db::Pooled(Box::new(Pool::new(config)?))
         };
         {
             let mut c = db.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;

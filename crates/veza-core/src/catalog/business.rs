@@ -47,6 +47,15 @@ pub const RESPONSE_TIME_P95: DerivedDef = DerivedDef {
     guide_name: "response_time_p95",
 };
 
+/// Requests per second over 5 minutes, per job: the rate dashboards draw from the guide's
+/// `http_requests_total`.
+pub const REQUEST_RATE: DerivedDef = DerivedDef {
+    name: "job:http_requests:rate5m",
+    expr: "sum by (job) (rate(http_requests_total[5m]))",
+    help: "HTTP requests per second over 5 minutes, per job.",
+    guide_name: "http_requests_total",
+};
+
 /// The guide's `error_rate`: share of requests answered with a 5xx status, over 5 minutes.
 pub const ERROR_RATIO: DerivedDef = DerivedDef {
     name: "job:http_requests_errors:ratio_rate5m",
@@ -64,4 +73,4 @@ pub const MESSAGES_RATE: DerivedDef = DerivedDef {
 };
 
 /// Every recording rule.
-pub const DERIVED: &[DerivedDef] = &[RESPONSE_TIME_P95, ERROR_RATIO, MESSAGES_RATE];
+pub const DERIVED: &[DerivedDef] = &[RESPONSE_TIME_P95, REQUEST_RATE, ERROR_RATIO, MESSAGES_RATE];
