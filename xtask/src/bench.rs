@@ -123,6 +123,17 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         dir.join("report.html"),
         html::page(&report, &targets, &versions),
     )?;
+    // One SVG per case as well, for pages that embed a chart (docs/benchmarks.md).
+    let charts = dir.join("charts");
+    std::fs::create_dir_all(&charts)?;
+    for case in &report.cases {
+        if let Ok(svg) = html::chart(case) {
+            std::fs::write(
+                charts.join(format!("{}.svg", case.id.replace('/', "__"))),
+                svg,
+            )?;
+        }
+    }
     println!("{md}");
     eprintln!(
         "xtask: {} cases in {}; wrote {}",

@@ -95,7 +95,7 @@ fn section(case: &CaseRecord, targets: &[Target]) -> String {
 }
 
 /// A bar chart of the medians with min–max whiskers; ours in a color of its own.
-fn chart(case: &CaseRecord) -> Result<String, String> {
+pub(crate) fn chart(case: &CaseRecord) -> Result<String, String> {
     let names: Vec<&String> = case.results.keys().collect();
     let rows: Vec<(usize, f64, f64, f64)> = names
         .iter()
