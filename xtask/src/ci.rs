@@ -84,6 +84,8 @@ fn package() -> Result<()> {
         "xtask",
         "--exclude",
         "veza-benches",
+        "--exclude",
+        "veza-api",
         "--allow-dirty",
     ]))
 }

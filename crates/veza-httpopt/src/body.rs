@@ -91,9 +91,12 @@ enum Decoder {
 impl Decoder {
     /// A decoder for a `Content-Encoding` value this build handles; `None` for identity and
     /// for codings it does not know (the body is then returned as sent, header kept).
-    fn for_coding(coding: &str, sink: Capped) -> Result<Option<(Decoder, &'static str)>, Error> {
+    fn for_coding(
+        coding: &str,
+        sink: Capped,
+    ) -> Result<Option<(Box<Decoder>, &'static str)>, Error> {
         let _ = &sink;
-        Ok(Some(match coding {
+        let (decoder, name) = match coding {
             #[cfg(feature = "gzip")]
             "gzip" | "x-gzip" => (
                 Decoder::Gzip(flate2::write::MultiGzDecoder::new(sink)),
@@ -120,7 +123,9 @@ impl Decoder {
                 (Decoder::Zstd(d), "zstd")
             }
             _ => return Ok(None),
-        }))
+        };
+        // Boxed: decoders are large, and the body-reading future should not carry one inline.
+        Ok(Some((Box::new(decoder), name)))
     }
 
     fn sink(&self) -> &Capped {
@@ -152,8 +157,8 @@ impl Decoder {
     }
 
     /// Ends the stream; a truncated stream is an error.
-    fn finish(self) -> io::Result<Vec<u8>> {
-        match self {
+    fn finish(self: Box<Self>) -> io::Result<Vec<u8>> {
+        match *self {
             #[cfg(feature = "gzip")]
             Decoder::Gzip(d) => d.finish().map(|s| s.buf),
             #[cfg(feature = "gzip")]

@@ -287,7 +287,7 @@ impl Client {
             return self.cached_get(cache, parts, body, host).await;
         }
         let invalidates = !parts.method.is_safe();
-        let resp = self.fetch(&parts, body, host).await?;
+        let resp = Box::pin(self.fetch(&parts, body, host)).await?;
         let resp = with_status(resp, CacheStatus::Bypass);
         if invalidates && (resp.status.is_success() || resp.status.is_redirection()) {
             // RFC 9111 §4.4: the target URI, and Location / Content-Location on the same origin.
@@ -321,40 +321,64 @@ impl Client {
                 }
                 Ok(with_status(r, CacheStatus::Miss))
             }
-            Lookup::Miss => {
-                host.miss();
-                if has_directive(&parts.headers, "only-if-cached") {
-                    return Ok(gateway_timeout());
-                }
-                let fetch = || async {
-                    let r = self.fetch(&parts, body, host).await?;
-                    self.store(cache, &parts, &r, now);
-                    Ok(with_status(r, CacheStatus::Miss))
-                };
-                if self.inner.config.cache.coalesce {
-                    let key = self.inner.coalescer.key(&parts);
-                    self.inner.coalescer.run(key, fetch).await
-                } else {
-                    fetch().await
-                }
-            }
+            // The miss and stale paths are boxed: their futures (coalescing, revalidation) are
+            // several times the size of the common paths', and every request would otherwise
+            // carry, move and allocate that size.
+            Lookup::Miss => Box::pin(self.miss(cache, parts, body, host, now)).await,
             Lookup::Stale(stored, conditional) => {
-                if stored.within_swr(now) {
-                    host.stale(StaleReason::WhileRevalidate);
-                    self.refresh_in_background(Arc::clone(&stored), parts, conditional);
-                    return Ok(stored.stale_response(now));
-                }
-                if has_directive(&parts.headers, "only-if-cached") {
-                    return Ok(gateway_timeout());
-                }
-                let revalidate = || self.revalidate(cache, &stored, &parts, conditional, host);
-                if self.inner.config.cache.coalesce {
-                    let key = self.inner.coalescer.key(&parts);
-                    self.inner.coalescer.run(key, revalidate).await
-                } else {
-                    revalidate().await
-                }
+                Box::pin(self.stale(cache, stored, parts, conditional, host, now)).await
             }
+        }
+    }
+
+    async fn miss(
+        &self,
+        cache: &HttpCache,
+        parts: http::request::Parts,
+        body: Bytes,
+        host: &HostMetrics,
+        now: SystemTime,
+    ) -> Result<Response, Error> {
+        host.miss();
+        if has_directive(&parts.headers, "only-if-cached") {
+            return Ok(gateway_timeout());
+        }
+        let fetch = || async {
+            let r = self.fetch(&parts, body, host).await?;
+            self.store(cache, &parts, &r, now);
+            Ok(with_status(r, CacheStatus::Miss))
+        };
+        if self.inner.config.cache.coalesce {
+            let key = self.inner.coalescer.key(&parts);
+            self.inner.coalescer.run(key, fetch).await
+        } else {
+            fetch().await
+        }
+    }
+
+    async fn stale(
+        &self,
+        cache: &HttpCache,
+        stored: Arc<Stored>,
+        parts: http::request::Parts,
+        conditional: http::request::Parts,
+        host: &HostMetrics,
+        now: SystemTime,
+    ) -> Result<Response, Error> {
+        if stored.within_swr(now) {
+            host.stale(StaleReason::WhileRevalidate);
+            self.refresh_in_background(Arc::clone(&stored), parts, conditional);
+            return Ok(stored.stale_response(now));
+        }
+        if has_directive(&parts.headers, "only-if-cached") {
+            return Ok(gateway_timeout());
+        }
+        let revalidate = || self.revalidate(cache, &stored, &parts, conditional, host);
+        if self.inner.config.cache.coalesce {
+            let key = self.inner.coalescer.key(&parts);
+            self.inner.coalescer.run(key, revalidate).await
+        } else {
+            revalidate().await
         }
     }
 
@@ -459,7 +483,13 @@ impl Client {
                 {
                     attempt += 1;
                     host.retry();
-                    tokio::time::sleep(backoff(retry.backoff, retry.max_backoff, attempt)).await;
+                    // Boxed: a timer entry is large, and retries are rare.
+                    Box::pin(tokio::time::sleep(backoff(
+                        retry.backoff,
+                        retry.max_backoff,
+                        attempt,
+                    )))
+                    .await;
                 }
                 other => return other,
             }
