@@ -40,8 +40,9 @@ use crate::response::{CacheStatus, Response};
 pub(crate) enum Lookup {
     /// A fresh response.
     Fresh(Response),
-    /// A stored response that needs revalidation; the conditional request to send.
-    Stale(Arc<Stored>, http::request::Parts),
+    /// A stored response that needs revalidation; the conditional request to send, and the
+    /// time of the lookup.
+    Stale(Arc<Stored>, http::request::Parts, SystemTime),
     /// Nothing usable.
     Miss,
     /// The URI's last response could not be stored: go straight upstream. `renew`: the mark
@@ -70,7 +71,7 @@ pub(crate) struct Stored {
     swr: Duration,
     /// `stale-if-error` window.
     sie: Duration,
-    key: String,
+    key: Key,
     weight: u64,
 }
 
@@ -99,7 +100,7 @@ impl Stored {
     }
 
     /// The key of this entry, to coalesce background refreshes.
-    pub(crate) fn key(&self) -> &str {
+    fn key(&self) -> &Key {
         &self.key
     }
 }
@@ -124,8 +125,28 @@ enum Slot {
 #[derive(Debug, Clone)]
 struct Weigh;
 
-impl quick_cache::Weighter<String, Slot> for Weigh {
-    fn weight(&self, key: &String, val: &Slot) -> u64 {
+/// A storage key: the index record of a URI (looked up on every request, so it is the URI
+/// itself, hashed and compared without formatting or allocating), or one stored variant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Index(Uri),
+    Entry(Box<str>),
+}
+
+impl Key {
+    fn len(&self) -> usize {
+        match self {
+            Key::Index(uri) => {
+                16 + uri.host().map_or(0, str::len)
+                    + uri.path_and_query().map_or(0, |p| p.as_str().len())
+            }
+            Key::Entry(k) => k.len(),
+        }
+    }
+}
+
+impl quick_cache::Weighter<Key, Slot> for Weigh {
+    fn weight(&self, key: &Key, val: &Slot) -> u64 {
         let v = match val {
             Slot::Index(Index::Vary { names, .. }) => 64 + 32 * names.len() as u64,
             Slot::Index(Index::Pass { .. }) => 64,
@@ -139,14 +160,14 @@ impl quick_cache::Weighter<String, Slot> for Weigh {
 /// for statistics, invalidation or clearing.
 #[derive(Debug)]
 pub struct HttpCache {
-    store: quick_cache::sync::Cache<String, Slot, Weigh>,
+    store: quick_cache::sync::Cache<Key, Slot, Weigh>,
     opts: CacheOptions,
     shared: bool,
     max_entry_bytes: u64,
     pass_ttl: Duration,
     generation: AtomicU64,
     keyed: RandomState,
-    refreshing: Mutex<HashSet<String>>,
+    refreshing: Mutex<HashSet<Key>>,
     hits: AtomicU64,
     misses: AtomicU64,
     inserts: AtomicU64,
@@ -237,8 +258,8 @@ fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     Some(names)
 }
 
-fn index_key(uri: &Uri) -> String {
-    format!("i {uri}")
+fn index_key(uri: &Uri) -> Key {
+    Key::Index(uri.clone())
 }
 
 /// Whether a response cannot be stored whatever else it says: `no-store` in the request or
@@ -287,14 +308,8 @@ impl HttpCache {
         Some(self.keyed.hash_one(auth.as_bytes()))
     }
 
-    fn entry_key(
-        &self,
-        uri: &Uri,
-        generation: u64,
-        names: &[HeaderName],
-        req: &HeaderMap,
-    ) -> String {
-        let mut k = format!("e {generation} {uri}");
+    fn entry_key(&self, uri: &Uri, generation: u64, names: &[HeaderName], req: &HeaderMap) -> Key {
+        let mut k = format!("{generation} {uri}");
         for name in names {
             k.push('\n');
             k.push_str(name.as_str());
@@ -306,11 +321,11 @@ impl HttpCache {
                 k.push_str(&String::from_utf8_lossy(v.as_bytes()));
             }
         }
-        k
+        Key::Entry(k.into_boxed_str())
     }
 
     /// Looks up a GET request.
-    pub(crate) fn lookup(&self, req: &http::request::Parts, now: SystemTime) -> Lookup {
+    pub(crate) fn lookup(&self, req: &http::request::Parts) -> Lookup {
         let stored = match self.find(req) {
             Ok(s) => s,
             Err(Some(renew)) => return Lookup::Pass { renew },
@@ -319,6 +334,8 @@ impl HttpCache {
                 return Lookup::Miss;
             }
         };
+        // The clock is read only when something is stored.
+        let now = SystemTime::now();
         match stored.policy.before_request(req, now) {
             BeforeRequest::Fresh(parts) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -335,7 +352,7 @@ impl HttpCache {
                 matches: true,
             } => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
-                Lookup::Stale(stored, request)
+                Lookup::Stale(stored, request, now)
             }
             BeforeRequest::Stale { matches: false, .. } => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
@@ -469,7 +486,7 @@ impl HttpCache {
             .iter()
             .map(|(k, v)| (k.as_str().len() + v.len() + 32) as u64)
             .sum();
-        let weight = body.len() as u64 + 2 * header_bytes + 512;
+        let weight = body.len() as u64 + 2 * header_bytes + 512 + key.len() as u64;
         let stored = Stored {
             fresh_until: now + policy.time_to_live(now),
             policy,
@@ -545,13 +562,13 @@ impl HttpCache {
         self.store.weight()
     }
 
-    /// Marks a background refresh of `key` as running; `false` if one already is.
-    pub(crate) fn begin_refresh(&self, key: &str) -> bool {
-        self.refreshing.lock().insert(key.to_owned())
+    /// Marks a background refresh of `stored` as running; `false` if one already is.
+    pub(crate) fn begin_refresh(&self, stored: &Stored) -> bool {
+        self.refreshing.lock().insert(stored.key().clone())
     }
 
-    pub(crate) fn end_refresh(&self, key: &str) {
-        self.refreshing.lock().remove(key);
+    pub(crate) fn end_refresh(&self, stored: &Stored) {
+        self.refreshing.lock().remove(stored.key());
     }
 }
 

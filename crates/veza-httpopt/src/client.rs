@@ -308,15 +308,14 @@ impl Client {
         body: Bytes,
         host: &HostMetrics,
     ) -> Result<Response, Error> {
-        let now = SystemTime::now();
-        match cache.lookup(&parts, now) {
+        match cache.lookup(&parts) {
             Lookup::Fresh(r) => {
                 host.hit();
                 Ok(r)
             }
             Lookup::Pass { renew } => {
                 let r = self.fetch(&parts, body, host).await?;
-                if cache.after_pass(&parts, &r, now, renew) {
+                if cache.after_pass(&parts, &r, SystemTime::now(), renew) {
                     self.inner.metrics.stored_bytes(cache.stored_bytes());
                 }
                 Ok(with_status(r, CacheStatus::Miss))
@@ -324,8 +323,8 @@ impl Client {
             // The miss and stale paths are boxed: their futures (coalescing, revalidation) are
             // several times the size of the common paths', and every request would otherwise
             // carry, move and allocate that size.
-            Lookup::Miss => Box::pin(self.miss(cache, parts, body, host, now)).await,
-            Lookup::Stale(stored, conditional) => {
+            Lookup::Miss => Box::pin(self.miss(cache, parts, body, host)).await,
+            Lookup::Stale(stored, conditional, now) => {
                 Box::pin(self.stale(cache, stored, parts, conditional, host, now)).await
             }
         }
@@ -337,7 +336,6 @@ impl Client {
         parts: http::request::Parts,
         body: Bytes,
         host: &HostMetrics,
-        now: SystemTime,
     ) -> Result<Response, Error> {
         host.miss();
         if has_directive(&parts.headers, "only-if-cached") {
@@ -345,7 +343,7 @@ impl Client {
         }
         let fetch = || async {
             let r = self.fetch(&parts, body, host).await?;
-            self.store(cache, &parts, &r, now);
+            self.store(cache, &parts, &r, SystemTime::now());
             Ok(with_status(r, CacheStatus::Miss))
         };
         if self.inner.config.cache.coalesce {
@@ -443,7 +441,7 @@ impl Client {
         let Some(cache) = &self.inner.cache else {
             return;
         };
-        if !cache.begin_refresh(stored.key()) {
+        if !cache.begin_refresh(&stored) {
             return;
         }
         let client = self.clone();
@@ -456,7 +454,7 @@ impl Client {
             let refresh = client.revalidate(cache, &stored, &parts, conditional, &host);
             // The outcome is in the cache (or not, on failure); nobody waits for it.
             let _ = tokio::time::timeout(timeout, refresh).await;
-            cache.end_refresh(stored.key());
+            cache.end_refresh(&stored);
         });
     }
 
