@@ -493,6 +493,42 @@ async fn body(state: &State, req: Request<Incoming>) -> Result<Bytes, ApiError> 
         .map_err(|_| ApiError::new(413, format!("body larger than {limit} bytes or cut short")))
 }
 
+/// Reads an upload into a pooled buffer (veza-mempool: the next import reuses its capacity
+/// instead of growing a fresh vector), at most `max_body_bytes`.
+async fn upload(
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<veza_mempool::PooledBufOwned, ApiError> {
+    let limit = state.config.max_body_bytes;
+    let hint = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(64 << 10);
+    if hint > limit {
+        return Err(ApiError::new(
+            413,
+            format!("body larger than {limit} bytes"),
+        ));
+    }
+    let mut buf = state.buffers.get_owned(hint);
+    buf.clear();
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::new(400, format!("body cut short: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(ApiError::new(
+                    413,
+                    format!("body larger than {limit} bytes"),
+                ));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf)
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::new(400, format!("bad json: {e}")))
 }
@@ -692,7 +728,7 @@ async fn import(
     if state.budget.pressure() == Pressure::Critical {
         return Err(ApiError::new(503, "memory budget exhausted, retry later"));
     }
-    let bytes = body(state, req).await?;
+    let bytes = upload(state, req).await?;
     let mut users = Vec::new();
     for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {

@@ -322,3 +322,32 @@ async fn shutdown_finishes_requests_in_flight_then_refuses_connections() {
     let after = c.get(format!("http://{addr}/healthz")).send().await;
     assert!(after.is_err(), "the listener is closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_uploads_are_refused_and_nothing_is_inserted() {
+    let (app, schema) = common::start_with(Mode::Veza, |c| c.max_body_bytes = 1024).await;
+    let c = common::client();
+    let base = format!("http://{}", app.addr);
+    let lines: String = (0..100)
+        .map(|i| format!("{{\"email\":\"big{i}@example.com\",\"name\":\"B\"}}\n"))
+        .collect();
+    assert!(lines.len() > 1024);
+    let r = c
+        .request(Method::POST, format!("{base}/users/import"))
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let page = j(&c.get(format!("{base}/users")).send().await.unwrap());
+    assert_eq!(page["items"].as_array().unwrap().len(), 0);
+    let small = "{\"email\":\"s@example.com\",\"name\":\"S\"}\n";
+    let r = c
+        .request(Method::POST, format!("{base}/users/import"))
+        .body(small)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(j(&r)["inserted"], 1);
+    assert!(common::stop(app, &schema).await);
+}

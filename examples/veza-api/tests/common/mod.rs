@@ -13,13 +13,18 @@ pub fn database_url() -> String {
 
 /// A service on port 0 in a fresh schema; the schema is dropped by [`stop`].
 pub async fn start(mode: Mode) -> (Running, String) {
+    start_with(mode, |_| {}).await
+}
+
+/// Like [`start`], with the configuration adjusted by `adjust`.
+pub async fn start_with(mode: Mode, adjust: impl FnOnce(&mut Config)) -> (Running, String) {
     static N: AtomicUsize = AtomicUsize::new(0);
     let schema = format!(
         "veza_api_t{}_{}",
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     );
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url(),
         schema: schema.clone(),
@@ -27,6 +32,7 @@ pub async fn start(mode: Mode) -> (Running, String) {
         shutdown_timeout_secs: 5,
         ..Config::default()
     };
+    adjust(&mut config);
     let running = veza_api::start(config).await.expect("service starts");
     (running, schema)
 }
