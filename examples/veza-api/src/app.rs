@@ -545,14 +545,22 @@ async fn load_user(
         .map(User::from_row))
 }
 
-/// Cache-aside by id (veza-cache single flight: concurrent misses query once).
-async fn user_by_id(state: &State, id: i64) -> Result<Option<User>, ApiError> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-    match &state.by_id {
-        None => load_user(state, &sql, &id).await,
+/// Cache-aside (veza-cache single flight: concurrent misses on one key query once; unknown
+/// users are not cached), or straight to the database in naive mode.
+async fn cached_user<K>(
+    state: &State,
+    cache: Option<&Cache<K, User>>,
+    key: K,
+    sql: &str,
+) -> Result<Option<User>, ApiError>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + tokio_postgres::types::ToSql + 'static,
+{
+    match cache {
+        None => load_user(state, sql, &key).await,
         Some(cache) => cache
-            .try_get_or_load_opt_async(&id, async {
-                load_user(state, &sql, &id)
+            .try_get_or_load_opt_async(&key, async {
+                load_user(state, sql, &key)
                     .await
                     .map_err(|e| veza_core::BoxError::from(e.to_string()))
             })
@@ -561,21 +569,15 @@ async fn user_by_id(state: &State, id: i64) -> Result<Option<User>, ApiError> {
     }
 }
 
-/// Cache-aside by email: the guide's indexed lookup, cached.
+async fn user_by_id(state: &State, id: i64) -> Result<Option<User>, ApiError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    cached_user(state, state.by_id.as_ref(), id, &sql).await
+}
+
+/// The guide's lookup by indexed email, cached.
 async fn user_by_email(state: &State, email: &str) -> Result<Option<User>, ApiError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
-    let email = email.to_owned();
-    match &state.by_email {
-        None => load_user(state, &sql, &email).await,
-        Some(cache) => cache
-            .try_get_or_load_opt_async(&email, async {
-                load_user(state, &sql, &email)
-                    .await
-                    .map_err(|e| veza_core::BoxError::from(e.to_string()))
-            })
-            .await
-            .map_err(|e| ApiError::new(503, e.to_string())),
-    }
+    cached_user(state, state.by_email.as_ref(), email.to_owned(), &sql).await
 }
 
 fn forget(state: &State, user: &User) {
