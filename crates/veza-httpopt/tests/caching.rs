@@ -391,6 +391,8 @@ async fn unsafe_methods_invalidate_the_uri_and_its_location() {
     let s = serve(|req| async move {
         if req.method() == Method::POST {
             response(201, &[("location", "/items/2".into())], "")
+        } else if req.method() == Method::PUT {
+            response(200, &[("content-location", "/items/3".into())], "")
         } else {
             response(200, &[("cache-control", "max-age=60".into())], "item")
         }

@@ -190,6 +190,27 @@ async fn an_oversized_body_fails_on_its_length_and_without_one() {
     assert!(matches!(e, Error::BodyTooLarge { .. }), "{e}");
 }
 
+/// Resident and peak resident set size of this process, from /proc/self/status.
+#[cfg(feature = "gzip")]
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(feature = "gzip")]
+fn rss_bytes() -> u64 {
+    status_kib("VmRSS:") * 1024
+}
+
+#[cfg(feature = "gzip")]
+fn peak_rss_bytes() -> u64 {
+    status_kib("VmHWM:") * 1024
+}
+
 #[cfg(feature = "gzip")]
 fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
