@@ -433,6 +433,16 @@ async fn unsafe_methods_invalidate_the_uri_and_its_location() {
             .cache_status(),
         CacheStatus::Hit
     );
+    // Content-Location names another stored resource: it goes too.
+    let r = c
+        .request(Method::PUT, s.url("/other"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-location"], "/items/3");
+    let after = c.get(s.url("/items/3")).send().await.unwrap();
+    assert_eq!(after.cache_status(), CacheStatus::Miss);
 }
 
 #[tokio::test]

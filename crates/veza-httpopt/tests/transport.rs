@@ -302,12 +302,17 @@ async fn a_compression_bomb_fails_quickly_in_bounded_memory() {
         .max_body_size(12 << 20, 16 << 20)
         .build()
         .unwrap();
+    let rss_before = rss_bytes();
     let start = Instant::now();
     let e = c.get(s.url("/bomb")).send().await.unwrap_err();
     assert!(
         matches!(e, Error::DecodedTooLarge { limit, encoding: "gzip" } if limit == 16 << 20),
         "{e}"
     );
+    // The peak resident size grew by less than the compressed body, the decoded limit and some
+    // slack (decoding 10 GB would need 10 GB). Other tests run alongside: the bound is loose.
+    let grown = peak_rss_bytes().saturating_sub(rss_before);
+    assert!(grown < 200 << 20, "peak memory grew by {} MiB", grown >> 20);
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "{:?}",
