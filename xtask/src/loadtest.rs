@@ -44,8 +44,8 @@ fn parse(args: &[String]) -> Result<Opts> {
     Ok(o)
 }
 
-/// Drops a schema through `psql`, when there is one (best effort: a stale schema only makes
-/// the next seeding fail, with a message saying so).
+/// Drops a schema through `psql`, when there is one (best effort: each run has its own
+/// schema, so a leftover only takes space).
 fn drop_schema(url: &str, schema: &str) {
     let _ = Command::new("psql")
         .args([
@@ -65,11 +65,16 @@ struct Service {
 }
 
 impl Service {
-    fn start(bin: &std::path::Path, url: &str, mode: &str) -> Result<(Service, String)> {
+    fn start(
+        bin: &std::path::Path,
+        url: &str,
+        mode: &str,
+        schema: &str,
+    ) -> Result<(Service, String)> {
         let mut child = Command::new(bin)
             .env("DATABASE_URL", url)
             .env("VEZA_API_MODE", mode)
-            .env("VEZA_API_SCHEMA", format!("veza_load_{mode}"))
+            .env("VEZA_API_SCHEMA", schema)
             .env("VEZA_API_LISTEN", "127.0.0.1:0")
             // Cheaper password hashing, so the 1% of sign-ups does not dominate the run.
             .env("VEZA_API_HASH_KIB", "1024")
@@ -139,13 +144,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     let mut results = serde_json::Map::new();
     for mode in MODES {
-        let schema = format!("veza_load_{mode}");
-        drop_schema(&db.url, &schema);
+        // A schema of its own per run, so a run never meets the data of an earlier one (even
+        // when `psql` is missing and the drop below cannot happen).
+        let schema = format!("veza_load_{mode}_{}", std::process::id());
         eprintln!(
             "xtask: {mode}: starting the service ({})",
             util::elapsed(started)
         );
-        let (service, base) = Service::start(&bin_dir.join("veza-api"), &db.url, mode)?;
+        let (service, base) = Service::start(&bin_dir.join("veza-api"), &db.url, mode, &schema)?;
         let file = out.join(format!("{mode}.json"));
         let load = util::run(Command::new(bin_dir.join("veza-load")).args([
             "--base",
