@@ -157,6 +157,10 @@ impl Decoder {
     }
 
     /// Ends the stream; a truncated stream is an error.
+    #[cfg_attr(
+        not(any(feature = "gzip", feature = "brotli", feature = "zstd")),
+        allow(clippy::boxed_local)
+    )]
     fn finish(self: Box<Self>) -> io::Result<Vec<u8>> {
         match *self {
             #[cfg(feature = "gzip")]

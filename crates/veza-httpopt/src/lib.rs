@@ -68,6 +68,7 @@
 //! | `zstd` | yes | decode zstd (the zstd C library) |
 //! | `http2` | yes | HTTP/2 (ALPN over TLS, or prior knowledge) |
 //! | `rustls` | no | HTTPS with rustls (ring), the system's roots or your config |
+//! | `serde` | no | `Serialize`/`Deserialize` for [`Config`], durations as `"30s"` |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
