@@ -174,29 +174,43 @@ pub struct HttpCache {
     invalidations: AtomicU64,
 }
 
+/// The directives of every `Cache-Control` field: (name, argument), names as sent (compare
+/// them case-insensitively), quotes stripped from arguments; fields that are not text are
+/// skipped. The one parser the cache and the client use.
+pub(crate) fn directives(headers: &HeaderMap) -> impl Iterator<Item = (&str, Option<&str>)> {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| match d.split_once('=') {
+            Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+            None => (d.trim(), None),
+        })
+        .filter(|(n, _)| !n.is_empty())
+}
+
+/// Whether `Cache-Control` carries `name`.
+pub(crate) fn has_directive(headers: &HeaderMap, name: &str) -> bool {
+    directives(headers).any(|(n, _)| n.eq_ignore_ascii_case(name))
+}
+
 /// Whether `stale-while-revalidate`/`stale-if-error` may apply, and their windows.
 fn stale_windows(headers: &HeaderMap, shared: bool) -> (Duration, Duration) {
     let mut swr = Duration::ZERO;
     let mut sie = Duration::ZERO;
-    for value in headers.get_all(CACHE_CONTROL) {
-        let Ok(value) = value.to_str() else { continue };
-        for directive in value.split(',') {
-            let (name, arg) = match directive.split_once('=') {
-                Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
-                None => (directive.trim(), None),
-            };
-            let name = name.to_ascii_lowercase();
-            let secs = || {
-                arg.and_then(|a| a.parse::<u64>().ok())
-                    .map(Duration::from_secs)
-            };
-            match name.as_str() {
-                "must-revalidate" | "no-cache" => return (Duration::ZERO, Duration::ZERO),
-                "proxy-revalidate" if shared => return (Duration::ZERO, Duration::ZERO),
-                "stale-while-revalidate" => swr = secs().unwrap_or_default(),
-                "stale-if-error" => sie = secs().unwrap_or_default(),
-                _ => {}
-            }
+    for (name, arg) in directives(headers) {
+        let secs = || {
+            arg.and_then(|a| a.parse::<u64>().ok())
+                .map(Duration::from_secs)
+                .unwrap_or_default()
+        };
+        match name.to_ascii_lowercase().as_str() {
+            "must-revalidate" | "no-cache" => return (Duration::ZERO, Duration::ZERO),
+            "proxy-revalidate" if shared => return (Duration::ZERO, Duration::ZERO),
+            "stale-while-revalidate" => swr = secs(),
+            "stale-if-error" => sie = secs(),
+            _ => {}
         }
     }
     (swr, sie)
@@ -204,36 +218,22 @@ fn stale_windows(headers: &HeaderMap, shared: bool) -> (Duration, Duration) {
 
 /// Whether the response allows reuse across credentials (RFC 9111 §3.5).
 fn shareable_with_credentials(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(CACHE_CONTROL)
+    ["public", "s-maxage", "must-revalidate"]
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',').any(|d| {
-                let n = d.split('=').next().unwrap_or("").trim();
-                n.eq_ignore_ascii_case("public")
-                    || n.eq_ignore_ascii_case("s-maxage")
-                    || n.eq_ignore_ascii_case("must-revalidate")
-            })
-        })
+        .any(|d| has_directive(headers, d))
 }
 
 /// RFC 9111 §5.1: a list-valued `Age` uses its first member; an invalid value is ignored.
 fn normalize_age(headers: &mut HeaderMap) {
     let Some(v) = headers.get(AGE) else { return };
-    let first = v
-        .to_str()
-        .ok()
-        .and_then(|s| s.split(',').next())
-        .map(str::trim);
-    match first.and_then(|s| s.parse::<u64>().ok()) {
-        Some(n) if headers.get_all(AGE).iter().count() == 1 && first == v.to_str().ok() => {
-            let _ = n;
-        }
-        Some(n) => {
+    let raw = v.to_str().unwrap_or("");
+    let first = raw.split(',').next().unwrap_or("").trim();
+    match first.parse::<u64>() {
+        Ok(_) if first == raw && headers.get_all(AGE).iter().count() == 1 => {}
+        Ok(n) => {
             headers.insert(AGE, HeaderValue::from(n));
         }
-        None => {
+        Err(_) => {
             headers.remove(AGE);
         }
     }
@@ -265,16 +265,7 @@ fn index_key(uri: &Uri) -> Key {
 /// Whether a response cannot be stored whatever else it says: `no-store` in the request or
 /// the response. Checked before building a policy, which copies both header maps.
 fn plainly_uncacheable(req: &HeaderMap, resp: &HeaderMap) -> bool {
-    let no_store = |h: &HeaderMap| {
-        h.get_all(CACHE_CONTROL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|d| d.trim().eq_ignore_ascii_case("no-store"))
-            })
-    };
-    no_store(resp) || no_store(req)
+    has_directive(resp, "no-store") || has_directive(req, "no-store")
 }
 
 impl HttpCache {

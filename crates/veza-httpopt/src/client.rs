@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
-    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_LOCATION, HeaderName, HeaderValue, LOCATION, USER_AGENT,
+    ACCEPT_ENCODING, CONTENT_LOCATION, HeaderName, HeaderValue, LOCATION, USER_AGENT,
 };
 use http::{Method, StatusCode, Uri};
 use http_body_util::Full;
@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::retry::budget::{Budget, TpsBudget};
 
 use crate::body::{self, Limits};
-use crate::cache::{HttpCache, Lookup, Stored};
+use crate::cache::{HttpCache, Lookup, Stored, has_directive};
 use crate::coalesce::Coalescer;
 use crate::config::{CacheMode, Config};
 use crate::connector::{self, Counting};
@@ -589,23 +589,6 @@ fn gateway_timeout() -> Response {
     }
 }
 
-/// Whether the request's `Cache-Control` (or `Pragma: no-cache` for `no-cache`) carries
-/// `directive`.
-fn has_directive(headers: &http::HeaderMap, directive: &str) -> bool {
-    headers
-        .get_all(CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| {
-            d.split('=')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case(directive)
-        })
-}
-
 /// The URI a `Location`-like header points to, when it is on the same origin as `base`.
 fn same_origin(base: &Uri, value: Option<&HeaderValue>) -> Option<Uri> {
     let value = value?.to_str().ok()?.trim();
@@ -792,7 +775,7 @@ mod tests {
     fn request_directives_are_found() {
         let mut h = http::HeaderMap::new();
         h.insert(
-            CACHE_CONTROL,
+            http::header::CACHE_CONTROL,
             HeaderValue::from_static("max-age=0, No-Store"),
         );
         assert!(has_directive(&h, "no-store"));
