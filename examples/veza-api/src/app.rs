@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -153,6 +153,12 @@ impl Running {
             .map(|jobs| jobs.len())
             .unwrap_or(0);
         drained && unstarted == 0
+    }
+
+    /// Jobs accepted by the password-hashing worker pool so far (one per sign-up that reached
+    /// hashing).
+    pub fn hash_jobs_submitted(&self) -> u64 {
+        veza_core::Observe::snapshot(&self.state.workers).submitted
     }
 
     /// Statistics of the user caches (by id, by email); zero in naive mode.
@@ -483,19 +489,9 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-/// Reads a request body, at most `max_body_bytes`.
-async fn body(state: &State, req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let limit = state.config.max_body_bytes;
-    Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-        .map(http_body_util::Collected::to_bytes)
-        .map_err(|_| ApiError::new(413, format!("body larger than {limit} bytes or cut short")))
-}
-
-/// Reads an upload into a pooled buffer (veza-mempool: the next import reuses its capacity
-/// instead of growing a fresh vector), at most `max_body_bytes`.
-async fn upload(
+/// Reads a request body into a pooled buffer (veza-mempool: the next request reuses its
+/// capacity instead of growing a fresh vector), at most `max_body_bytes` (413 past it).
+async fn body(
     state: &State,
     req: Request<Incoming>,
 ) -> Result<veza_mempool::PooledBufOwned, ApiError> {
@@ -730,7 +726,7 @@ async fn import(
     if state.budget.pressure() == Pressure::Critical {
         return Err(ApiError::new(503, "memory budget exhausted, retry later"));
     }
-    let bytes = upload(state, req).await?;
+    let bytes = body(state, req).await?;
     let mut users = Vec::new();
     for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {

@@ -308,16 +308,22 @@ async fn shutdown_finishes_requests_in_flight_then_refuses_connections() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Shut down once the server has accepted all four (their hashes are on the worker pool):
+    // each must then be answered in full, however far it got.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.hash_jobs_submitted() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sign-ups never reached the workers"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let addr = app.addr;
     let clean = common::stop(app, &schema).await;
     assert!(clean, "drained within the deadline");
     for t in inflight {
-        let r = t.await.unwrap();
-        // Either it was in flight and completed, or it arrived after the listener closed.
-        if let Ok(r) = r {
-            assert_eq!(r.status(), 201, "{:?}", r.text());
-        }
+        let r = t.await.unwrap().expect("an accepted request is answered");
+        assert_eq!(r.status(), 201, "{:?}", r.text());
     }
     let after = c.get(format!("http://{addr}/healthz")).send().await;
     assert!(after.is_err(), "the listener is closed");
