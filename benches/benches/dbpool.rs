@@ -118,21 +118,29 @@ async fn work(checkout: Checkout, per_task: usize) -> (f64, f64) {
     (rate, p999.as_nanos() as f64)
 }
 
+/// The measured work, the same for every pool: check out (timed), `SELECT 1`, give back.
+macro_rules! select1 {
+    ($pool:expr) => {{
+        let pool = $pool;
+        Arc::new(move || {
+            let pool = pool.clone();
+            Box::pin(async move {
+                let t = Instant::now();
+                let conn = pool.get().await.expect("checkout");
+                let waited = t.elapsed();
+                conn.query_one("SELECT 1", &[]).await.expect("select 1");
+                waited
+            }) as Pin<Box<dyn Future<Output = Duration> + Send>>
+        }) as Checkout
+    }};
+}
+
 fn veza(url: &str) -> Checkout {
     let mut config = veza_dbpool::Config::from_url(url).expect("url");
     config.max_size = POOL;
     config.checkout_timeout = Duration::from_secs(30);
     let pool = Arc::new(veza_dbpool::Pool::new(config).expect("pool"));
-    Arc::new(move || {
-        let pool = pool.clone();
-        Box::pin(async move {
-            let t = Instant::now();
-            let conn = pool.get().await.expect("checkout");
-            let waited = t.elapsed();
-            conn.query_one("SELECT 1", &[]).await.expect("select 1");
-            waited
-        })
-    })
+    select1!(pool)
 }
 
 async fn bb8_raw(url: &str) -> Checkout {
@@ -146,16 +154,7 @@ async fn bb8_raw(url: &str) -> Checkout {
             .await
             .expect("pool"),
     );
-    Arc::new(move || {
-        let pool = pool.clone();
-        Box::pin(async move {
-            let t = Instant::now();
-            let conn = pool.get().await.expect("checkout");
-            let waited = t.elapsed();
-            conn.query_one("SELECT 1", &[]).await.expect("select 1");
-            waited
-        })
-    })
+    select1!(pool)
 }
 
 fn deadpool(url: &str) -> Checkout {
@@ -173,16 +172,7 @@ fn deadpool(url: &str) -> Checkout {
             )
             .expect("pool"),
     );
-    Arc::new(move || {
-        let pool = pool.clone();
-        Box::pin(async move {
-            let t = Instant::now();
-            let conn = pool.get().await.expect("checkout");
-            let waited = t.elapsed();
-            conn.query_one("SELECT 1", &[]).await.expect("select 1");
-            waited
-        })
-    })
+    select1!(pool)
 }
 
 /// A pool whose search path is the bench schema.
