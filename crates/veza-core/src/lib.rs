@@ -13,6 +13,8 @@
 //!   monitor, a test or a debug endpoint reads from any component.
 //! - [`AsyncCache`]: the seam for cache-aside, so a database helper can use a cache without
 //!   depending on a cache crate.
+//! - [`duration`]: durations as configuration files write them (`"30s"`, `"250ms"`), with
+//!   the `serde` helpers every `Config` uses.
 //! - [`catalog`]: every metric the Veza crates emit or the performance guide asks for, with its
 //!   Prometheus name, kind, unit, labels and help text, in one place.
 //!
@@ -46,7 +48,7 @@
 //!
 //! | feature | default | what it enables |
 //! |---|---|---|
-//! | `serde` | no | `Serialize`/`Deserialize` for [`Health`], the stats snapshots and the catalog types |
+//! | `serde` | no | `Serialize`/`Deserialize` for [`Health`], the stats snapshots and the catalog types; `duration::human` for `Config` durations |
 //!
 //! # Supported Rust versions
 //!
@@ -57,6 +59,7 @@
 
 mod cache;
 pub mod catalog;
+pub mod duration;
 mod error;
 mod health;
 mod stats;

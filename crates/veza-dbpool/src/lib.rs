@@ -22,6 +22,7 @@
 //! | feature | default | what it enables |
 //! |---|---|---|
 //! | `rustls` | no | TLS to the server with rustls: [`Config::tls`] |
+//! | `serde` | no | `Deserialize` for [`Config`], durations as `"30s"` |
 //!
 //! # Supported Rust versions
 //!
@@ -39,7 +40,7 @@ mod pool;
 mod transaction;
 pub mod users;
 
-pub use config::Config;
+pub use config::{Builder, Config};
 pub use copy::quote_ident;
 pub use cursor::Cursor;
 pub use error::Error;

@@ -80,6 +80,11 @@ impl Pool {
         })
     }
 
+    /// A builder: `Pool::builder().url("postgres://app@127.0.0.1/app").max_size(32).build()`.
+    pub fn builder() -> crate::config::Builder {
+        crate::config::Builder::new()
+    }
+
     /// From a URL with the default settings.
     pub fn from_url(url: &str) -> Result<Pool, Error> {
         Pool::new(Config::from_url(url)?)
@@ -94,15 +99,20 @@ impl Pool {
     pub async fn get(&self) -> Result<Conn<'_>, Error> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.config.checkout_timeout);
-        let _waiting = self.metrics.waiting();
+        // Counted as waiting (`db_pool_pending_checkouts`) only once it has to wait: the fast
+        // path touches no shared counter.
+        let mut waiting = None;
         // Fast path without a timer: a permit is free (the semaphore is fair, so this only
         // succeeds when nobody is queued).
         let permit = match self.fair.try_acquire() {
             Ok(permit) => permit,
-            Err(_) => match tokio::time::timeout_at(deadline, self.fair.acquire()).await {
-                Ok(Ok(permit)) => permit,
-                _ => return Err(self.timed_out(started)),
-            },
+            Err(_) => {
+                waiting = Some(self.metrics.waiting());
+                match tokio::time::timeout_at(deadline, self.fair.acquire()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(self.timed_out(started)),
+                }
+            }
         };
         loop {
             // Connect errors published from here on concern this checkout. A plain load: the
@@ -116,6 +126,9 @@ impl Pool {
             let got = match first {
                 Poll::Ready(got) => got,
                 Poll::Pending => {
+                    if waiting.is_none() {
+                        waiting = Some(self.metrics.waiting());
+                    }
                     let mut errors = self.errors.subscribe();
                     errors.borrow_and_update();
                     // An error published between the load above and the subscription.
@@ -158,11 +171,11 @@ impl Pool {
                 continue;
             }
             self.metrics.checked_out(started.elapsed());
+            drop(waiting);
             return Ok(Conn {
                 conn,
                 _permit: permit,
-                statement_cache: self.config.statement_cache,
-                pool_name: self.pool_name.clone(),
+                pool: self,
             });
         }
     }
@@ -247,15 +260,15 @@ impl fmt::Debug for Pool {
 pub struct Conn<'a> {
     conn: bb8::PooledConnection<'a, Manager>,
     _permit: SemaphorePermit<'a>,
-    statement_cache: bool,
-    pool_name: std::sync::Arc<str>,
+    /// Settings and the metric label, borrowed: no shared reference count to bump per checkout.
+    pool: &'a Pool,
 }
 
 impl Conn<'_> {
     /// A prepared statement for `sql`, reused across calls on this connection (when the
     /// statement cache is on; behind PgBouncer in transaction mode, turn it off).
     pub async fn prepare_cached(&mut self, sql: &str) -> Result<tokio_postgres::Statement, Error> {
-        if self.statement_cache {
+        if self.pool.config.statement_cache {
             if let Some(statement) = self.conn.statements.get(sql) {
                 return Ok(statement.clone());
             }
@@ -266,7 +279,7 @@ impl Conn<'_> {
             .prepare(sql)
             .await
             .map_err(|e| self.failed(e))?;
-        if self.statement_cache {
+        if self.pool.config.statement_cache {
             self.conn
                 .statements
                 .insert(sql.to_owned(), statement.clone());
@@ -287,7 +300,7 @@ impl Conn<'_> {
         let result = query.await;
         metrics::histogram!(
             veza_core::catalog::db::QUERY_DURATION.name,
-            "pool" => self.pool_name.clone(),
+            "pool" => self.pool.pool_name.clone(),
             "statement" => statement
         )
         .record(started.elapsed());

@@ -26,6 +26,9 @@ fn waiters_are_served_in_arrival_order() {
             // Let each waiter queue up before the next arrives.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The ten queued checkouts show as waiting; the held one does not.
+        let stats = pool.stats();
+        assert_eq!((stats.in_use, stats.waiting), (1, 10));
         drop(held);
         for t in tasks {
             t.await.unwrap();

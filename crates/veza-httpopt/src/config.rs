@@ -45,7 +45,7 @@ pub struct CacheConfig {
     /// How long a URL whose last response could not be stored is sent straight upstream
     /// without coalescing ("hit-for-pass"): concurrent requests to an uncacheable resource
     /// must not wait for each other. Default 30 s.
-    #[cfg_attr(feature = "serde", serde(with = "crate::config::human"))]
+    #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human"))]
     pub pass_ttl: Duration,
 }
 
@@ -78,10 +78,10 @@ pub struct RetryConfig {
     /// Default 10.
     pub min_per_sec: u32,
     /// Delay before the first retry; doubles each time, with jitter. Default 20 ms.
-    #[cfg_attr(feature = "serde", serde(with = "crate::config::human"))]
+    #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human"))]
     pub backoff: Duration,
     /// Longest delay between retries. Default 1 s.
-    #[cfg_attr(feature = "serde", serde(with = "crate::config::human"))]
+    #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human"))]
     pub max_backoff: Duration,
 }
 
@@ -109,19 +109,19 @@ impl Default for RetryConfig {
 pub struct Config {
     /// Total time for a request: connect, send, response head and body, retries. Default 30 s
     /// (the guide's). A request may set its own with [`crate::RequestBuilder::timeout`].
-    #[cfg_attr(feature = "serde", serde(with = "crate::config::human"))]
+    #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human"))]
     pub timeout: Duration,
     /// Time to open a TCP connection (and finish the TLS handshake). Default 10 s.
-    #[cfg_attr(feature = "serde", serde(with = "crate::config::human"))]
+    #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human"))]
     pub connect_timeout: Duration,
     /// Longest wait for the next bytes of a response (head or body): catches an upstream that
     /// stalls. `None` (the default) leaves it to `timeout`.
-    #[cfg_attr(feature = "serde", serde(with = "crate::config::human::option"))]
+    #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human::option"))]
     pub read_timeout: Option<Duration>,
     /// Idle connections kept per host. Default 10 (the guide's).
     pub pool_max_idle_per_host: usize,
     /// Idle connections are closed after this long, by a timer. Default 90 s (the guide's).
-    #[cfg_attr(feature = "serde", serde(with = "crate::config::human"))]
+    #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human"))]
     pub pool_idle_timeout: Duration,
     /// Speak HTTP/2 without negotiation (h2c, or h2 over TLS without ALPN). Default off: HTTP/1.1,
     /// or HTTP/2 when TLS ALPN selects it.
@@ -216,80 +216,6 @@ impl Config {
     }
 }
 
-/// Durations as human strings for serde: `"250ms"`, `"30s"`, `"5m"`, `"1h"`.
-#[cfg(feature = "serde")]
-pub(crate) mod human {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
-
-    /// Parses `"<integer><unit>"` with unit `ms`, `s`, `m` or `h`.
-    pub(crate) fn parse(text: &str) -> Result<Duration, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration like \"30s\" or \"250ms\""))?;
-        let secs = |mult: u64| {
-            n.checked_mul(mult)
-                .map(Duration::from_secs)
-                .ok_or_else(|| format!("`{text}` is too long"))
-        };
-        match unit.trim() {
-            "ms" => Ok(Duration::from_millis(n)),
-            "s" => secs(1),
-            "m" => secs(60),
-            "h" => secs(3600),
-            other => Err(format!(
-                "unknown duration unit `{other}` in `{text}` (ms, s, m, h)"
-            )),
-        }
-    }
-
-    fn format(d: Duration) -> String {
-        if d.subsec_nanos() == 0 {
-            format!("{}s", d.as_secs())
-        } else {
-            format!("{}ms", d.as_millis())
-        }
-    }
-
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*d))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        parse(&String::deserialize(d)?).map_err(D::Error::custom)
-    }
-
-    /// The same for `Option<Duration>` (`null` or absent is `None`).
-    pub(crate) mod option {
-        use super::*;
-
-        pub(crate) fn serialize<S: Serializer>(
-            d: &Option<Duration>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match d {
-                Some(d) => s.serialize_some(&format(*d)),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<Duration>, D::Error> {
-            match Option::<String>::deserialize(d)? {
-                Some(text) => parse(&text).map(Some).map_err(D::Error::custom),
-                None => Ok(None),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,7 +282,5 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<Config>(bad).is_err(), "{bad}");
         }
-        assert_eq!(human::parse("1h").unwrap(), Duration::from_secs(3600));
-        assert!(human::parse("99999999999999999999h").is_err());
     }
 }

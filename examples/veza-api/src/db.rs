@@ -70,11 +70,12 @@ impl Db {
         let db = if naive {
             Db::Naive(Box::new(pg))
         } else {
-            let mut config = veza_dbpool::Config::from_url(url)?;
-            config.pg = pg;
-            config.name = "api".to_owned();
-            config.max_size = pool_size;
-            Db::Pooled(Box::new(Pool::new(config)?))
+            let pool = Pool::builder()
+                .pg(pg)
+                .name("api")
+                .max_size(pool_size)
+                .build()?;
+            Db::Pooled(Box::new(pool))
         };
         {
             let mut c = db.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
