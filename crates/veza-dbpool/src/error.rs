@@ -28,6 +28,8 @@ pub enum Error {
     InvalidConfig(String),
     /// A pagination cursor is malformed or was altered; the message says how.
     InvalidCursor(String),
+    /// The pool was closed ([`Pool::close`](crate::Pool::close)): no more checkouts.
+    Closed,
 }
 
 impl Error {
@@ -77,6 +79,7 @@ impl fmt::Display for Error {
             Error::Query(e) => write!(f, "database query failed: {}", detail(e)),
             Error::InvalidConfig(why) => write!(f, "invalid database pool config: {why}"),
             Error::InvalidCursor(why) => write!(f, "invalid page cursor: {why}"),
+            Error::Closed => f.write_str("the database pool is closed"),
         }
     }
 }
@@ -105,6 +108,7 @@ impl Classify for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Closed => ErrorKind::Closed,
             Error::InvalidConfig(_) | Error::InvalidCursor(_) => ErrorKind::InvalidInput,
             Error::Connect(e) => match e.code().map(tokio_postgres::error::SqlState::code) {
                 // Authentication and unknown role or database: retrying will not help.

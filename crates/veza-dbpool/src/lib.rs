@@ -10,7 +10,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! See [`Pool`] for what it fixes in bb8's defaults, [`Config`] for the knobs, and [`Error`]
+//! See [`Pool`] for what it fixes in bb8's defaults and for [`Pool::close`], [`Config`] for the knobs, and [`Error`]
 //! for the classified errors.
 //!
 //! Query helpers: [`Conn::copy_rows`] (binary COPY), [`Cursor`] (keyset pagination),

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -23,6 +24,15 @@ pub struct Connection {
 /// The latest connect error, shared with waiting checkouts.
 pub(crate) type ConnectErrors = watch::Sender<Option<Arc<tokio_postgres::Error>>>;
 
+/// Why the manager opened no connection.
+#[derive(Debug, Clone)]
+pub(crate) enum ConnectError {
+    /// The driver's error (refused, bad credentials, unknown database...).
+    Pg(Arc<tokio_postgres::Error>),
+    /// The pool was closed: no new connection, not even to keep `min_idle`.
+    Closed,
+}
+
 pub(crate) struct Manager {
     pub(crate) pg: tokio_postgres::Config,
     /// Bumped after each connect error is published, so checkouts can tell cheaply.
@@ -31,6 +41,8 @@ pub(crate) struct Manager {
     pub(crate) tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     pub(crate) errors: ConnectErrors,
     pub(crate) created: metrics::Counter,
+    /// Set by `Pool::close`.
+    pub(crate) closed: Arc<AtomicBool>,
 }
 
 impl Manager {
@@ -45,9 +57,12 @@ impl Manager {
 
 impl bb8::ManageConnection for Manager {
     type Connection = Connection;
-    type Error = Arc<tokio_postgres::Error>;
+    type Error = ConnectError;
 
     async fn connect(&self) -> Result<Connection, Self::Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ConnectError::Closed);
+        }
         // The connection future drives the socket; it ends when the client is dropped or the
         // server goes away (then `client.is_closed()` turns true).
         #[cfg(feature = "rustls")]
@@ -67,6 +82,8 @@ impl bb8::ManageConnection for Manager {
         #[cfg(not(feature = "rustls"))]
         let connected = self.connect_plain().await;
         match connected {
+            // Closed while connecting: the client goes, and its socket with it.
+            Ok(_) if self.closed.load(Ordering::Acquire) => Err(ConnectError::Closed),
             Ok(client) => {
                 self.created.increment(1);
                 Ok(Connection {
@@ -81,7 +98,7 @@ impl bb8::ManageConnection for Manager {
                 self.errors.send_replace(Some(e.clone()));
                 self.error_generation
                     .fetch_add(1, std::sync::atomic::Ordering::Release);
-                Err(e)
+                Err(ConnectError::Pg(e))
             }
         }
     }
@@ -91,7 +108,7 @@ impl bb8::ManageConnection for Manager {
             .simple_query("")
             .await
             .map(drop)
-            .map_err(Arc::new)
+            .map_err(|e| ConnectError::Pg(Arc::new(e)))
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {

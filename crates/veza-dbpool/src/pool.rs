@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, SemaphorePermit, watch};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 use tokio_postgres::Client;
 use veza_core::{BoxFuture, Health, HealthCheck, Observe, PoolStats};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::manager::{Connection, Manager};
+use crate::manager::{ConnectError, Connection, Manager};
 use crate::metrics::PoolMetrics;
 
 /// A PostgreSQL connection pool.
@@ -31,6 +33,8 @@ use crate::metrics::PoolMetrics;
 ///   server's message, instead of a timeout 30 s later.
 /// - **Observable.** `Observe` gives [`PoolStats`]; the `db_pool_*` catalog metrics carry the
 ///   pool's name; [`HealthCheck`] runs `SELECT 1`.
+/// - **Closable.** [`Pool::close`] refuses new checkouts, fails the waiting ones with
+///   [`Error::Closed`], and closes every connection as it comes back.
 pub struct Pool {
     inner: bb8::Pool<Manager>,
     fair: Semaphore,
@@ -39,6 +43,10 @@ pub struct Pool {
     metrics: PoolMetrics,
     pool_name: std::sync::Arc<str>,
     error_generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Set by `close`; shared with the manager so that no connection opens afterwards.
+    closed: Arc<AtomicBool>,
+    /// Signalled when a connection comes back after `close`.
+    returned: Notify,
 }
 
 impl Pool {
@@ -49,7 +57,9 @@ impl Pool {
         let metrics = PoolMetrics::new(&config.name);
         let (errors, _) = watch::channel(None);
         let error_generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let closed = Arc::new(AtomicBool::new(false));
         let manager = Manager {
+            closed: closed.clone(),
             pg: config.effective_pg(),
             error_generation: error_generation.clone(),
             #[cfg(feature = "rustls")]
@@ -77,6 +87,8 @@ impl Pool {
             pool_name: config.name.as_str().into(),
             config,
             metrics,
+            closed,
+            returned: Notify::new(),
         })
     }
 
@@ -110,7 +122,9 @@ impl Pool {
                 waiting = Some(self.metrics.waiting());
                 match tokio::time::timeout_at(deadline, self.fair.acquire()).await {
                     Ok(Ok(permit)) => permit,
-                    _ => return Err(self.timed_out(started)),
+                    // `close` closed the semaphore.
+                    Ok(Err(_)) => return Err(Error::Closed),
+                    Err(_) => return Err(self.timed_out(started)),
                 }
             }
         };
@@ -141,10 +155,17 @@ impl Pool {
                             return Err(Error::Connect(cause));
                         }
                     }
+                    // Closed meanwhile: bb8 will open nothing for us.
+                    if self.is_closed() {
+                        return Err(Error::Closed);
+                    }
                     tokio::select! {
                     biased;
                     got = &mut get => got,
                     changed = errors.changed() => {
+                        if self.is_closed() {
+                            return Err(Error::Closed);
+                        }
                         let cause = errors.borrow().clone();
                         match (changed, cause) {
                             (Ok(()), Some(cause)) => return Err(Error::Connect(cause)),
@@ -157,7 +178,10 @@ impl Pool {
             };
             let mut conn = match got {
                 Ok(conn) => conn,
-                Err(bb8::RunError::User(cause)) => return Err(Error::Connect(cause)),
+                Err(bb8::RunError::User(ConnectError::Pg(cause))) => {
+                    return Err(Error::Connect(cause));
+                }
+                Err(bb8::RunError::User(ConnectError::Closed)) => return Err(Error::Closed),
                 Err(bb8::RunError::TimedOut) => return Err(self.timed_out(started)),
             };
             if conn.client.is_closed() {
@@ -176,8 +200,46 @@ impl Pool {
                 conn,
                 _permit: permit,
                 pool: self,
+                _returned: Returned(self),
             });
         }
+    }
+
+    /// Closes the pool, for a graceful shutdown: checkouts from now on and those waiting fail
+    /// with [`Error::Closed`], idle connections are closed at once, connections in use are
+    /// closed when they come back, and no connection is opened any more (not even for
+    /// `min_idle`). Returns when every connection is closed, so it waits for the ones in use:
+    /// bound it with a timeout if a holder may never give its connection back. Calling it
+    /// again waits the same way.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.fair.close();
+        // Checkouts past the semaphore that wait on bb8 watch this channel: wake them.
+        self.errors.send_modify(|_| ());
+        loop {
+            let returned = self.returned.notified();
+            let mut returned = std::pin::pin!(returned);
+            returned.as_mut().enable();
+            // Idle connections: take each one and let it go marked broken. Nobody else takes
+            // any now and none is put back, so this ends.
+            while self.inner.state().idle_connections > 0 {
+                match tokio::time::timeout(Duration::from_millis(100), self.inner.get()).await {
+                    Ok(Ok(mut conn)) => conn.broken = true,
+                    _ => break,
+                }
+            }
+            if self.inner.state().connections == 0 {
+                return;
+            }
+            // A connection in use comes back (signalled), or one that was being opened when
+            // we closed lands idle (not signalled; hence the bound).
+            let _ = tokio::time::timeout(Duration::from_millis(50), returned).await;
+        }
+    }
+
+    /// Whether [`Pool::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     pub(crate) fn metrics(&self) -> &PoolMetrics {
@@ -233,6 +295,9 @@ impl HealthCheck for Pool {
     /// degraded when no connection is free in time.
     fn check(&self) -> BoxFuture<'_, Health> {
         Box::pin(async move {
+            if self.is_closed() {
+                return Health::unhealthy(Error::Closed.to_string());
+            }
             match self.get().await {
                 Ok(conn) => match conn.simple_query("SELECT 1").await {
                     Ok(_) => Health::Healthy,
@@ -262,6 +327,19 @@ pub struct Conn<'a> {
     _permit: SemaphorePermit<'a>,
     /// Settings and the metric label, borrowed: no shared reference count to bump per checkout.
     pool: &'a Pool,
+    /// Dropped last, once the connection is back in bb8's hands: tells `close` to look again.
+    _returned: Returned<'a>,
+}
+
+/// Wakes a [`Pool::close`] in progress when a connection has gone back.
+struct Returned<'a>(&'a Pool);
+
+impl Drop for Returned<'_> {
+    fn drop(&mut self) {
+        if self.0.is_closed() {
+            self.0.returned.notify_waiters();
+        }
+    }
 }
 
 impl Conn<'_> {
@@ -342,6 +420,9 @@ impl DerefMut for Conn<'_> {
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         self.conn.last_used = Instant::now();
+        if self.pool.is_closed() {
+            self.conn.broken = true; // closed by bb8 instead of kept idle
+        }
     }
 }
 

@@ -152,7 +152,13 @@ impl Running {
             .await
             .map(|jobs| jobs.len())
             .unwrap_or(0);
-        drained && unstarted == 0
+        // Database connections close now rather than when the process exits; a connection
+        // still held by a request that missed the deadline is not waited for past it.
+        let left = deadline.saturating_sub(started.elapsed());
+        let closed = tokio::time::timeout(left, self.state.db.close())
+            .await
+            .is_ok();
+        drained && unstarted == 0 && closed
     }
 
     /// Jobs accepted by the password-hashing worker pool so far (one per sign-up that reached

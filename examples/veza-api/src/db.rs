@@ -89,6 +89,13 @@ impl Db {
         Ok(db)
     }
 
+    /// Closes the pool's connections (waiting for those in use); nothing to do when naive.
+    pub async fn close(&self) {
+        if let Db::Pooled(pool) = self {
+            pool.close().await;
+        }
+    }
+
     /// A connection for one request.
     pub async fn get(&self) -> Result<DbConn<'_>, ApiError> {
         match self {
