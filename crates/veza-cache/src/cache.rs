@@ -70,6 +70,12 @@ where
         CacheBuilder::default()
     }
 
+    /// A cache with these settings (see [`Config`](crate::Config); from a file with the
+    /// `serde` feature). Install a metrics recorder before this call.
+    pub fn from_config(config: &crate::Config) -> Result<Cache<K, V>, crate::ConfigError> {
+        Cache::builder().config(config).build()
+    }
+
     pub(crate) fn from_builder(b: CacheBuilder<K, V>) -> Cache<K, V> {
         let counters = Arc::new(Counters::new());
         let estimated = b

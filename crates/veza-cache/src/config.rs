@@ -1,4 +1,6 @@
-//! [`CacheBuilder`]: capacity by entries or by weight, time to live, negative caching, name.
+//! [`CacheBuilder`]: capacity by entries or by weight, time to live, negative caching, name;
+//! [`Config`]: the same settings as a value (with `serde` behind the feature), for caches sized
+//! by entries.
 
 use std::fmt;
 use std::hash::Hash;
@@ -8,6 +10,71 @@ use std::time::Duration;
 use crate::cache::Cache;
 use crate::entry::WeighFn;
 use crate::error::ConfigError;
+
+/// A cache's settings as a value, for configuration files: a cache bounded by entries.
+/// Apply it with [`CacheBuilder::config`] (then, for a byte bound, call
+/// [`CacheBuilder::max_weight`] with a weigher) or build with [`Cache::from_config`].
+///
+/// With the `serde` feature it reads and writes durations as `"30s"`; every field is optional:
+///
+/// ```toml
+/// name = "users"
+/// max_entries = 100000
+/// time_to_live = "5m"
+/// negative_ttl = "30s"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[non_exhaustive]
+pub struct Config {
+    /// The `cache` label of its metrics. Default `"default"`.
+    pub name: String,
+    /// At most this many entries. Default 10,000.
+    pub max_entries: u64,
+    /// Entries expire this long after they were stored. Default none.
+    #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human::option"))]
+    pub time_to_live: Option<Duration>,
+    /// Entries not read for this long expire. Default none.
+    #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human::option"))]
+    pub time_to_idle: Option<Duration>,
+    /// "Not found" answers are cached this long. Default none (not cached).
+    #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human::option"))]
+    pub negative_ttl: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "default".to_owned(),
+            max_entries: 10_000,
+            time_to_live: None,
+            time_to_idle: None,
+            negative_ttl: None,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the values as [`CacheBuilder::build`] does.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.max_entries,
+            [self.time_to_live, self.time_to_idle, self.negative_ttl],
+        )
+    }
+}
+
+/// The checks shared by [`Config::validate`] and [`CacheBuilder::build`].
+fn check(capacity: u64, durations: [Option<Duration>; 3]) -> Result<(), ConfigError> {
+    if capacity == 0 {
+        return Err(ConfigError("capacity must be at least 1"));
+    }
+    if durations.iter().any(|t| t.is_some_and(|t| t.is_zero())) {
+        return Err(ConfigError("time to live must be above zero"));
+    }
+    Ok(())
+}
 
 /// Builds a [`Cache`]: `Cache::builder().max_entries(10_000).time_to_live(ttl).build()`.
 pub struct CacheBuilder<K, V> {
@@ -87,17 +154,22 @@ where
         self
     }
 
+    /// Takes every setting of `config` (name, entry bound, time to live and idle, negative
+    /// time to live), replacing earlier calls.
+    pub fn config(mut self, config: &Config) -> Self {
+        self.name.clone_from(&config.name);
+        self.capacity = config.max_entries;
+        self.estimated_entries = None;
+        self.weigher = None;
+        self.ttl = config.time_to_live;
+        self.tti = config.time_to_idle;
+        self.negative_ttl = config.negative_ttl;
+        self
+    }
+
     /// The cache. Install a metrics recorder before this call.
     pub fn build(self) -> Result<Cache<K, V>, ConfigError> {
-        if self.capacity == 0 {
-            return Err(ConfigError("capacity must be at least 1"));
-        }
-        if [self.ttl, self.tti, self.negative_ttl]
-            .iter()
-            .any(|t| t.is_some_and(|t| t.is_zero()))
-        {
-            return Err(ConfigError("time to live must be above zero"));
-        }
+        check(self.capacity, [self.ttl, self.tti, self.negative_ttl])?;
         Ok(Cache::from_builder(self))
     }
 }
@@ -112,5 +184,78 @@ impl<K, V> fmt::Debug for CacheBuilder<K, V> {
             .field("tti", &self.tti)
             .field("negative_ttl", &self.negative_ttl)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_sets_every_setting_of_the_cache() {
+        let config = Config {
+            name: "users".to_owned(),
+            max_entries: 8,
+            time_to_live: Some(Duration::from_millis(40)),
+            ..Config::default()
+        };
+        config.validate().unwrap();
+        // Replaces a weighed bound set before.
+        let cache: Cache<u32, u32> = Cache::builder()
+            .max_weight(1 << 20, 100, |_, _| 1)
+            .config(&config)
+            .build()
+            .unwrap();
+        assert_eq!(cache.name(), "users");
+        assert!(!cache.is_weighed());
+        for i in 0..100 {
+            cache.insert(i, i);
+        }
+        assert!(cache.len() <= 8, "{} entries kept, bound 8", cache.len());
+        cache.insert(1000, 1);
+        assert_eq!(cache.get(&1000), Some(1));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(cache.get(&1000), None, "the time to live applies");
+        let from: Cache<u32, u32> = Cache::from_config(&config).unwrap();
+        assert_eq!(from.name(), "users");
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_a_reason() {
+        let zero = Config {
+            max_entries: 0,
+            ..Config::default()
+        };
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("capacity")
+        );
+        let instant = Config {
+            negative_ttl: Some(Duration::ZERO),
+            ..Config::default()
+        };
+        assert!(instant.validate().is_err());
+        assert!(Cache::<u8, u8>::from_config(&instant).is_err());
+        Config::default().validate().unwrap();
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn configs_read_and_write_human_durations() {
+        let c: Config = serde_json::from_str(
+            r#"{"name": "users", "time_to_live": "5m", "negative_ttl": "30s"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.name, "users");
+        assert_eq!(c.max_entries, 10_000, "absent fields keep their defaults");
+        assert_eq!(c.time_to_live, Some(Duration::from_secs(300)));
+        assert_eq!(c.negative_ttl, Some(Duration::from_secs(30)));
+        let back: Config = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        for bad in [r#"{"time_to_live": "5"}"#, r#"{"max_entires": 5}"#] {
+            assert!(serde_json::from_str::<Config>(bad).is_err(), "{bad}");
+        }
     }
 }

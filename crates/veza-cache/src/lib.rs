@@ -46,6 +46,12 @@
 //! (cache-wide or per entry) and time to idle, both checked on read, shared errors for single
 //! flight, negative caching. Eviction listeners (a moka strength) are not offered.
 //!
+//! # Feature flags
+//!
+//! | feature | default | what it enables |
+//! |---|---|---|
+//! | `serde` | no | `Serialize`/`Deserialize` for [`Config`], durations as `"30s"` |
+//!
 //! # Supported Rust versions
 //!
 //! Rust 1.85 or newer.
@@ -63,7 +69,7 @@ mod stats;
 
 pub use aside::CacheAside;
 pub use cache::Cache;
-pub use config::CacheBuilder;
+pub use config::{CacheBuilder, Config};
 pub use error::ConfigError;
 pub use quick_cache::Equivalent;
 pub use sorted_index::{SharedIndex, SortedIndex};
