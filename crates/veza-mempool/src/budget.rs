@@ -164,6 +164,16 @@ impl MemoryBudget {
         MemoryBudget::with_thresholds(limit, source, 0.8, 1.0)
     }
 
+    /// A budget with these settings (see [`BudgetConfig`](crate::BudgetConfig); from a file
+    /// with the `serde` feature), measured by `source`. Start it with
+    /// `budget.start(config.interval)`.
+    pub fn from_config(
+        config: &crate::BudgetConfig,
+        source: UsageSource,
+    ) -> Result<MemoryBudget, ConfigError> {
+        MemoryBudget::with_thresholds(config.limit_bytes, source, config.high, config.critical)
+    }
+
     /// A budget with its high and critical thresholds as fractions of `limit`
     /// (`0 < high <= critical`).
     pub fn with_thresholds(

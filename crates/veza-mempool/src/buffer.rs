@@ -104,6 +104,14 @@ impl<B: Buffer> BufferPool<B> {
         .expect("the default classes are valid")
     }
 
+    /// A pool with these settings (see [`BufferPoolConfig`](crate::BufferPoolConfig); from a
+    /// file with the `serde` feature).
+    pub fn from_config(
+        config: &crate::BufferPoolConfig,
+    ) -> Result<BufferPool<B>, crate::ConfigError> {
+        BufferPool::with_classes(&config.name, &config.classes, config.max_retained_bytes)
+    }
+
     /// A pool named `name` with these class sizes (strictly increasing, non-zero) and a cap on
     /// the bytes kept idle. Each class is a [`Pool`] whose metrics are labelled `name.size`.
     pub fn with_classes(

@@ -70,6 +70,7 @@
 //! | feature | default | what it enables |
 //! |---|---|---|
 //! | `bytes` | no | `Buffer` for `bytes::BytesMut`, so `BufferPool<BytesMut>` works |
+//! | `serde` | no | `Serialize`/`Deserialize` for [`BufferPoolConfig`] and [`BudgetConfig`] (durations as `"30s"`) |
 //!
 //! # Supported Rust versions
 //!
@@ -88,6 +89,7 @@ mod alloc;
 )]
 mod budget;
 mod buffer;
+mod config;
 mod error;
 mod guard;
 mod metrics;
@@ -98,6 +100,7 @@ mod shard;
 pub use alloc::CountingAllocator;
 pub use budget::{MemoryBudget, Monitor, Pressure, PressureChange, Trim, UsageError, UsageSource};
 pub use buffer::{Buffer, BufferPolicy, BufferPool, ClassPool, PooledBuf, PooledBufOwned};
+pub use config::{BudgetConfig, BufferPoolConfig};
 pub use error::ConfigError;
 pub use guard::{Home, Pooled, PooledOwned};
 pub use pool::{Closures, Policy, Pool, PoolBuilder};
