@@ -65,7 +65,7 @@ pub use layer::{HttpMetrics, HttpMetricsLayer, Routes, UNMATCHED};
 pub use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 pub use monitor::{PerformanceMonitor, PerformanceSnapshot};
 pub use process::{ProcessCollector, ProcessSample};
-pub use setup::{BYTES_BUCKETS, Metrics, MetricsBuilder, SECONDS_BUCKETS};
+pub use setup::{BYTES_BUCKETS, Config, Metrics, MetricsBuilder, SECONDS_BUCKETS};
 pub use system::SystemCollector;
 
 /// The README's example, compiled as a doctest.

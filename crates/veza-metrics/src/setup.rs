@@ -35,6 +35,39 @@ pub const BYTES_BUCKETS: &[f64] = &[
     16_777_216.0,
 ];
 
+/// The recorder's settings as a value, for configuration files (`serde`, durations as
+/// `"5s"`; every field optional). Apply them with [`MetricsBuilder::config`].
+///
+/// ```
+/// let config: veza_metrics::Config =
+///     serde_json::from_str(r#"{"upkeep_interval": "1s", "system_metrics": false}"#)?;
+/// let (_recorder, metrics) = veza_metrics::Metrics::builder().config(&config).build()?;
+/// # drop(metrics);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// How often the exporter's upkeep runs (draining histogram samples). Default 5 s.
+    #[serde(with = "veza_core::duration::human")]
+    pub upkeep_interval: Duration,
+    /// Whether to collect the process figures at scrape time. Default yes.
+    pub process_metrics: bool,
+    /// Whether to collect the machine's figures at scrape time. Default yes.
+    pub system_metrics: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            upkeep_interval: Duration::from_secs(5),
+            process_metrics: true,
+            system_metrics: true,
+        }
+    }
+}
+
 /// Sets up Prometheus metrics: `Metrics::builder().install()?`.
 pub struct MetricsBuilder {
     upkeep: Duration,
@@ -45,16 +78,26 @@ pub struct MetricsBuilder {
 
 impl Default for MetricsBuilder {
     fn default() -> Self {
+        let c = Config::default();
         MetricsBuilder {
-            upkeep: Duration::from_secs(5),
-            process: true,
-            system: true,
+            upkeep: c.upkeep_interval,
+            process: c.process_metrics,
+            system: c.system_metrics,
             collectors: Vec::new(),
         }
     }
 }
 
 impl MetricsBuilder {
+    /// Takes every setting of `config`, replacing earlier calls (collectors added with
+    /// [`collector`](Self::collector) stay).
+    pub fn config(mut self, config: &Config) -> Self {
+        self.upkeep = config.upkeep_interval;
+        self.process = config.process_metrics;
+        self.system = config.system_metrics;
+        self
+    }
+
     /// How often the exporter's upkeep runs (draining histogram samples); default 5 s.
     pub fn upkeep_interval(mut self, every: Duration) -> Self {
         self.upkeep = every;
@@ -102,6 +145,12 @@ impl MetricsBuilder {
     }
 
     fn prometheus(&self) -> Result<PrometheusBuilder, Error> {
+        if self.upkeep.is_zero() {
+            // The upkeep thread would spin.
+            return Err(Error::Config(
+                "upkeep_interval must be above zero".to_owned(),
+            ));
+        }
         let config = |e: metrics_exporter_prometheus::BuildError| Error::Config(e.to_string());
         PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
@@ -226,5 +275,45 @@ impl fmt::Debug for Metrics {
         f.debug_struct("Metrics")
             .field("collectors", &self.inner.collectors.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_chooses_the_collectors_and_refuses_a_zero_upkeep() {
+        let config = Config {
+            system_metrics: false,
+            ..Config::default()
+        };
+        let (_recorder, metrics) = Metrics::builder().config(&config).build().unwrap();
+        let text = metrics.render();
+        if cfg!(target_os = "linux") {
+            assert!(text.contains("process_cpu_seconds_total"), "{text}");
+        }
+        assert!(!text.contains("system_cpu_usage_ratio"), "{text}");
+        let zero = Config {
+            upkeep_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        let err = Metrics::builder().config(&zero).build().unwrap_err();
+        assert!(err.to_string().contains("upkeep_interval"), "{err}");
+    }
+
+    #[test]
+    fn configs_read_from_files_with_human_durations() {
+        let c: Config = serde_json::from_str(r#"{"upkeep_interval": "250ms"}"#).unwrap();
+        assert_eq!(c.upkeep_interval, Duration::from_millis(250));
+        assert!(
+            c.process_metrics && c.system_metrics,
+            "absent fields keep their defaults"
+        );
+        let back: Config = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        for bad in [r#"{"upkeep_interval": 5}"#, r#"{"upkeep": "5s"}"#] {
+            assert!(serde_json::from_str::<Config>(bad).is_err(), "{bad}");
+        }
     }
 }
