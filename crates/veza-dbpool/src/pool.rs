@@ -194,6 +194,11 @@ impl Pool {
                 conn.broken = true;
                 continue;
             }
+            // `close` began while this checkout was testing the connection: do not hand it out.
+            if self.is_closed() {
+                conn.broken = true;
+                return Err(Error::Closed);
+            }
             self.metrics.checked_out(started.elapsed());
             drop(waiting);
             return Ok(Conn {
