@@ -16,6 +16,7 @@ struct Options {
     save: Option<String>,
     compare: Option<String>,
     threshold: f64,
+    render: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -35,6 +36,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--filter" => opts.filters.push(value()?),
             "--save" => opts.save = Some(baseline_name(&value()?)?),
             "--compare" => opts.compare = Some(baseline_name(&value()?)?),
+            "--render" => opts.render = Some(PathBuf::from(value()?)),
             "--threshold" => {
                 opts.threshold = value()?
                     .parse()
@@ -66,6 +68,22 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
     let dir = out_dir();
     std::fs::create_dir_all(&dir)?;
+    if let Some(path) = &opts.render {
+        let report = load(path)?;
+        // report.json too, so the directory stays one report.
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(dir.join("report.json"), json + "\n")?;
+        let md = write_outputs(&dir, &report)?;
+        println!("{md}");
+        eprintln!(
+            "xtask: rendered {} cases of {} (revision {}) into {}",
+            report.cases.len(),
+            path.display(),
+            report.git_rev,
+            dir.join("report.{json,md,html} and charts/").display()
+        );
+        return Ok(());
+    }
     let baseline = match &opts.compare {
         Some(name) => Some(load(&dir.join(format!("baselines/{name}.json")))?),
         None => None,
@@ -115,25 +133,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     };
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(dir.join("report.json"), json + "\n")?;
-    let targets = report::load_targets(&util::root().join("benches/targets.toml"))?;
-    let versions = report::peer_versions().unwrap_or_default();
-    let md = report::markdown(&report, &targets, &versions);
-    std::fs::write(dir.join("report.md"), &md)?;
-    std::fs::write(
-        dir.join("report.html"),
-        html::page(&report, &targets, &versions),
-    )?;
-    // One SVG per case as well, for pages that embed a chart (docs/benchmarks.md).
-    let charts = dir.join("charts");
-    std::fs::create_dir_all(&charts)?;
-    for case in &report.cases {
-        if let Ok(svg) = html::chart(case) {
-            std::fs::write(
-                charts.join(format!("{}.svg", case.id.replace('/', "__"))),
-                svg,
-            )?;
-        }
-    }
+    let md = write_outputs(&dir, &report)?;
     println!("{md}");
     eprintln!(
         "xtask: {} cases in {}; wrote {}",
@@ -164,9 +164,37 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Writes report.md, report.html and one SVG chart per case under `dir`; returns the markdown.
+fn write_outputs(dir: &Path, report: &Report) -> Result<String> {
+    let targets = report::load_targets(&util::root().join("benches/targets.toml"))?;
+    let versions = report::peer_versions().unwrap_or_default();
+    let md = report::markdown(report, &targets, &versions);
+    std::fs::write(dir.join("report.md"), &md)?;
+    std::fs::write(
+        dir.join("report.html"),
+        html::page(report, &targets, &versions),
+    )?;
+    // One SVG per case as well, for pages that embed a chart (docs/benchmarks.md).
+    let charts = dir.join("charts");
+    std::fs::create_dir_all(&charts)?;
+    for case in &report.cases {
+        if let Ok(svg) = html::chart(case) {
+            std::fs::write(
+                charts.join(format!("{}.svg", case.id.replace('/', "__"))),
+                svg,
+            )?;
+        }
+    }
+    Ok(md)
+}
+
 fn load(path: &Path) -> Result<Report> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("no baseline at {} (make one with --save)", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the report {} (baselines are made with --save)",
+            path.display()
+        )
+    })?;
     serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
 }
 

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask test [CARGO TEST ARGS]   provision PostgreSQL, run every test
 //! cargo xtask bench [--quick] [--filter ID] [--save NAME] [--compare NAME] [--threshold PCT]
+//!                   [--render FILE]
 //! cargo xtask ci                       everything CI checks
 //! cargo xtask tidy                     repository rules
 //! cargo xtask codegen [--check]        regenerate docs/metrics.md from the catalog
@@ -41,6 +42,8 @@ tasks:
                  --save NAME        keep this report as baseline NAME
                  --compare NAME     compare with baseline NAME; fail on a regression
                  --threshold PCT    regression threshold for --compare (default 10)
+                 --render FILE      run nothing: write report.{md,html} and the charts
+                                    from a saved report.json (a baseline, an old run)
   ci             fmt, clippy, rustdoc, tidy, tests, bench build, cargo-deny
   tidy           check repository rules (module docs, versions, README/CHANGELOG, no ignored tests)
   codegen        regenerate docs/metrics.md from the catalog (--check: fail if stale)
