@@ -70,9 +70,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     if let Some(path) = &opts.render {
         let report = load(path)?;
-        // report.json too, so the directory stays one report.
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(dir.join("report.json"), json + "\n")?;
         let md = write_outputs(&dir, &report)?;
         println!("{md}");
         eprintln!(
@@ -131,8 +128,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         started_at,
         cases,
     };
-    let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(dir.join("report.json"), json + "\n")?;
     let md = write_outputs(&dir, &report)?;
     println!("{md}");
     eprintln!(
@@ -164,8 +159,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Writes report.md, report.html and one SVG chart per case under `dir`; returns the markdown.
+/// Writes report.json, report.md, report.html and one SVG chart per case under `dir`; returns
+/// the markdown.
 fn write_outputs(dir: &Path, report: &Report) -> Result<String> {
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(dir.join("report.json"), json + "\n")?;
     let targets = report::load_targets(&util::root().join("benches/targets.toml"))?;
     let versions = report::peer_versions().unwrap_or_default();
     let md = report::markdown(report, &targets, &versions);
