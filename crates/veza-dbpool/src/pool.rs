@@ -204,8 +204,7 @@ impl Pool {
             return Ok(Conn {
                 conn,
                 _permit: permit,
-                pool: self,
-                _returned: Returned(self),
+                pool: Back(self),
             });
         }
     }
@@ -330,16 +329,15 @@ impl fmt::Debug for Pool {
 pub struct Conn<'a> {
     conn: bb8::PooledConnection<'a, Manager>,
     _permit: SemaphorePermit<'a>,
-    /// Settings and the metric label, borrowed: no shared reference count to bump per checkout.
-    pool: &'a Pool,
-    /// Dropped last, once the connection is back in bb8's hands: tells `close` to look again.
-    _returned: Returned<'a>,
+    /// The pool (settings, metric label), borrowed: no shared reference count to bump per
+    /// checkout. Declared last, so it drops once the connection is back in bb8's hands.
+    pool: Back<'a>,
 }
 
-/// Wakes a [`Pool::close`] in progress when a connection has gone back.
-struct Returned<'a>(&'a Pool);
+/// The pool a [`Conn`] came from; when dropped, wakes a [`Pool::close`] in progress.
+struct Back<'a>(&'a Pool);
 
-impl Drop for Returned<'_> {
+impl Drop for Back<'_> {
     fn drop(&mut self) {
         if self.0.is_closed() {
             self.0.returned.notify_waiters();
@@ -351,7 +349,7 @@ impl Conn<'_> {
     /// A prepared statement for `sql`, reused across calls on this connection (when the
     /// statement cache is on; behind PgBouncer in transaction mode, turn it off).
     pub async fn prepare_cached(&mut self, sql: &str) -> Result<tokio_postgres::Statement, Error> {
-        if self.pool.config.statement_cache {
+        if self.pool.0.config.statement_cache {
             if let Some(statement) = self.conn.statements.get(sql) {
                 return Ok(statement.clone());
             }
@@ -362,7 +360,7 @@ impl Conn<'_> {
             .prepare(sql)
             .await
             .map_err(|e| self.failed(e))?;
-        if self.pool.config.statement_cache {
+        if self.pool.0.config.statement_cache {
             self.conn
                 .statements
                 .insert(sql.to_owned(), statement.clone());
@@ -383,7 +381,7 @@ impl Conn<'_> {
         let result = query.await;
         metrics::histogram!(
             veza_core::catalog::db::QUERY_DURATION.name,
-            "pool" => self.pool.pool_name.clone(),
+            "pool" => self.pool.0.pool_name.clone(),
             "statement" => statement
         )
         .record(started.elapsed());
@@ -425,7 +423,7 @@ impl DerefMut for Conn<'_> {
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         self.conn.last_used = Instant::now();
-        if self.pool.is_closed() {
+        if self.pool.0.is_closed() {
             self.conn.broken = true; // closed by bb8 instead of kept idle
         }
     }

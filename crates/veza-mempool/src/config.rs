@@ -80,6 +80,7 @@ impl Default for BudgetConfig {
 mod tests {
     use super::*;
     use crate::{BufferPool, MemoryBudget, Pressure, UsageSource};
+    use veza_core::Observe;
 
     #[test]
     fn a_buffer_pool_config_sets_classes_and_cap() {
@@ -102,6 +103,17 @@ mod tests {
         assert!(BufferPool::<Vec<u8>>::from_config(&bad).is_err());
         let default: BufferPool = BufferPool::from_config(&BufferPoolConfig::default()).unwrap();
         assert_eq!(default.class_sizes().len(), 5);
+        // The cap: 8 KiB in all leaves each of the two classes 4 KiB, too little to keep an
+        // 8 KiB buffer; the same pool with 1 MiB keeps it.
+        for (cap, kept) in [(8 << 10, 0), (1 << 20, 1)] {
+            let pool: BufferPool = BufferPool::from_config(&BufferPoolConfig {
+                max_retained_bytes: cap,
+                ..config.clone()
+            })
+            .unwrap();
+            drop(pool.get(5000));
+            assert_eq!(pool.snapshot().idle, kept, "cap {cap}");
+        }
     }
 
     #[test]

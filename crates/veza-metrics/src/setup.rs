@@ -284,6 +284,10 @@ mod tests {
 
     #[test]
     fn a_config_chooses_the_collectors_and_refuses_a_zero_upkeep() {
+        let (_recorder, all) = Metrics::builder()
+            .config(&Config::default())
+            .build()
+            .unwrap();
         let config = Config {
             system_metrics: false,
             ..Config::default()
@@ -291,6 +295,7 @@ mod tests {
         let (_recorder, metrics) = Metrics::builder().config(&config).build().unwrap();
         let text = metrics.render();
         if cfg!(target_os = "linux") {
+            assert!(all.render().contains("system_cpu_usage_ratio"));
             assert!(text.contains("process_cpu_seconds_total"), "{text}");
         }
         assert!(!text.contains("system_cpu_usage_ratio"), "{text}");

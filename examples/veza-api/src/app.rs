@@ -97,6 +97,11 @@ pub struct State {
 }
 
 impl State {
+    /// Whether the database pool was closed (by the shutdown).
+    pub fn db_closed(&self) -> bool {
+        self.db.is_closed()
+    }
+
     /// Whether the service runs in naive mode.
     pub fn is_naive(&self) -> bool {
         self.config.mode == Mode::Naive

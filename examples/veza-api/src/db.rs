@@ -96,6 +96,11 @@ impl Db {
         }
     }
 
+    /// Whether [`close`](Db::close) closed the pool (never, when naive).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Db::Pooled(pool) if pool.is_closed())
+    }
+
     /// A connection for one request.
     pub async fn get(&self) -> Result<DbConn<'_>, ApiError> {
         match self {

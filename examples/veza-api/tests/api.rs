@@ -319,8 +319,11 @@ async fn shutdown_finishes_requests_in_flight_then_refuses_connections() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let addr = app.addr;
+    let state = app.state.clone();
+    assert!(!state.db_closed());
     let clean = common::stop(app, &schema).await;
     assert!(clean, "drained within the deadline");
+    assert!(state.db_closed(), "the shutdown closes the database pool");
     for t in inflight {
         let r = t.await.unwrap().expect("an accepted request is answered");
         assert_eq!(r.status(), 201, "{:?}", r.text());
