@@ -8,9 +8,14 @@
 //! - storage, bounded in bytes, least recently used out first;
 //! - `Vary`: each stored response is keyed by the URI and the values of the request headers it
 //!   varies on, found through a per-URI index of the varying header names;
-//! - credentials in a private cache: a response to a request with `Authorization` is tagged
-//!   with a keyed hash of the credentials and reused only for the same ones, unless it says it
-//!   may be shared (`public`, `s-maxage`, `must-revalidate`, RFC 9111 §3.5);
+//! - credentials in a private cache: a response to a request with `Authorization` or `Cookie`
+//!   is stored under a key of its own, made with a keyed hash of those credentials, and reused
+//!   only for the same ones, unless it says it may be shared (`public`, `s-maxage`,
+//!   `must-revalidate`, RFC 9111 §3.5); so each requester's entry stands on its own;
+//! - `Set-Cookie` is never stored, so never replayed to another requester (in a shared cache a
+//!   response with it is not stored at all unless `public`);
+//! - numbers from the wire saturate at 2^31 s and time arithmetic is checked ([`crate::wire`]),
+//!   directive names are matched case-insensitively;
 //! - invalidation by unsafe methods (RFC 9111 §4.4): the index of the URI is dropped, which
 //!   makes every variant unreachable at once (a new index gets a new generation number, so old
 //!   variants never come back);
@@ -21,13 +26,15 @@
 //!   concurrent requests to it are not coalesced behind each other.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{AGE, AUTHORIZATION, CACHE_CONTROL, HeaderName, HeaderValue, VARY};
+use http::header::{
+    AGE, AUTHORIZATION, CACHE_CONTROL, COOKIE, HeaderName, HeaderValue, SET_COOKIE, VARY,
+};
 use http::{HeaderMap, Uri, Version};
 use http_cache_semantics::{AfterResponse, BeforeRequest, CacheOptions, CachePolicy};
 use parking_lot::Mutex;
@@ -35,6 +42,7 @@ use veza_core::{CacheStats, Observe};
 
 use crate::config::{CacheConfig, CacheMode};
 use crate::response::{CacheStatus, Response};
+use crate::wire;
 
 /// What a lookup found.
 pub(crate) enum Lookup {
@@ -91,12 +99,12 @@ impl Stored {
 
     /// Whether `now` is within the `stale-while-revalidate` window.
     pub(crate) fn within_swr(&self, now: SystemTime) -> bool {
-        !self.swr.is_zero() && now < self.fresh_until + self.swr
+        !self.swr.is_zero() && now < wire::after(self.fresh_until, self.swr)
     }
 
     /// Whether `now` is within the `stale-if-error` window.
     pub(crate) fn within_sie(&self, now: SystemTime) -> bool {
-        !self.sie.is_zero() && now < self.fresh_until + self.sie
+        !self.sie.is_zero() && now < wire::after(self.fresh_until, self.sie)
     }
 
     /// The key of this entry, to coalesce background refreshes.
@@ -201,7 +209,7 @@ fn stale_windows(headers: &HeaderMap, shared: bool) -> (Duration, Duration) {
     let mut sie = Duration::ZERO;
     for (name, arg) in directives(headers) {
         let secs = || {
-            arg.and_then(|a| a.parse::<u64>().ok())
+            arg.and_then(wire::delta_seconds)
                 .map(Duration::from_secs)
                 .unwrap_or_default()
         };
@@ -221,22 +229,6 @@ fn shareable_with_credentials(headers: &HeaderMap) -> bool {
     ["public", "s-maxage", "must-revalidate"]
         .iter()
         .any(|d| has_directive(headers, d))
-}
-
-/// RFC 9111 §5.1: a list-valued `Age` uses its first member; an invalid value is ignored.
-fn normalize_age(headers: &mut HeaderMap) {
-    let Some(v) = headers.get(AGE) else { return };
-    let raw = v.to_str().unwrap_or("");
-    let first = raw.split(',').next().unwrap_or("").trim();
-    match first.parse::<u64>() {
-        Ok(_) if first == raw && headers.get_all(AGE).iter().count() == 1 => {}
-        Ok(n) => {
-            headers.insert(AGE, HeaderValue::from(n));
-        }
-        Err(_) => {
-            headers.remove(AGE);
-        }
-    }
 }
 
 /// The header names a response varies on; `None` for `Vary: *` (never reusable).
@@ -294,12 +286,37 @@ impl HttpCache {
         }
     }
 
-    fn fingerprint(&self, headers: &HeaderMap) -> Option<u64> {
-        let auth = headers.get(AUTHORIZATION)?;
-        Some(self.keyed.hash_one(auth.as_bytes()))
+    /// Keyed hash of a request's credentials (`Authorization` and `Cookie`), `None` without
+    /// any. A shared cache keys nothing on credentials: its rules never store what it may not
+    /// share.
+    fn credentials(&self, headers: &HeaderMap) -> Option<u64> {
+        if self.shared {
+            return None;
+        }
+        let auth = headers.get(AUTHORIZATION);
+        let cookies = headers.get_all(COOKIE);
+        if auth.is_none() && cookies.iter().next().is_none() {
+            return None;
+        }
+        let mut h = self.keyed.build_hasher();
+        h.write(auth.map_or(&[][..], HeaderValue::as_bytes));
+        for c in cookies {
+            h.write_u8(0);
+            h.write(c.as_bytes());
+        }
+        Some(h.finish())
     }
 
-    fn entry_key(&self, uri: &Uri, generation: u64, names: &[HeaderName], req: &HeaderMap) -> Key {
+    /// The key of one stored variant: the URI's generation, the URI, the values of the headers
+    /// it varies on, and for a response kept for one requester only, their credentials' hash.
+    fn entry_key(
+        &self,
+        uri: &Uri,
+        generation: u64,
+        names: &[HeaderName],
+        req: &HeaderMap,
+        owner: Option<u64>,
+    ) -> Key {
         let mut k = format!("{generation} {uri}");
         for name in names {
             k.push('\n');
@@ -311,6 +328,9 @@ impl HttpCache {
                 }
                 k.push_str(&String::from_utf8_lossy(v.as_bytes()));
             }
+        }
+        if let Some(owner) = owner {
+            k.push_str(&format!("\n\0owner:{owner:x}"));
         }
         Key::Entry(k.into_boxed_str())
     }
@@ -365,11 +385,21 @@ impl HttpCache {
             }
             Index::Vary { generation, names } => (generation, names),
         };
-        let key = self.entry_key(&req.uri, generation, &names, &req.headers);
+        // A requester with credentials first finds what was kept for them alone, then what
+        // may be shared.
+        let owner = self.credentials(&req.headers);
+        if owner.is_some() {
+            let key = self.entry_key(&req.uri, generation, &names, &req.headers, owner);
+            if let Some(Slot::Entry(stored)) = self.store.get(&key) {
+                return Ok(stored);
+            }
+        }
+        let key = self.entry_key(&req.uri, generation, &names, &req.headers, None);
         let Some(Slot::Entry(stored)) = self.store.get(&key) else {
             return Err(None);
         };
-        if stored.restricted && self.fingerprint(&req.headers) != stored.owner {
+        // Never true for an entry under a shared key; kept as a second lock on the door.
+        if stored.restricted && owner != stored.owner {
             return Err(None);
         }
         Ok(stored)
@@ -405,7 +435,11 @@ impl HttpCache {
         let mut head = http::Response::new(());
         *head.status_mut() = resp.status;
         *head.headers_mut() = resp.headers.clone();
-        normalize_age(head.headers_mut());
+        wire::normalize(head.headers_mut());
+        if !self.keep_without_cookie(head.headers_mut()) {
+            self.pass(&req.uri);
+            return false;
+        }
         let (parts, ()) = head.into_parts();
         let policy = CachePolicy::new_options(req, &parts, response_time, self.opts);
         let names = vary_names(&parts.headers);
@@ -431,6 +465,23 @@ impl HttpCache {
             names,
             response_time,
         );
+        true
+    }
+
+    /// `Set-Cookie` is never stored: the cookie goes to the requester whose request fetched it
+    /// and is never replayed to a later one (a client in a service serves many end users from
+    /// one private cache). A shared cache does not store such a response at all unless it is
+    /// marked `public` or `immutable` (the semantics library's rule). Returns whether the
+    /// response may still be stored.
+    fn keep_without_cookie(&self, headers: &mut HeaderMap) -> bool {
+        if !headers.contains_key(SET_COOKIE) {
+            return true;
+        }
+        if self.shared && !has_directive(headers, "public") && !has_directive(headers, "immutable")
+        {
+            return false;
+        }
+        headers.remove(SET_COOKIE);
         true
     }
 
@@ -466,11 +517,23 @@ impl HttpCache {
                 generation
             }
         };
-        let key = self.entry_key(&req.uri, generation, &names, &req.headers);
         // A shared cache never stores what it may not share (the library refuses it); a
-        // private one keeps it for the same credentials only.
-        let restricted = !self.shared && !shareable_with_credentials(&parts.headers);
-        let owner = self.fingerprint(&req.headers);
+        // private one keeps a credentialed response for the same credentials only, under a key
+        // of their own, so each requester's entry stands on its own.
+        let owner = self.credentials(&req.headers);
+        let restricted = owner.is_some() && !shareable_with_credentials(&parts.headers);
+        let key = self.entry_key(
+            &req.uri,
+            generation,
+            &names,
+            &req.headers,
+            owner.filter(|_| restricted),
+        );
+        if owner.is_some() && !restricted {
+            // A response that became shareable replaces the requester's own copy.
+            let own = self.entry_key(&req.uri, generation, &names, &req.headers, owner);
+            self.store.remove(&own);
+        }
         let (swr, sie) = stale_windows(&parts.headers, self.shared);
         let header_bytes: u64 = parts
             .headers
@@ -479,7 +542,7 @@ impl HttpCache {
             .sum();
         let weight = body.len() as u64 + 2 * header_bytes + 512 + key.len() as u64;
         let stored = Stored {
-            fresh_until: now + policy.time_to_live(now),
+            fresh_until: wire::after(now, policy.time_to_live(now)),
             policy,
             version,
             status: parts.status,
@@ -506,7 +569,10 @@ impl HttpCache {
         resp: &http::response::Parts,
         now: SystemTime,
     ) -> Option<Response> {
-        match stored.policy.after_response(req, resp, now) {
+        let mut resp = resp.clone();
+        wire::normalize(&mut resp.headers);
+        let storable = self.keep_without_cookie(&mut resp.headers);
+        match stored.policy.after_response(req, &resp, now) {
             AfterResponse::NotModified(policy, parts) => {
                 let out = Response {
                     status: parts.status,
@@ -516,7 +582,7 @@ impl HttpCache {
                     cache: CacheStatus::Revalidated,
                 };
                 if let Some(names) = vary_names(&parts.headers) {
-                    if policy.is_storable() {
+                    if storable && policy.is_storable() {
                         self.put(
                             req,
                             policy,
@@ -614,19 +680,6 @@ mod tests {
         let h = headers(&[("cache-control", "proxy-revalidate, stale-if-error=5")]);
         assert_eq!(stale_windows(&h, false).1, Duration::from_secs(5));
         assert_eq!(stale_windows(&h, true).1, Duration::ZERO);
-    }
-
-    #[test]
-    fn age_uses_the_first_member_and_ignores_garbage() {
-        let mut h = headers(&[("age", "10, 20")]);
-        normalize_age(&mut h);
-        assert_eq!(h.get(AGE).unwrap(), "10");
-        let mut h = headers(&[("age", "-5")]);
-        normalize_age(&mut h);
-        assert!(h.get(AGE).is_none());
-        let mut h = headers(&[("age", "7")]);
-        normalize_age(&mut h);
-        assert_eq!(h.get(AGE).unwrap(), "7");
     }
 
     #[test]

@@ -534,7 +534,13 @@ impl Client {
                 }
                 cur = err.source();
             }
+            if crate::error::failed_lookup(&e) == Some(crate::error::Lookup::NotFound) {
+                return Error::UnknownHost(Error::source_of(e));
+            }
             return Error::Connect(Error::source_of(e));
+        }
+        if crate::error::is_protocol_violation(&e) {
+            return Error::Protocol(Error::source_of(e));
         }
         Error::Transport(Error::source_of(e))
     }

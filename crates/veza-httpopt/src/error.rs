@@ -40,8 +40,15 @@ pub enum Error {
     InvalidRequest(String),
     /// The client configuration is wrong; the message says how.
     InvalidConfig(String),
-    /// No connection could be opened: refused, unreachable, DNS failure, TLS handshake.
+    /// No connection could be opened: refused, unreachable, a DNS failure that may pass (no
+    /// answer in time), TLS handshake.
     Connect(Source),
+    /// The host name does not exist (DNS NXDOMAIN, or no address for it): asking again
+    /// later gets the same answer, so it is not retried.
+    UnknownHost(Source),
+    /// The upstream broke the protocol: a malformed or over-long response head, an invalid
+    /// status line. Not retried: the same upstream answers the same way.
+    Protocol(Source),
     /// A time limit expired.
     Timeout {
         /// Which limit.
@@ -122,12 +129,67 @@ fn transport_is_retryable(e: &(dyn StdError + 'static)) -> bool {
     false
 }
 
+/// What the system resolver said, when an error chain holds a failed name lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// The name does not exist, or has no address (EAI_NONAME, EAI_NODATA).
+    NotFound,
+    /// Any other failure (EAI_AGAIN: no answer in time, a server failure).
+    Failed,
+}
+
+/// Finds a failed name lookup in an error chain. The standard library reports getaddrinfo's
+/// failures as uncategorised I/O errors carrying `gai_strerror`'s text, so the text is what
+/// tells NXDOMAIN from a time-out.
+pub(crate) fn failed_lookup(e: &(dyn StdError + 'static)) -> Option<Lookup> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            let msg = io.to_string();
+            if msg.contains("failed to lookup address information") {
+                let not_found = [
+                    "Name or service not known",
+                    "No address associated with hostname",
+                    "nodename nor servname provided",
+                    "Name does not resolve",
+                ]
+                .iter()
+                .any(|m| msg.contains(m));
+                return Some(if not_found {
+                    Lookup::NotFound
+                } else {
+                    Lookup::Failed
+                });
+            }
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Whether an error chain holds hyper's verdict that the response head was malformed or too
+/// large.
+pub(crate) fn is_protocol_violation(e: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidRequest(why) => write!(f, "invalid request: {why}"),
             Error::InvalidConfig(why) => write!(f, "invalid http client config: {why}"),
             Error::Connect(e) => write!(f, "cannot connect: {}", chain(e.as_ref())),
+            Error::UnknownHost(e) => write!(f, "unknown host: {}", chain(e.as_ref())),
+            Error::Protocol(e) => write!(f, "upstream broke the protocol: {}", chain(e.as_ref())),
             Error::Timeout { kind, after } => {
                 write!(f, "{} timeout after {after:?}", kind.as_str())
             }
@@ -165,9 +227,11 @@ fn chain(e: &(dyn StdError + 'static)) -> String {
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            Error::Connect(e) | Error::Transport(e) | Error::Decode { source: e, .. } => {
-                Some(e.as_ref())
-            }
+            Error::Connect(e)
+            | Error::UnknownHost(e)
+            | Error::Protocol(e)
+            | Error::Transport(e)
+            | Error::Decode { source: e, .. } => Some(e.as_ref()),
             _ => None,
         }
     }
@@ -178,6 +242,8 @@ impl Classify for Error {
         match self {
             Error::InvalidRequest(_) | Error::InvalidConfig(_) => ErrorKind::InvalidInput,
             Error::Connect(_) | Error::Transport(_) => ErrorKind::Unavailable,
+            Error::UnknownHost(_) => ErrorKind::NotFound,
+            Error::Protocol(_) => ErrorKind::Internal,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::BodyTooLarge { .. } | Error::DecodedTooLarge { .. } | Error::Decode { .. } => {
                 ErrorKind::Internal
@@ -212,5 +278,22 @@ mod tests {
         assert_eq!(tr.kind(), ErrorKind::Unavailable);
         let other = Error::Transport(Error::source_of(std::io::Error::other("tls alert")));
         assert!(!other.is_connection_error());
+    }
+
+    #[test]
+    fn name_lookups_are_told_apart_by_the_resolver_text() {
+        let gai =
+            |m: &str| std::io::Error::other(format!("failed to lookup address information: {m}"));
+        let nx = gai("Name or service not known");
+        assert_eq!(failed_lookup(&nx), Some(Lookup::NotFound));
+        let nodata = gai("No address associated with hostname");
+        assert_eq!(failed_lookup(&nodata), Some(Lookup::NotFound));
+        let again = gai("Temporary failure in name resolution");
+        assert_eq!(failed_lookup(&again), Some(Lookup::Failed));
+        assert_eq!(failed_lookup(&std::io::Error::other("refused")), None);
+        let unknown = Error::UnknownHost(Error::source_of(nx));
+        assert_eq!(unknown.kind(), ErrorKind::NotFound);
+        assert!(!unknown.is_retryable());
+        assert!(!unknown.is_connection_error());
     }
 }

@@ -83,6 +83,7 @@ mod error;
 mod health;
 mod metrics;
 mod response;
+mod wire;
 
 pub use cache::HttpCache;
 pub use client::{Client, ClientBuilder, RequestBuilder};

@@ -327,7 +327,9 @@ async fn an_authenticated_response_is_not_reused_for_another_user() {
         "Bearer bob",
         "nor is the anonymous response served to bob"
     );
-    assert_eq!(s.requests(), 4);
+    // Each requester's entry stands on its own: the anonymous one did not replace bob's.
+    assert_eq!(bob3.cache_status(), CacheStatus::Hit);
+    assert_eq!(s.requests(), 3);
 }
 
 #[tokio::test]

@@ -9,12 +9,12 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 use crate::error::Error;
+use crate::server::ServerLimits;
 use crate::setup::Metrics;
 
 /// Where the endpoint listens unless told otherwise: loopback only.
@@ -59,7 +59,16 @@ impl Metrics {
     /// another). Binds before returning, so a taken port is an error here. Runs on the current
     /// tokio runtime if there is one, else on a thread of its own. Answers gzip-compressed when
     /// the scraper accepts it.
+    ///
+    /// Runs under [`ServerLimits::exporter`]: a 10 s header read timeout (slow or idle clients
+    /// are closed) and at most 64 connections at once. [`Metrics::serve_with`] takes others.
     pub fn serve(&self, addr: SocketAddr) -> Result<Exporter, Error> {
+        self.serve_with(addr, ServerLimits::exporter())
+    }
+
+    /// [`Metrics::serve`] under `limits`, checked first.
+    pub fn serve_with(&self, addr: SocketAddr, limits: ServerLimits) -> Result<Exporter, Error> {
+        limits.validate()?;
         let listener = StdListener::bind(addr).map_err(|e| Error::Bind(addr, e))?;
         let local = listener.local_addr().map_err(|e| Error::Bind(addr, e))?;
         listener
@@ -71,7 +80,7 @@ impl Metrics {
             Ok(runtime) => {
                 let listener = tokio::net::TcpListener::from_std(listener)
                     .map_err(|e| Error::Bind(addr, e))?;
-                runtime.spawn(accept_loop(listener, metrics, stopped));
+                runtime.spawn(accept_loop(listener, metrics, limits, stopped));
                 None
             }
             Err(_) => Some(
@@ -80,11 +89,12 @@ impl Metrics {
                     .spawn(move || {
                         let runtime = tokio::runtime::Builder::new_current_thread()
                             .enable_io()
+                            .enable_time()
                             .build()
                             .expect("a current-thread runtime");
                         runtime.block_on(async move {
                             if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
-                                accept_loop(listener, metrics, stopped).await;
+                                accept_loop(listener, metrics, limits, stopped).await;
                             }
                         });
                     })
@@ -102,22 +112,35 @@ impl Metrics {
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     metrics: Metrics,
+    limits: ServerLimits,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let slots = limits.connection_slots();
     loop {
+        // A slot first: at the cap, new connections wait in the listen backlog.
+        let slot = tokio::select! {
+            slot = slots.acquire() => slot,
+            _ = stopped.changed() => return,
+        };
         let conn = tokio::select! {
             conn = listener.accept() => conn,
             _ = stopped.changed() => return,
         };
-        let Ok((stream, _)) = conn else { continue };
+        let Ok((stream, _)) = conn else {
+            // Out of descriptors and the like: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
         let metrics = metrics.clone();
         let mut stop = stopped.clone();
+        let http1 = limits.http1();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let metrics = metrics.clone();
                 async move { Ok::<_, Infallible>(route(&metrics, &req).await) }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let conn = http1.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = conn => {}
                 _ = stop.changed() => {}

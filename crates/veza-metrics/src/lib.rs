@@ -54,6 +54,7 @@ mod process;
 mod procfs;
 #[cfg(feature = "pprof")]
 mod profile;
+mod server;
 mod setup;
 mod system;
 
@@ -65,6 +66,7 @@ pub use layer::{HttpMetrics, HttpMetricsLayer, Routes, UNMATCHED};
 pub use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 pub use monitor::{PerformanceMonitor, PerformanceSnapshot};
 pub use process::{ProcessCollector, ProcessSample};
+pub use server::{ConnectionSlot, ConnectionSlots, ServerLimits};
 pub use setup::{BYTES_BUCKETS, Config, Metrics, MetricsBuilder, SECONDS_BUCKETS};
 pub use system::SystemCollector;
 
