@@ -21,7 +21,6 @@ use crate::error::Error;
 /// deserialises from a config file with human durations (`"10s"`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct ServerLimits {
     /// How long a client may take to send a whole request head, and how long a kept-alive
     /// connection may sit idle before its next request (hyper's header read timeout starts as

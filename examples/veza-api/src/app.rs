@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -29,7 +29,9 @@ use veza_workers::{SubmitError, WorkerPool};
 
 use crate::config::{Config, Mode};
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::{ApiError, request_id};
+use crate::input;
+use crate::server::{self, Body, BodyBudget, ConnectionGuard};
 use crate::upstream::{self, Avatars};
 
 /// The route templates: the `route` label of the HTTP metrics (literal routes first).
@@ -94,6 +96,7 @@ pub struct State {
     metrics: Metrics,
     checks: Vec<Arc<dyn HealthCheck>>,
     hash_cost: (u32, u32),
+    body_budget: BodyBudget,
 }
 
 impl State {
@@ -286,6 +289,7 @@ pub async fn start(config: Config) -> Result<Running> {
         metrics,
         checks,
         hash_cost,
+        body_budget: BodyBudget::new(config.body_budget_bytes),
     });
 
     let listener = TcpListener::bind(config.listen).await?;
@@ -344,12 +348,57 @@ impl tower_service::Service<Request<Incoming>> for Api {
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let state = Arc::clone(&self.0);
         Box::pin(async move {
-            Ok(match route(&state, req).await {
+            let answer = server::catch_panic(route(&state, req), || {
+                Err(ApiError::hidden(
+                    500,
+                    "internal error",
+                    "a handler panicked",
+                ))
+            });
+            Ok(match answer.await {
                 Ok(r) => r,
-                Err(e) => json(&state, e.status, &serde_json::json!({ "error": e.message })),
+                Err(e) => error_response(&state, &e),
             })
         })
     }
+}
+
+/// The answer to a failed request. A failure whose details are hidden from the client gets a
+/// request id, in the body and in `x-request-id`, and its details are logged under that id.
+fn error_response(state: &State, e: &ApiError) -> Response<Full<Bytes>> {
+    let id = e.is_hidden().then(request_id);
+    if let Some(id) = &id {
+        log_failure(id, e);
+    }
+    let body = match &id {
+        Some(id) => serde_json::json!({ "error": e.message, "request_id": id }),
+        None => serde_json::json!({ "error": e.message }),
+    };
+    let mut r = json(state, e.status, &body);
+    let h = r.headers_mut();
+    if let Some(id) = id.and_then(|id| http::HeaderValue::from_str(&id).ok()) {
+        h.insert("x-request-id", id);
+    }
+    if let Some(secs) = e.retry_after_secs() {
+        h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
+    if e.closes() {
+        // The body was left unread: the connection cannot carry another request.
+        h.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    r
+}
+
+/// The operator's log: standard error, one line per hidden failure.
+#[allow(
+    clippy::print_stderr,
+    reason = "the service's log is its standard error"
+)]
+fn log_failure(id: &str, e: &ApiError) {
+    eprintln!("veza-api: request {id}: {} {}", e.status, e.detail());
 }
 
 async fn serve(
@@ -361,7 +410,14 @@ async fn serve(
     let service =
         HttpMetricsLayer::new(Routes::new(ROUTES.iter().copied())).layer(Api(Arc::clone(&state)));
     let graceful = GracefulShutdown::new();
+    let limits = state.config.server.clone();
+    let slots = limits.connection_slots();
     loop {
+        // A slot first: at the cap, new connections wait in the listen backlog.
+        let slot = tokio::select! {
+            slot = slots.acquire() => slot,
+            _ = stopped.changed() => break,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -371,16 +427,16 @@ async fn serve(
             _ = stopped.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(
+        // hyper's header read timeout closes slow and idle clients (slowloris).
+        let conn = limits.http1().serve_connection(
             TokioIo::new(stream),
             TowerToHyperService::new(service.clone()),
         );
         let conn = graceful.watch(conn);
-        let gauge = state.business.concurrent_connections.clone();
-        gauge.increment(1.0);
+        let guard = ConnectionGuard::new(state.business.concurrent_connections.clone(), slot);
         tokio::spawn(async move {
+            let _guard = guard;
             let _ = conn.await;
-            gauge.decrement(1.0);
         });
     }
     drop(listener);
@@ -403,7 +459,7 @@ async fn route(
         (Method::GET, ["users"]) => list_users(state, req.uri().query()).await,
         (Method::POST, ["users", "import"]) => import(state, req).await,
         (Method::GET, ["users", "by-email", email]) => {
-            let email = percent_decode(email)?;
+            let email = input::email(&percent_decode(email)?)?;
             let user = user_by_email(state, &email)
                 .await?
                 .ok_or_else(|| ApiError::new(404, "no such user"))?;
@@ -500,40 +556,26 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-/// Reads a request body into a pooled buffer (veza-mempool: the next request reuses its
-/// capacity instead of growing a fresh vector), at most `max_body_bytes` (413 past it).
-async fn body(
+/// Reads a request body under the service's limits (size, time, the process-wide budget);
+/// see [`server::read_body`].
+async fn body(state: &State, req: Request<Incoming>) -> Result<Body, ApiError> {
+    server::read_body(
+        req,
+        state.config.max_body_bytes,
+        &state.config.server,
+        &state.body_budget,
+        &state.buffers,
+    )
+    .await
+}
+
+/// A JSON body, after its `Content-Type` is checked (415 for anything but JSON).
+async fn json_body<T: for<'de> Deserialize<'de>>(
     state: &State,
     req: Request<Incoming>,
-) -> Result<veza_mempool::PooledBufOwned, ApiError> {
-    let limit = state.config.max_body_bytes;
-    let hint = req
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .unwrap_or(64 << 10);
-    if hint > limit {
-        return Err(ApiError::new(
-            413,
-            format!("body larger than {limit} bytes"),
-        ));
-    }
-    let mut buf = state.buffers.get_owned(hint);
-    buf.clear();
-    let mut body = req.into_body();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::new(400, format!("body cut short: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Err(ApiError::new(
-                    413,
-                    format!("body larger than {limit} bytes"),
-                ));
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf)
+) -> Result<T, ApiError> {
+    input::json_body(req.headers())?;
+    parse(&body(state, req).await?)
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -572,7 +614,10 @@ where
                     .map_err(|e| veza_core::BoxError::from(e.to_string()))
             })
             .await
-            .map_err(|e| ApiError::new(503, e.to_string())),
+            .map_err(|e| {
+                ApiError::hidden(503, "a dependency is unavailable, retry", e.to_string())
+                    .retry_after(1)
+            }),
     }
 }
 
@@ -603,14 +648,10 @@ struct SignUp {
     password: String,
 }
 
-fn check_user_fields(email: &str, name: &str) -> Result<(), ApiError> {
-    if !(3..=254).contains(&email.len()) || !email.contains('@') {
-        return Err(ApiError::new(400, "email must look like an email address"));
-    }
-    if name.trim().is_empty() || name.len() > 200 {
-        return Err(ApiError::new(400, "name must be 1 to 200 bytes"));
-    }
-    Ok(())
+/// The email in canonical form, once both fields are checked.
+fn check_user_fields(email: &str, name: &str) -> Result<String, ApiError> {
+    input::text("name", name, 200)?;
+    input::email(email)
 }
 
 /// Sign-up: the password is hashed on the worker pool (argon2 is CPU work that must not run on
@@ -619,8 +660,8 @@ async fn sign_up(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let form: SignUp = parse(&body(state, req).await?)?;
-    check_user_fields(&form.email, &form.name)?;
+    let form: SignUp = json_body(state, req).await?;
+    let email = check_user_fields(&form.email, &form.name)?;
     if form.password.len() < 8 {
         return Err(ApiError::new(400, "password must be at least 8 bytes"));
     }
@@ -653,7 +694,7 @@ async fn sign_up(
          c AS (INSERT INTO credentials (user_id, password_hash) SELECT id, $3 FROM u) SELECT * FROM u"
     );
     let mut c = state.db.get().await?;
-    let row = c.query_opt(&sql, &[&form.email, &form.name, &hash]).await?;
+    let row = c.query_opt(&sql, &[&email, &form.name, &hash]).await?;
     let user = row
         .as_ref()
         .map(User::from_row)
@@ -671,8 +712,8 @@ async fn update_user(
     id: i64,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let form: Rename = parse(&body(state, req).await?)?;
-    check_user_fields("a@b", &form.name)?;
+    let form: Rename = json_body(state, req).await?;
+    input::text("name", &form.name, 200)?;
     let sql = format!("UPDATE users SET name = $2 WHERE id = $1 RETURNING {USER_COLUMNS}");
     let mut c = state.db.get().await?;
     let row = c.query_opt(&sql, &[&id, &form.name]).await?;
@@ -737,6 +778,7 @@ async fn import(
     if state.budget.pressure() == Pressure::Critical {
         return Err(ApiError::new(503, "memory budget exhausted, retry later"));
     }
+    input::ndjson_body(req.headers())?;
     let bytes = body(state, req).await?;
     let mut users = Vec::new();
     for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -745,9 +787,9 @@ async fn import(
         }
         let u: Import = serde_json::from_slice(line)
             .map_err(|e| ApiError::new(400, format!("line {}: {e}", n + 1)))?;
-        check_user_fields(&u.email, &u.name)
+        let email = check_user_fields(&u.email, &u.name)
             .map_err(|e| ApiError::new(400, format!("line {}: {}", n + 1, e.message)))?;
-        users.push((u.email, u.name));
+        users.push((email, u.name));
     }
     let mut c = state.db.get().await?;
     let inserted = c.insert_users(&users).await?;
@@ -775,10 +817,8 @@ async fn post_message(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let m: NewMessage = parse(&body(state, req).await?)?;
-    if m.body.is_empty() || m.body.len() > 4096 {
-        return Err(ApiError::new(400, "body must be 1 to 4096 bytes"));
-    }
+    let m: NewMessage = json_body(state, req).await?;
+    input::text("body", &m.body, 4096)?;
     let mut c = state.db.get().await?;
     let row = c
         .query_opt(

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use veza_metrics::ServerLimits;
 
 /// How the service talks to its dependencies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -45,6 +46,12 @@ pub struct Config {
     pub memory_limit_bytes: u64,
     /// Longest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Request-body bytes held at once by all requests together; a request that finds no
+    /// room within a second is answered 503 with `Retry-After`. Default 64 MiB: eight bodies of
+    /// the largest size, whatever the number of clients that send large bodies and stall.
+    pub body_budget_bytes: usize,
+    /// Header and body read timeouts and the connection cap (`[server]` in the file).
+    pub server: ServerLimits,
     /// How long a shutdown waits for requests in flight and queued jobs, in seconds.
     pub shutdown_timeout_secs: u64,
 }
@@ -64,6 +71,8 @@ impl Default for Config {
             worker_queue: 1000,
             memory_limit_bytes: 1 << 30,
             max_body_bytes: 8 << 20,
+            body_budget_bytes: 64 << 20,
+            server: ServerLimits::default(),
             shutdown_timeout_secs: 10,
         }
     }
@@ -143,6 +152,10 @@ impl Config {
         if self.pool_size == 0 || self.workers == 0 || self.worker_queue == 0 {
             bail!("pool_size, workers and worker_queue must be above zero");
         }
+        if self.max_body_bytes > self.body_budget_bytes || self.max_body_bytes > u32::MAX as usize {
+            bail!("max_body_bytes must fit in body_budget_bytes (and under 4 GiB)");
+        }
+        self.server.validate()?;
         Ok(())
     }
 }

@@ -138,9 +138,9 @@ impl veza_core::HealthCheck for DbCheck {
                 Db::Naive(_) => match self.0.get().await {
                     Ok(mut c) => match c.query_opt("SELECT 1", &[]).await {
                         Ok(_) => veza_core::Health::Healthy,
-                        Err(e) => veza_core::Health::unhealthy(e.message),
+                        Err(e) => veza_core::Health::unhealthy(e.detail().to_owned()),
                     },
-                    Err(e) => veza_core::Health::unhealthy(e.message),
+                    Err(e) => veza_core::Health::unhealthy(e.detail().to_owned()),
                 },
             }
         })

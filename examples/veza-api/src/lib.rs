@@ -5,6 +5,8 @@ pub mod app;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod input;
+pub mod server;
 pub mod upstream;
 
 pub use app::{Running, start};
