@@ -45,8 +45,16 @@
 //!
 //! # Errors
 //! [`Error`] implements [`veza_core::Classify`]: time-outs are `Timeout`, refused connections
-//! and broken exchanges `Unavailable` (both retryable), bad requests `InvalidInput`, bodies too
-//! large or corrupt `Internal`.
+//! and broken exchanges `Unavailable` (both retryable), bad requests `InvalidInput`, an unknown
+//! host (DNS NXDOMAIN) `NotFound`, a response head that breaks the protocol and bodies too
+//! large or corrupt `Internal` (none of these three retried).
+//!
+//! # An upstream is not trusted
+//! Every number a response carries saturates at 2^31 s (RFC 9111 §1.2.2) and every time
+//! computation is checked, so no header value panics the client. In the private cache,
+//! `Set-Cookie` is never stored and a response to a request with credentials (`Authorization`,
+//! `Cookie`) is kept for those credentials only: a client in a service serves many end users
+//! from one cache, and none sees another's response or cookie.
 //!
 //! # Metrics
 //! Under the catalog's names (`veza_core::catalog::http_client`): requests by method, host and
