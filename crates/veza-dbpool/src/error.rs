@@ -28,6 +28,9 @@ pub enum Error {
     InvalidConfig(String),
     /// A pagination cursor is malformed or was altered; the message says how.
     InvalidCursor(String),
+    /// The caller's input cannot be sent as given (a COPY row with the wrong number of
+    /// values); the message says how. Nothing was written.
+    InvalidInput(String),
     /// The pool was closed ([`Pool::close`](crate::Pool::close)): no more checkouts.
     Closed,
 }
@@ -68,6 +71,20 @@ pub(crate) fn breaks(e: &tokio_postgres::Error) -> bool {
     }
 }
 
+/// Whether the driver refused to connect because of its own configuration (a password the
+/// server asks for and the URL lacks, an unparsable setting, an authentication method it
+/// cannot do). tokio-postgres keeps its error kinds private; their fixed texts tell them apart.
+fn is_client_config(e: &tokio_postgres::Error) -> bool {
+    let text = e.to_string();
+    [
+        "invalid configuration",
+        "invalid connection string",
+        "authentication error",
+    ]
+    .iter()
+    .any(|k| text.starts_with(k))
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -79,6 +96,7 @@ impl fmt::Display for Error {
             Error::Query(e) => write!(f, "database query failed: {}", detail(e)),
             Error::InvalidConfig(why) => write!(f, "invalid database pool config: {why}"),
             Error::InvalidCursor(why) => write!(f, "invalid page cursor: {why}"),
+            Error::InvalidInput(why) => write!(f, "invalid input: {why}"),
             Error::Closed => f.write_str("the database pool is closed"),
         }
     }
@@ -109,10 +127,15 @@ impl Classify for Error {
         match self {
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Closed => ErrorKind::Closed,
-            Error::InvalidConfig(_) | Error::InvalidCursor(_) => ErrorKind::InvalidInput,
+            Error::InvalidConfig(_) | Error::InvalidCursor(_) | Error::InvalidInput(_) => {
+                ErrorKind::InvalidInput
+            }
             Error::Connect(e) => match e.code().map(tokio_postgres::error::SqlState::code) {
                 // Authentication and unknown role or database: retrying will not help.
                 Some(c) if c.starts_with("28") || c == "3D000" => ErrorKind::InvalidInput,
+                // too_many_connections (the server's or the role's limit): busy, not down.
+                Some("53300") => ErrorKind::Overloaded,
+                None if is_client_config(e) => ErrorKind::InvalidInput,
                 _ => ErrorKind::Unavailable,
             },
             Error::Query(e) => match e.code().map(tokio_postgres::error::SqlState::code) {

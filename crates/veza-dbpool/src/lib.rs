@@ -36,9 +36,11 @@ mod cursor;
 mod error;
 mod manager;
 mod metrics;
+mod observe;
 mod pool;
 mod transaction;
 pub mod users;
+mod wire;
 
 pub use config::{Builder, Config};
 pub use copy::quote_ident;

@@ -9,6 +9,9 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls, Statement};
 
+use crate::observe::Plain;
+use crate::wire::WireState;
+
 /// A pooled PostgreSQL connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -19,6 +22,10 @@ pub struct Connection {
     pub(crate) broken: bool,
     /// Prepared statements by SQL text.
     pub(crate) statements: HashMap<String, Statement>,
+    /// The session as its protocol bytes show it.
+    pub(crate) wire: Arc<WireState>,
+    /// Whether a user had it since it was opened or last reset.
+    pub(crate) used: bool,
 }
 
 /// The latest connect error, shared with waiting checkouts.
@@ -35,23 +42,37 @@ pub(crate) enum ConnectError {
 
 pub(crate) struct Manager {
     pub(crate) pg: tokio_postgres::Config,
+    /// `pg` set up for the observing connector, when connections can be observed.
+    pub(crate) observed: Option<tokio_postgres::Config>,
     /// Bumped after each connect error is published, so checkouts can tell cheaply.
     pub(crate) error_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
     #[cfg(feature = "rustls")]
     pub(crate) tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     pub(crate) errors: ConnectErrors,
     pub(crate) created: metrics::Counter,
+    /// Connect attempts that failed in a row.
+    pub(crate) failures: Arc<std::sync::atomic::AtomicU32>,
     /// Set by `Pool::close`.
     pub(crate) closed: Arc<AtomicBool>,
 }
 
 impl Manager {
-    async fn connect_plain(&self) -> Result<Client, tokio_postgres::Error> {
+    async fn connect_plain(&self) -> Result<(Client, Arc<WireState>), tokio_postgres::Error> {
+        if let Some(pg) = &self.observed {
+            let plain = Plain {
+                state: WireState::new(),
+            };
+            let (client, connection) = pg.connect(plain.clone()).await?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            return Ok((client, plain.state));
+        }
         let (client, connection) = self.pg.connect(NoTls).await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(client)
+        Ok((client, WireState::new()))
     }
 }
 
@@ -75,7 +96,8 @@ impl bb8::ManageConnection for Manager {
                     tokio::spawn(async move {
                         let _ = connection.await;
                     });
-                    client
+                    // TLS streams are not observed (see `observe`).
+                    (client, WireState::new())
                 }),
             None => self.connect_plain().await,
         };
@@ -84,16 +106,20 @@ impl bb8::ManageConnection for Manager {
         match connected {
             // Closed while connecting: the client goes, and its socket with it.
             Ok(_) if self.closed.load(Ordering::Acquire) => Err(ConnectError::Closed),
-            Ok(client) => {
+            Ok((client, wire)) => {
                 self.created.increment(1);
+                self.failures.store(0, Ordering::Release);
                 Ok(Connection {
                     client,
                     last_used: Instant::now(),
                     broken: false,
                     statements: HashMap::new(),
+                    wire,
+                    used: false,
                 })
             }
             Err(e) => {
+                self.failures.fetch_add(1, Ordering::AcqRel);
                 let e = Arc::new(e);
                 self.errors.send_replace(Some(e.clone()));
                 self.error_generation

@@ -14,7 +14,9 @@ pub(crate) struct PoolMetrics {
     wait: Histogram,
     timeouts: Counter,
     pub(crate) created: Counter,
-    closed: [Counter; 4],
+    closed: [Counter; 6],
+    /// Connections closed on return because a query was still running / a transaction open.
+    abandoned: [AtomicU64; 2],
     waiting: AtomicU64,
     timeouts_total: AtomicU64,
     pool: String,
@@ -40,13 +42,29 @@ impl PoolMetrics {
             wait: metrics::histogram!(catalog::CHECKOUT_WAIT.name, "pool" => p.clone()),
             timeouts: metrics::counter!(catalog::CHECKOUT_TIMEOUTS.name, "pool" => p.clone()),
             created: metrics::counter!(catalog::CONNECTIONS_CREATED.name, "pool" => p.clone()),
-            closed: ["broken", "invalid", "max_lifetime", "idle_timeout"].map(|reason| {
+            closed: [
+                "broken",
+                "invalid",
+                "max_lifetime",
+                "idle_timeout",
+                "abandoned_query",
+                "abandoned_transaction",
+            ]
+            .map(|reason| {
                 metrics::counter!(catalog::CONNECTIONS_CLOSED.name, "pool" => p.clone(), "reason" => reason)
             }),
+            abandoned: [AtomicU64::new(0), AtomicU64::new(0)],
             waiting: AtomicU64::new(0),
             timeouts_total: AtomicU64::new(0),
             pool: p,
         }
+    }
+
+    /// A connection came back dirty and is closed: `"busy"` (a query still running, now
+    /// cancelled) or `"in_transaction"`.
+    pub(crate) fn dirty(&self, why: &'static str) {
+        let i = usize::from(why != "busy");
+        self.abandoned[i].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn waiting(&self) -> Waiting<'_> {
@@ -85,7 +103,12 @@ impl PoolMetrics {
     pub(crate) fn publish(&self, stats: &PoolStats, s: &bb8::Statistics) {
         self.active.set(stats.in_use as f64);
         self.idle.set(stats.idle as f64);
-        self.closed[0].absolute(s.connections_closed_broken);
+        let busy = self.abandoned[0].load(Relaxed);
+        let in_tx = self.abandoned[1].load(Relaxed);
+        // bb8 counts the abandoned ones as broken too.
+        self.closed[0].absolute(s.connections_closed_broken.saturating_sub(busy + in_tx));
+        self.closed[4].absolute(busy);
+        self.closed[5].absolute(in_tx);
         self.closed[1].absolute(s.connections_closed_invalid);
         self.closed[2].absolute(s.connections_closed_max_lifetime);
         self.closed[3].absolute(s.connections_closed_idle_timeout);

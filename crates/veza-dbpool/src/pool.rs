@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 use tokio_postgres::Client;
@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::manager::{ConnectError, Connection, Manager};
 use crate::metrics::PoolMetrics;
+use crate::wire::Session;
 
 /// A PostgreSQL connection pool.
 ///
@@ -37,7 +38,10 @@ use crate::metrics::PoolMetrics;
 ///   [`Error::Closed`], and closes every connection as it comes back.
 pub struct Pool {
     inner: bb8::Pool<Manager>,
-    fair: Semaphore,
+    /// One permit per connection the pool may have; fewer while the server refuses more.
+    fair: Arc<Semaphore>,
+    /// Connect attempts that failed in a row (reset by a success), for the backoff.
+    connect_failures: Arc<AtomicU32>,
     errors: watch::Sender<Option<Arc<tokio_postgres::Error>>>,
     config: Config,
     metrics: PoolMetrics,
@@ -58,9 +62,16 @@ impl Pool {
         let (errors, _) = watch::channel(None);
         let error_generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let closed = Arc::new(AtomicBool::new(false));
+        let connect_failures = Arc::new(AtomicU32::new(0));
+        let pg = config.effective_pg();
+        #[cfg(feature = "rustls")]
+        let tls = config.tls.is_some();
+        #[cfg(not(feature = "rustls"))]
+        let tls = false;
         let manager = Manager {
             closed: closed.clone(),
-            pg: config.effective_pg(),
+            observed: crate::observe::observable(&pg, tls),
+            pg,
             error_generation: error_generation.clone(),
             #[cfg(feature = "rustls")]
             tls: config
@@ -69,6 +80,7 @@ impl Pool {
                 .map(|c| tokio_postgres_rustls::MakeRustlsConnect::new((*c).clone())),
             errors: errors.clone(),
             created: metrics.created.clone(),
+            failures: connect_failures.clone(),
         };
         let inner = bb8::Pool::builder()
             .max_size(config.max_size)
@@ -81,7 +93,8 @@ impl Pool {
             .build_unchecked(manager);
         Ok(Pool {
             inner,
-            fair: Semaphore::new(config.max_size as usize),
+            fair: Arc::new(Semaphore::new(config.max_size as usize)),
+            connect_failures,
             errors,
             error_generation,
             pool_name: config.name.as_str().into(),
@@ -108,32 +121,63 @@ impl Pool {
     }
 
     /// A connection, waiting in arrival order at most `checkout_timeout`.
+    ///
+    /// When opening a connection fails, the waiting checkouts fail at once only if no
+    /// connection is alive in the pool (the server is down, or refuses every attempt). While
+    /// others are alive (the server's or the role's connection limit is reached, say), the
+    /// checkouts that were waiting for the new connection give their place up instead, the
+    /// pool's capacity shrinks to the connections that exist, and they wait in line for one
+    /// that comes back, within their timeout. The capacity is given back one place at a time,
+    /// after a backoff that doubles with each failure (50 ms to 5 s), so the server sees a
+    /// trickle of attempts, not a storm.
     pub async fn get(&self) -> Result<Conn<'_>, Error> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.config.checkout_timeout);
         // Counted as waiting (`db_pool_pending_checkouts`) only once it has to wait: the fast
         // path touches no shared counter.
         let mut waiting = None;
-        // Fast path without a timer: a permit is free (the semaphore is fair, so this only
-        // succeeds when nobody is queued).
-        let permit = match self.fair.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => {
-                waiting = Some(self.metrics.waiting());
-                match tokio::time::timeout_at(deadline, self.fair.acquire()).await {
-                    Ok(Ok(permit)) => permit,
-                    // `close` closed the semaphore.
-                    Ok(Err(_)) => return Err(Error::Closed),
-                    Err(_) => return Err(self.timed_out(started)),
+        loop {
+            // Fast path without a timer: a permit is free (the semaphore is fair, so this only
+            // succeeds when nobody is queued).
+            let permit = match self.fair.try_acquire() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    if waiting.is_none() {
+                        waiting = Some(self.metrics.waiting());
+                    }
+                    match tokio::time::timeout_at(deadline, self.fair.acquire()).await {
+                        Ok(Ok(permit)) => permit,
+                        // `close` closed the semaphore.
+                        Ok(Err(_)) => return Err(Error::Closed),
+                        Err(_) => return Err(self.timed_out(started)),
+                    }
                 }
+            };
+            match self.checkout(permit, &mut waiting, deadline, started).await {
+                Checkout::Got(conn) => {
+                    self.metrics.checked_out(started.elapsed());
+                    drop(waiting);
+                    return Ok(conn);
+                }
+                Checkout::Failed(e) => return Err(e),
+                // Our place was given up after a connect failure: in line again.
+                Checkout::Requeue => {}
             }
-        };
+        }
+    }
+
+    /// With a permit: a live connection from bb8, or why not.
+    async fn checkout<'p>(
+        &'p self,
+        permit: SemaphorePermit<'p>,
+        waiting: &mut Option<crate::metrics::Waiting<'p>>,
+        deadline: tokio::time::Instant,
+        started: Instant,
+    ) -> Checkout<'p> {
         loop {
             // Connect errors published from here on concern this checkout. A plain load: the
             // watch subscription (two contended atomic operations) is only taken to wait.
-            let generation = self
-                .error_generation
-                .load(std::sync::atomic::Ordering::Acquire);
+            let generation = self.error_generation.load(Ordering::Acquire);
             let mut get = std::pin::pin!(self.inner.get());
             // Fast path: with our permit, bb8 usually has an idle connection ready now.
             let first = std::future::poll_fn(|cx| Poll::Ready(get.as_mut().poll(cx))).await;
@@ -141,48 +185,48 @@ impl Pool {
                 Poll::Ready(got) => got,
                 Poll::Pending => {
                     if waiting.is_none() {
-                        waiting = Some(self.metrics.waiting());
+                        *waiting = Some(self.metrics.waiting());
                     }
                     let mut errors = self.errors.subscribe();
                     errors.borrow_and_update();
                     // An error published between the load above and the subscription.
-                    if self
-                        .error_generation
-                        .load(std::sync::atomic::Ordering::Acquire)
-                        != generation
-                    {
+                    if self.error_generation.load(Ordering::Acquire) != generation {
                         if let Some(cause) = errors.borrow().clone() {
-                            return Err(Error::Connect(cause));
+                            return self.connect_failed(permit, cause);
                         }
                     }
                     // Closed meanwhile: bb8 will open nothing for us.
                     if self.is_closed() {
-                        return Err(Error::Closed);
+                        return Checkout::Failed(Error::Closed);
                     }
                     tokio::select! {
                     biased;
                     got = &mut get => got,
                     changed = errors.changed() => {
                         if self.is_closed() {
-                            return Err(Error::Closed);
+                            return Checkout::Failed(Error::Closed);
                         }
                         let cause = errors.borrow().clone();
                         match (changed, cause) {
-                            (Ok(()), Some(cause)) => return Err(Error::Connect(cause)),
+                            (Ok(()), Some(cause)) => return self.connect_failed(permit, cause),
                             _ => continue,
                         }
                     }
-                    () = tokio::time::sleep_until(deadline) => return Err(self.timed_out(started)),
+                    () = tokio::time::sleep_until(deadline) => {
+                        return Checkout::Failed(self.timed_out(started));
+                    }
                     }
                 }
             };
             let mut conn = match got {
                 Ok(conn) => conn,
                 Err(bb8::RunError::User(ConnectError::Pg(cause))) => {
-                    return Err(Error::Connect(cause));
+                    return self.connect_failed(permit, cause);
                 }
-                Err(bb8::RunError::User(ConnectError::Closed)) => return Err(Error::Closed),
-                Err(bb8::RunError::TimedOut) => return Err(self.timed_out(started)),
+                Err(bb8::RunError::User(ConnectError::Closed)) => {
+                    return Checkout::Failed(Error::Closed);
+                }
+                Err(bb8::RunError::TimedOut) => return Checkout::Failed(self.timed_out(started)),
             };
             if conn.client.is_closed() {
                 conn.broken = true; // dropped: bb8 discards it (and counts it as broken)
@@ -197,16 +241,39 @@ impl Pool {
             // `close` began while this checkout was testing the connection: do not hand it out.
             if self.is_closed() {
                 conn.broken = true;
-                return Err(Error::Closed);
+                return Checkout::Failed(Error::Closed);
             }
-            self.metrics.checked_out(started.elapsed());
-            drop(waiting);
-            return Ok(Conn {
+            return Checkout::Got(Conn {
                 conn,
                 _permit: permit,
                 pool: Back(self),
             });
         }
+    }
+
+    /// Opening a connection failed while this checkout waited for one. With nothing alive,
+    /// nothing will come back: fail now, with the server's reason. Otherwise give the permit
+    /// up (the capacity shrinks to what the server accepts), restore it later, and requeue.
+    fn connect_failed<'p>(
+        &'p self,
+        permit: SemaphorePermit<'p>,
+        cause: Arc<tokio_postgres::Error>,
+    ) -> Checkout<'p> {
+        if self.inner.state().connections == 0 {
+            return Checkout::Failed(Error::Connect(cause));
+        }
+        permit.forget();
+        let failures = self.connect_failures.load(Ordering::Acquire).min(7);
+        let backoff = Duration::from_millis(50 << failures).min(Duration::from_secs(5));
+        let fair = Arc::clone(&self.fair);
+        let restore = async move {
+            tokio::time::sleep(backoff).await;
+            fair.add_permits(1);
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(restore);
+        }
+        Checkout::Requeue
     }
 
     /// Closes the pool, for a graceful shutdown: checkouts from now on and those waiting fail
@@ -324,6 +391,17 @@ impl fmt::Debug for Pool {
     }
 }
 
+/// What one pass through bb8 gave.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "`Got` is the common case; boxing it would allocate on every checkout"
+)]
+enum Checkout<'p> {
+    Got(Conn<'p>),
+    Failed(Error),
+    Requeue,
+}
+
 /// A checked-out connection: derefs to a `tokio_postgres::Client`; goes back to the pool when
 /// dropped (or is discarded if it broke).
 pub struct Conn<'a> {
@@ -421,12 +499,46 @@ impl DerefMut for Conn<'_> {
 }
 
 impl Drop for Conn<'_> {
+    /// Back to the pool only in a known state: a connection whose server still works on
+    /// something (a query whose future was dropped) has that query cancelled and is closed; one
+    /// left inside a transaction is closed (the server rolls back as its backend exits). A
+    /// connection whose last statements all completed, the common case, costs nothing here:
+    /// three atomic loads.
     fn drop(&mut self) {
         self.conn.last_used = Instant::now();
+        self.conn.used = true;
         if self.pool.0.is_closed() {
             self.conn.broken = true; // closed by bb8 instead of kept idle
+            return;
+        }
+        match self.conn.wire.session() {
+            Session::Idle | Session::Unobserved => {}
+            Session::Busy => {
+                self.conn.broken = true;
+                self.pool.0.metrics().dirty("busy");
+                cancel(&self.conn.client);
+            }
+            Session::InTransaction => {
+                self.conn.broken = true;
+                self.pool.0.metrics().dirty("in_transaction");
+            }
         }
     }
+}
+
+/// Asks the server to stop what the connection is running (a cancel request on a connection
+/// of its own), in the background; nothing waits for it.
+fn cancel(client: &Client) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let token = client.cancel_token();
+    runtime.spawn(async move {
+        let plain = crate::observe::Plain {
+            state: crate::wire::WireState::new(),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), token.cancel_query(plain)).await;
+    });
 }
 
 impl fmt::Debug for Conn<'_> {

@@ -50,7 +50,10 @@ async fn connections_gauge(base: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avatars_survive_an_upstream_with_overflowing_numbers() {
     const HUGE: &[(&str, &str)] = &[
-        ("cache-control", "max-age=18446744073709551615, stale-while-revalidate=18446744073709551615"),
+        (
+            "cache-control",
+            "max-age=18446744073709551615, stale-while-revalidate=18446744073709551615",
+        ),
         ("age", "18446744073709551615"),
     ];
     let up = upstream(HUGE).await;
@@ -63,7 +66,11 @@ async fn avatars_survive_an_upstream_with_overflowing_numbers() {
             .pool_max_idle_per_host(0)
             .build()
             .unwrap();
-        let r = c.get(format!("{base}/users/1/avatar")).send().await.unwrap();
+        let r = c
+            .get(format!("{base}/users/1/avatar"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "request {i}");
         assert_eq!(r.body(), "<svg/>");
     }
