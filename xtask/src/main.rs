@@ -27,6 +27,7 @@ mod report;
 mod shot;
 mod test;
 mod tidy;
+mod tools;
 mod util;
 
 use std::process::ExitCode;

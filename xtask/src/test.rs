@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::{pg, util};
+use crate::{pg, tools, util};
 
 /// Provisions PostgreSQL, runs `cargo test` with `DATABASE_URL` set, and stops a throwaway
 /// cluster afterwards, whether the tests pass or not.
@@ -12,6 +12,7 @@ use crate::{pg, util};
 /// Without arguments: `cargo test --workspace --all-features`. Arguments are passed on; with
 /// `-p`/`--package` the run covers those packages instead of the workspace.
 pub(crate) fn run(args: &[String]) -> Result<()> {
+    tools::ensure();
     let db = pg::provision()?;
     let started = Instant::now();
     let result = util::run(test_command(args).env("DATABASE_URL", &db.url));

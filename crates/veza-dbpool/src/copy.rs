@@ -54,7 +54,13 @@ impl Conn<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!("COPY {table_sql} ({columns_sql}) FROM STDIN BINARY");
+        // Behind a transaction-mode pooler (statement cache off), the COPY's prepare and its
+        // run must reach the same server connection: one transaction pins it.
+        let pinned = !self.statement_cache_on();
         let result = async {
+            if pinned {
+                self.batch_execute("BEGIN").await?;
+            }
             let sink = tokio_postgres::Client::copy_in::<_, bytes::Bytes>(self, &sql).await?;
             let mut writer = pin!(BinaryCopyInWriter::new(sink, types));
             for row in rows {
@@ -70,7 +76,11 @@ impl Conn<'_> {
                 }
                 writer.as_mut().write(row).await?;
             }
-            writer.as_mut().finish().await.map(Ok)
+            let n = writer.as_mut().finish().await?;
+            if pinned {
+                self.batch_execute("COMMIT").await?;
+            }
+            Ok::<_, tokio_postgres::Error>(Ok(n))
         }
         .await;
         match result {

@@ -26,6 +26,8 @@ pub struct Connection {
     pub(crate) wire: Arc<WireState>,
     /// Whether a user had it since it was opened or last reset.
     pub(crate) used: bool,
+    /// When it is closed instead of reused (`max_lifetime` less its jitter).
+    pub(crate) expires: Option<Instant>,
 }
 
 /// The latest connect error, shared with waiting checkouts.
@@ -52,6 +54,9 @@ pub(crate) struct Manager {
     pub(crate) created: metrics::Counter,
     /// Connect attempts that failed in a row.
     pub(crate) failures: Arc<std::sync::atomic::AtomicU32>,
+    pub(crate) max_lifetime: Option<std::time::Duration>,
+    pub(crate) jitter: std::time::Duration,
+    pub(crate) after_connect: Option<crate::Hook>,
     /// Set by `Pool::close`.
     pub(crate) closed: Arc<AtomicBool>,
 }
@@ -103,15 +108,28 @@ impl bb8::ManageConnection for Manager {
         };
         #[cfg(not(feature = "rustls"))]
         let connected = self.connect_plain().await;
+        // The after-connect hook's failure is the connection's failure.
+        let connected = match (connected, &self.after_connect) {
+            (Ok((client, wire)), Some(hook)) => match hook.call(&client).await {
+                Ok(()) => Ok((client, wire)),
+                Err(e) => Err(e),
+            },
+            (other, _) => other,
+        };
         match connected {
             // Closed while connecting: the client goes, and its socket with it.
             Ok(_) if self.closed.load(Ordering::Acquire) => Err(ConnectError::Closed),
             Ok((client, wire)) => {
                 self.created.increment(1);
                 self.failures.store(0, Ordering::Release);
+                let now = Instant::now();
+                let expires = self
+                    .max_lifetime
+                    .and_then(|l| now.checked_add(l.saturating_sub(random_part(self.jitter))));
                 Ok(Connection {
+                    expires,
                     client,
-                    last_used: Instant::now(),
+                    last_used: now,
                     broken: false,
                     statements: HashMap::new(),
                     wire,
@@ -140,4 +158,14 @@ impl bb8::ManageConnection for Manager {
     fn has_broken(&self, conn: &mut Connection) -> bool {
         conn.broken || conn.client.is_closed()
     }
+}
+
+/// A uniformly random duration in `[0, max)` (zero for a zero `max`).
+fn random_part(max: std::time::Duration) -> std::time::Duration {
+    use std::hash::{BuildHasher, RandomState};
+    if max.is_zero() {
+        return max;
+    }
+    let r = RandomState::new().hash_one(Instant::now());
+    max.mul_f64((r >> 11) as f64 / (1u64 << 53) as f64)
 }

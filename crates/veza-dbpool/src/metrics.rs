@@ -17,6 +17,8 @@ pub(crate) struct PoolMetrics {
     closed: [Counter; 6],
     /// Connections closed on return because a query was still running / a transaction open.
     abandoned: [AtomicU64; 2],
+    /// Connections closed at their (jittered) end of life.
+    expired: AtomicU64,
     waiting: AtomicU64,
     timeouts_total: AtomicU64,
     pool: String,
@@ -54,6 +56,7 @@ impl PoolMetrics {
                 metrics::counter!(catalog::CONNECTIONS_CLOSED.name, "pool" => p.clone(), "reason" => reason)
             }),
             abandoned: [AtomicU64::new(0), AtomicU64::new(0)],
+            expired: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             timeouts_total: AtomicU64::new(0),
             pool: p,
@@ -65,6 +68,11 @@ impl PoolMetrics {
     pub(crate) fn dirty(&self, why: &'static str) {
         let i = usize::from(why != "busy");
         self.abandoned[i].fetch_add(1, Relaxed);
+    }
+
+    /// A connection reached the end of its lifetime and is closed.
+    pub(crate) fn expired(&self) {
+        self.expired.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn waiting(&self) -> Waiting<'_> {
@@ -105,12 +113,16 @@ impl PoolMetrics {
         self.idle.set(stats.idle as f64);
         let busy = self.abandoned[0].load(Relaxed);
         let in_tx = self.abandoned[1].load(Relaxed);
-        // bb8 counts the abandoned ones as broken too.
-        self.closed[0].absolute(s.connections_closed_broken.saturating_sub(busy + in_tx));
+        let expired = self.expired.load(Relaxed);
+        // bb8 counts the abandoned and expired ones (ours) as broken.
+        self.closed[0].absolute(
+            s.connections_closed_broken
+                .saturating_sub(busy + in_tx + expired),
+        );
+        self.closed[2].absolute(s.connections_closed_max_lifetime + expired);
         self.closed[4].absolute(busy);
         self.closed[5].absolute(in_tx);
         self.closed[1].absolute(s.connections_closed_invalid);
-        self.closed[2].absolute(s.connections_closed_max_lifetime);
         self.closed[3].absolute(s.connections_closed_idle_timeout);
     }
 }

@@ -81,11 +81,15 @@ impl Pool {
             errors: errors.clone(),
             created: metrics.created.clone(),
             failures: connect_failures.clone(),
+            max_lifetime: config.max_lifetime,
+            jitter: config.max_lifetime_jitter,
+            after_connect: config.after_connect.clone(),
         };
         let inner = bb8::Pool::builder()
             .max_size(config.max_size)
             .min_idle(config.min_idle)
-            .max_lifetime(config.max_lifetime)
+            // Lifetimes are ours, with jitter: bb8's are all the same length.
+            .max_lifetime(None)
             .idle_timeout(config.idle_timeout)
             .connection_timeout(config.checkout_timeout)
             .test_on_check_out(false)
@@ -232,11 +236,23 @@ impl Pool {
                 conn.broken = true; // dropped: bb8 discards it (and counts it as broken)
                 continue;
             }
-            if conn.last_used.elapsed() >= self.config.test_idle_after
+            let now = Instant::now();
+            if conn.expires.is_some_and(|at| now >= at) {
+                conn.broken = true;
+                self.metrics.expired();
+                continue;
+            }
+            if now.saturating_duration_since(conn.last_used) >= self.config.test_idle_after
                 && conn.client.simple_query("").await.is_err()
             {
                 conn.broken = true;
                 continue;
+            }
+            if let Some(hook) = &self.config.before_checkout {
+                if hook.call(&conn.client).await.is_err() {
+                    conn.broken = true;
+                    continue;
+                }
             }
             // `close` began while this checkout was testing the connection: do not hand it out.
             if self.is_closed() {
@@ -446,6 +462,39 @@ impl Conn<'_> {
         Ok(statement)
     }
 
+    /// Runs `sql` with typed parameters and returns its rows: through a prepared statement
+    /// cached on the connection when [`Config::statement_cache`] is on, or as one unnamed
+    /// statement when it is off (tokio-postgres' `query_typed`: one round trip, nothing left
+    /// on the server), which is what a transaction-mode pooler such as PgBouncer needs.
+    pub async fn query_cached(
+        &mut self,
+        sql: &str,
+        params: &[(
+            &(dyn tokio_postgres::types::ToSql + Sync),
+            tokio_postgres::types::Type,
+        )],
+    ) -> Result<Vec<tokio_postgres::Row>, Error> {
+        let result = if self.pool.0.config.statement_cache {
+            let statement = self.prepare_cached(sql).await?;
+            let values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(|(v, _)| *v).collect();
+            self.conn.client.query(&statement, &values).await
+        } else {
+            self.conn.client.query_typed(sql, params).await
+        };
+        result.map_err(|e| self.failed(e))
+    }
+
+    /// Records `started`'s elapsed time under `statement` in `db_query_duration_seconds`.
+    pub(crate) fn record(&self, statement: &'static str, started: Instant) {
+        metrics::histogram!(
+            veza_core::catalog::db::QUERY_DURATION.name,
+            "pool" => self.pool.0.pool_name.clone(),
+            "statement" => statement
+        )
+        .record(started.elapsed());
+    }
+
     /// Runs a query future, records its duration in `db_query_duration_seconds` with this
     /// pool's name and `statement` as labels (keep `statement` a fixed name such as
     /// `"users.by_email"`: labels must stay bounded), and classifies its error. A connection
@@ -457,12 +506,7 @@ impl Conn<'_> {
     ) -> Result<T, Error> {
         let started = Instant::now();
         let result = query.await;
-        metrics::histogram!(
-            veza_core::catalog::db::QUERY_DURATION.name,
-            "pool" => self.pool.0.pool_name.clone(),
-            "statement" => statement
-        )
-        .record(started.elapsed());
+        self.record(statement, started);
         result.map_err(Error::from)
     }
 
@@ -477,6 +521,11 @@ impl Conn<'_> {
             self.conn.broken = true;
         }
         Error::from(e)
+    }
+
+    /// Whether the pool keeps prepared statements per connection ([`Config::statement_cache`]).
+    pub fn statement_cache_on(&self) -> bool {
+        self.pool.0.config.statement_cache
     }
 
     /// How long since this connection was last used, before this checkout.
@@ -505,10 +554,16 @@ impl Drop for Conn<'_> {
     /// connection whose last statements all completed, the common case, costs nothing here:
     /// three atomic loads.
     fn drop(&mut self) {
-        self.conn.last_used = Instant::now();
+        let now = Instant::now();
+        self.conn.last_used = now;
         self.conn.used = true;
         if self.pool.0.is_closed() {
             self.conn.broken = true; // closed by bb8 instead of kept idle
+            return;
+        }
+        if self.conn.expires.is_some_and(|at| now >= at) {
+            self.conn.broken = true;
+            self.pool.0.metrics().expired();
             return;
         }
         match self.conn.wire.session() {

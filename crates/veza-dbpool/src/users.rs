@@ -107,12 +107,12 @@ impl<'p> Users<'p> {
     pub async fn insert(&self, email: &str, name: &str) -> Result<User, Error> {
         let mut conn = self.pool.get().await?;
         let sql = format!("INSERT INTO users (email, name) VALUES ($1, $2) RETURNING {COLUMNS}");
-        let statement = conn.prepare_cached(&sql).await?;
-        let row = conn
-            .query_one(&statement, &[&email, &name])
-            .await
-            .map_err(|e| conn.failed(e))?;
-        Ok(User::from_row(&row))
+        let rows = conn
+            .query_cached(&sql, &[(&email, Type::TEXT), (&name, Type::TEXT)])
+            .await?;
+        rows.first()
+            .map(User::from_row)
+            .ok_or_else(|| Error::InvalidInput("the insert returned no row".into()))
     }
 
     /// The user with this email (an indexed lookup; the email is a parameter, so
@@ -120,22 +120,20 @@ impl<'p> Users<'p> {
     pub async fn by_email(&self, email: &str) -> Result<Option<User>, Error> {
         let mut conn = self.pool.get().await?;
         let sql = format!("SELECT {COLUMNS} FROM users WHERE email = $1 LIMIT 1");
-        let statement = conn.prepare_cached(&sql).await?;
-        let row = conn
-            .timed("users.by_email", conn.query_opt(&statement, &[&email]))
-            .await?;
-        Ok(row.as_ref().map(User::from_row))
+        let started = std::time::Instant::now();
+        let rows = conn.query_cached(&sql, &[(&email, Type::TEXT)]).await?;
+        conn.record("users.by_email", started);
+        Ok(rows.first().map(User::from_row))
     }
 
     /// The user with this id.
     pub async fn by_id(&self, id: i64) -> Result<Option<User>, Error> {
         let mut conn = self.pool.get().await?;
         let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
-        let statement = conn.prepare_cached(&sql).await?;
-        let row = conn
-            .timed("users.by_id", conn.query_opt(&statement, &[&id]))
-            .await?;
-        Ok(row.as_ref().map(User::from_row))
+        let started = std::time::Instant::now();
+        let rows = conn.query_cached(&sql, &[(&id, Type::INT8)]).await?;
+        conn.record("users.by_id", started);
+        Ok(rows.first().map(User::from_row))
     }
 
     /// Cache-aside by id through any `veza_core::AsyncCache` (veza-cache's `Cache` is one):
@@ -191,8 +189,7 @@ impl<'p> Users<'p> {
                 let sql = format!(
                     "SELECT {COLUMNS} FROM users ORDER BY created_at DESC, id DESC LIMIT $1"
                 );
-                let statement = conn.prepare_cached(&sql).await?;
-                conn.query(&statement, &[&limit]).await
+                conn.query_cached(&sql, &[(&limit, Type::INT8)]).await
             }
             Some(cursor) => {
                 let [micros, id] = cursor.keys() else {
@@ -203,11 +200,17 @@ impl<'p> Users<'p> {
                     "SELECT {COLUMNS} FROM users WHERE (created_at, id) < ($1, $2) \
                      ORDER BY created_at DESC, id DESC LIMIT $3"
                 );
-                let statement = conn.prepare_cached(&sql).await?;
-                conn.query(&statement, &[&at, id, &limit]).await
+                conn.query_cached(
+                    &sql,
+                    &[
+                        (&at, Type::TIMESTAMPTZ),
+                        (id, Type::INT8),
+                        (&limit, Type::INT8),
+                    ],
+                )
+                .await
             }
-        }
-        .map_err(|e| conn.failed(e))?;
+        }?;
         let users: Vec<User> = rows.iter().map(User::from_row).collect();
         let next = (users.len() as i64 == limit)
             .then(|| users.last().map(User::cursor))
@@ -222,11 +225,9 @@ impl<'p> Users<'p> {
         let sql = format!(
             "SELECT {COLUMNS} FROM users ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
         );
-        let statement = conn.prepare_cached(&sql).await?;
         let rows = conn
-            .query(&statement, &[&limit, &offset])
-            .await
-            .map_err(|e| conn.failed(e))?;
+            .query_cached(&sql, &[(&limit, Type::INT8), (&offset, Type::INT8)])
+            .await?;
         Ok(rows.iter().map(User::from_row).collect())
     }
 }

@@ -97,15 +97,7 @@ impl Service {
     async fn stop(self) {
         let schema = self.schema.clone();
         drop(self);
-        let (client, conn) =
-            tokio_postgres::connect(&common::database_url(), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .await
-            .unwrap();
+        common::drop_schema(&schema).await;
     }
 }
 

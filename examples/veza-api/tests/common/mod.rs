@@ -40,6 +40,12 @@ pub async fn start_with(mode: Mode, adjust: impl FnOnce(&mut Config)) -> (Runnin
 /// Shuts the service down and drops its schema.
 pub async fn stop(running: Running, schema: &str) -> bool {
     let clean = running.shutdown().await;
+    drop_schema(schema).await;
+    clean
+}
+
+/// Drops a test's schema and everything in it.
+pub async fn drop_schema(schema: &str) {
     let (client, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -48,7 +54,6 @@ pub async fn stop(running: Running, schema: &str) -> bool {
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .await
         .unwrap();
-    clean
 }
 
 /// A plain client (no cache) for talking to the service.

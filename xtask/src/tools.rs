@@ -1,0 +1,64 @@
+//! The outside tools the tests use beyond PostgreSQL: `promtool` (Debian's `prometheus`) checks
+//! scrapes and rules, `pgbouncer` runs the pool's transaction-mode suite. `cargo xtask test`
+//! installs the missing ones through `apt-get` when it runs as root on a Debian-like machine,
+//! and otherwise says what to install (the tests that need them require them in CI).
+
+use std::path::Path;
+use std::process::Command;
+
+/// (the command, the Debian package that has it)
+const TOOLS: &[(&str, &str)] = &[("promtool", "prometheus"), ("pgbouncer", "pgbouncer")];
+
+/// Installs what is missing, when it can; never fails the run (the tests say what they lack).
+pub(crate) fn ensure() {
+    let missing: Vec<&str> = TOOLS
+        .iter()
+        .filter(|(cmd, _)| !found(cmd))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    if !is_root() || !Path::new("/usr/bin/apt-get").exists() {
+        eprintln!(
+            "xtask: missing {}; install them (apt-get install {}) for the tests that use them",
+            missing.join(", "),
+            missing.join(" ")
+        );
+        return;
+    }
+    eprintln!("xtask: installing {}", missing.join(", "));
+    let ok = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("xtask: apt-get could not install {}", missing.join(", "));
+    }
+}
+
+/// Whether `cmd` is on the PATH or in /usr/sbin (where Debian puts daemons).
+fn found(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .chain([Path::new("/usr/sbin").to_path_buf()])
+        .any(|dir| dir.join(cmd).is_file())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
