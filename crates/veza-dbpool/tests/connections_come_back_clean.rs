@@ -201,3 +201,49 @@ fn a_rejected_copy_leaves_a_pool_of_one_working() {
         schema.drop_now().await;
     });
 }
+
+#[test]
+fn cancellation_under_saturation_leaves_nothing_running_on_the_server() {
+    common::runtime().block_on(async {
+        let pool =
+            std::sync::Arc::new(veza_dbpool::Pool::new(common::config("saturated", 4)).unwrap());
+        let app = app_name(&pool);
+        // 32 callers on 4 connections, each giving up after 100 ms: some while waiting for a
+        // connection, some in the middle of a two-second query.
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let pool = std::sync::Arc::clone(&pool);
+                tokio::spawn(async move {
+                    let work = async {
+                        let conn = pool.get().await?;
+                        conn.simple_query("SELECT pg_sleep(2)").await?;
+                        Ok::<_, veza_dbpool::Error>(())
+                    };
+                    tokio::time::timeout(Duration::from_millis(100), work)
+                        .await
+                        .is_err()
+                })
+            })
+            .collect();
+        let mut gave_up = 0;
+        for t in tasks {
+            gave_up += usize::from(t.await.unwrap());
+        }
+        assert_eq!(gave_up, 32);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while backends(&app, "active").await > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            backends(&app, "active").await,
+            0,
+            "every abandoned sleep was cancelled"
+        );
+        assert_eq!(backends(&app, "idle in transaction").await, 0);
+        // And the pool serves at once.
+        let started = Instant::now();
+        let conn = pool.get().await.unwrap();
+        conn.simple_query("SELECT 1").await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+    });
+}
