@@ -1,6 +1,6 @@
 //! Chaos against a PostgreSQL cluster this test owns (initialised in a temporary directory and
-//! started on a free loopback port, never the machine's shared server): a restart and a stop
-//! of two seconds under load. Calls fail fast while the server is away, and the pool recovers
+//! started on a free loopback port, never the machine's shared server): every backend
+//! terminated, a restart, and a stop of two seconds, all under load. Calls fail fast while the server is away, and the pool recovers
 //! by itself once it is back.
 
 mod common;
@@ -255,6 +255,30 @@ fn a_restart_and_a_stop_under_load_fail_fast_and_heal() {
             load.ok.load(Ordering::Relaxed) > 0,
             "served before the chaos"
         );
+
+        // Every client backend terminated at once, twice.
+        let admin = cluster.pool(1);
+        for _ in 0..2 {
+            let killed: i64 = admin
+                .get()
+                .await
+                .unwrap()
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(killed >= 1, "the load's backends were there to kill");
+            let healed = until_served(&pool, Duration::from_secs(5)).await;
+            assert!(
+                healed < Duration::from_secs(1),
+                "served {healed:?} after the kill"
+            );
+        }
+        drop(admin);
 
         // A fast restart.
         tokio::task::block_in_place(|| cluster.ctl("restart"));
