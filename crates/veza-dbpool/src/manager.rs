@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -28,6 +28,25 @@ pub struct Connection {
     pub(crate) used: bool,
     /// When it is closed instead of reused (`max_lifetime` less its jitter).
     pub(crate) expires: Option<Instant>,
+    /// Counts it among the live connections while it exists.
+    _live: Counted,
+}
+
+/// One count in a shared counter, for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct Counted(Arc<AtomicU32>);
+
+impl Counted {
+    pub(crate) fn new(counter: &Arc<AtomicU32>) -> Counted {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Counted(Arc::clone(counter))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The latest connect error, shared with waiting checkouts.
@@ -53,7 +72,10 @@ pub(crate) struct Manager {
     pub(crate) errors: ConnectErrors,
     pub(crate) created: metrics::Counter,
     /// Connect attempts that failed in a row.
-    pub(crate) failures: Arc<std::sync::atomic::AtomicU32>,
+    pub(crate) failures: Arc<AtomicU32>,
+    /// Connections that exist, and connect attempts under way (see `Pool::on_connect_error`).
+    pub(crate) live: Arc<AtomicU32>,
+    pub(crate) connecting: Arc<AtomicU32>,
     pub(crate) max_lifetime: Option<std::time::Duration>,
     pub(crate) jitter: std::time::Duration,
     pub(crate) after_connect: Option<crate::Hook>,
@@ -89,6 +111,8 @@ impl bb8::ManageConnection for Manager {
         if self.closed.load(Ordering::Acquire) {
             return Err(ConnectError::Closed);
         }
+        // Under way until this returns; a success is counted live before this count drops.
+        let connecting = Counted::new(&self.connecting);
         // The connection future drives the socket; it ends when the client is dropped or the
         // server goes away (then `client.is_closed()` turns true).
         #[cfg(feature = "rustls")]
@@ -127,6 +151,7 @@ impl bb8::ManageConnection for Manager {
                     .max_lifetime
                     .and_then(|l| now.checked_add(l.saturating_sub(random_part(self.jitter))));
                 Ok(Connection {
+                    _live: Counted::new(&self.live),
                     expires,
                     client,
                     last_used: now,
@@ -137,6 +162,8 @@ impl bb8::ManageConnection for Manager {
                 })
             }
             Err(e) => {
+                // No longer under way when the waiters hear of it.
+                drop(connecting);
                 self.failures.fetch_add(1, Ordering::AcqRel);
                 let e = Arc::new(e);
                 self.errors.send_replace(Some(e.clone()));

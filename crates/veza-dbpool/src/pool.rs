@@ -36,12 +36,27 @@ use crate::wire::Session;
 ///   pool's name; [`HealthCheck`] runs `SELECT 1`.
 /// - **Closable.** [`Pool::close`] refuses new checkouts, fails the waiting ones with
 ///   [`Error::Closed`], and closes every connection as it comes back.
+/// - **A cheap handle.** `Clone` shares the pool (one reference count): hand clones to
+///   tasks and to axum state. Clones see one pool; [`Pool::close`] on any of them closes it
+///   for all, and the connections close when the last clone and the last connection are gone.
+///   [`Pool::get`] lends a connection tied to the handle's borrow (the cheapest);
+///   [`Pool::get_owned`] gives a `Conn<'static>` that moves into a spawned task.
+#[derive(Clone)]
 pub struct Pool {
+    s: Arc<Shared>,
+}
+
+/// What every clone of a [`Pool`] shares.
+pub(crate) struct Shared {
     inner: bb8::Pool<Manager>,
     /// One permit per connection the pool may have; fewer while the server refuses more.
     fair: Arc<Semaphore>,
     /// Connect attempts that failed in a row (reset by a success), for the backoff.
     connect_failures: Arc<AtomicU32>,
+    /// Connections that exist (pooled, in use, or just opened and not yet pooled).
+    live: Arc<AtomicU32>,
+    /// Connect attempts under way.
+    connecting: Arc<AtomicU32>,
     errors: watch::Sender<Option<Arc<tokio_postgres::Error>>>,
     config: Config,
     metrics: PoolMetrics,
@@ -63,6 +78,8 @@ impl Pool {
         let error_generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let closed = Arc::new(AtomicBool::new(false));
         let connect_failures = Arc::new(AtomicU32::new(0));
+        let live = Arc::new(AtomicU32::new(0));
+        let connecting = Arc::new(AtomicU32::new(0));
         let pg = config.effective_pg();
         #[cfg(feature = "rustls")]
         let tls = config.tls.is_some();
@@ -81,6 +98,8 @@ impl Pool {
             errors: errors.clone(),
             created: metrics.created.clone(),
             failures: connect_failures.clone(),
+            live: live.clone(),
+            connecting: connecting.clone(),
             max_lifetime: config.max_lifetime,
             jitter: config.max_lifetime_jitter,
             after_connect: config.after_connect.clone(),
@@ -96,16 +115,20 @@ impl Pool {
             .retry_connection(false)
             .build_unchecked(manager);
         Ok(Pool {
-            inner,
-            fair: Arc::new(Semaphore::new(config.max_size as usize)),
-            connect_failures,
-            errors,
-            error_generation,
-            pool_name: config.name.as_str().into(),
-            config,
-            metrics,
-            closed,
-            returned: Notify::new(),
+            s: Arc::new(Shared {
+                inner,
+                fair: Arc::new(Semaphore::new(config.max_size as usize)),
+                connect_failures,
+                live,
+                connecting,
+                errors,
+                error_generation,
+                pool_name: config.name.as_str().into(),
+                config,
+                metrics,
+                closed,
+                returned: Notify::new(),
+            }),
         })
     }
 
@@ -121,7 +144,7 @@ impl Pool {
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.s.config
     }
 
     /// A connection, waiting in arrival order at most `checkout_timeout`.
@@ -135,21 +158,65 @@ impl Pool {
     /// after a backoff that doubles with each failure (50 ms to 5 s), so the server sees a
     /// trickle of attempts, not a storm.
     pub async fn get(&self) -> Result<Conn<'_>, Error> {
+        self.checkout_with(
+            || self.s.fair.try_acquire().map(Permit::Borrowed),
+            || async { self.s.fair.acquire().await.map(Permit::Borrowed) },
+            || self.s.inner.get(),
+            || Back::Borrowed(&self.s),
+        )
+        .await
+    }
+
+    /// Like [`Pool::get`], with a connection that owns its share of the pool (a reference
+    /// count more per checkout), so it can move into a spawned task.
+    pub async fn get_owned(&self) -> Result<Conn<'static>, Error> {
+        self.checkout_with(
+            || {
+                Arc::clone(&self.s.fair)
+                    .try_acquire_owned()
+                    .map(Permit::Owned)
+            },
+            || {
+                let fair = Arc::clone(&self.s.fair);
+                async move { fair.acquire_owned().await.map(Permit::Owned) }
+            },
+            || self.s.inner.get_owned(),
+            || Back::Owned(Arc::clone(&self.s)),
+        )
+        .await
+    }
+
+    /// The checkout: a permit of the fair semaphore, then a live connection from bb8.
+    async fn checkout_with<'c, T, W, WF, G, GF, B>(
+        &self,
+        try_permit: T,
+        wait_permit: W,
+        get: G,
+        back: B,
+    ) -> Result<Conn<'c>, Error>
+    where
+        T: Fn() -> Result<Permit<'c>, tokio::sync::TryAcquireError>,
+        W: Fn() -> WF,
+        WF: Future<Output = Result<Permit<'c>, tokio::sync::AcquireError>>,
+        G: Fn() -> GF,
+        GF: Future<Output = BbGot<'c>>,
+        B: Fn() -> Back<'c>,
+    {
         let started = Instant::now();
-        let deadline = tokio::time::Instant::from_std(started + self.config.checkout_timeout);
+        let deadline = tokio::time::Instant::from_std(started + self.s.config.checkout_timeout);
         // Counted as waiting (`db_pool_pending_checkouts`) only once it has to wait: the fast
         // path touches no shared counter.
         let mut waiting = None;
         loop {
             // Fast path without a timer: a permit is free (the semaphore is fair, so this only
             // succeeds when nobody is queued).
-            let permit = match self.fair.try_acquire() {
+            let permit = match try_permit() {
                 Ok(permit) => permit,
                 Err(_) => {
                     if waiting.is_none() {
-                        waiting = Some(self.metrics.waiting());
+                        waiting = Some(self.s.metrics.waiting());
                     }
-                    match tokio::time::timeout_at(deadline, self.fair.acquire()).await {
+                    match tokio::time::timeout_at(deadline, wait_permit()).await {
                         Ok(Ok(permit)) => permit,
                         // `close` closed the semaphore.
                         Ok(Err(_)) => return Err(Error::Closed),
@@ -157,9 +224,12 @@ impl Pool {
                     }
                 }
             };
-            match self.checkout(permit, &mut waiting, deadline, started).await {
+            match self
+                .checkout(permit, &get, &back, &mut waiting, deadline, started)
+                .await
+            {
                 Checkout::Got(conn) => {
-                    self.metrics.checked_out(started.elapsed());
+                    self.s.metrics.checked_out(started.elapsed());
                     drop(waiting);
                     return Ok(conn);
                 }
@@ -171,61 +241,83 @@ impl Pool {
     }
 
     /// With a permit: a live connection from bb8, or why not.
-    async fn checkout<'p>(
+    async fn checkout<'p, 'c, G, GF, B>(
         &'p self,
-        permit: SemaphorePermit<'p>,
+        permit: Permit<'c>,
+        get: &G,
+        back: &B,
         waiting: &mut Option<crate::metrics::Waiting<'p>>,
         deadline: tokio::time::Instant,
         started: Instant,
-    ) -> Checkout<'p> {
+    ) -> Checkout<'c>
+    where
+        G: Fn() -> GF,
+        GF: Future<Output = BbGot<'c>>,
+        B: Fn() -> Back<'c>,
+    {
         loop {
             // Connect errors published from here on concern this checkout. A plain load: the
             // watch subscription (two contended atomic operations) is only taken to wait.
-            let generation = self.error_generation.load(Ordering::Acquire);
-            let mut get = std::pin::pin!(self.inner.get());
+            let generation = self.s.error_generation.load(Ordering::Acquire);
+            let mut get = std::pin::pin!(get());
             // Fast path: with our permit, bb8 usually has an idle connection ready now.
             let first = std::future::poll_fn(|cx| Poll::Ready(get.as_mut().poll(cx))).await;
             let got = match first {
                 Poll::Ready(got) => got,
                 Poll::Pending => {
                     if waiting.is_none() {
-                        *waiting = Some(self.metrics.waiting());
+                        *waiting = Some(self.s.metrics.waiting());
                     }
-                    let mut errors = self.errors.subscribe();
+                    let mut errors = self.s.errors.subscribe();
                     errors.borrow_and_update();
                     // An error published between the load above and the subscription.
-                    if self.error_generation.load(Ordering::Acquire) != generation {
-                        if let Some(cause) = errors.borrow().clone() {
-                            return self.connect_failed(permit, cause);
-                        }
+                    let mut pending_error = None;
+                    if self.s.error_generation.load(Ordering::Acquire) != generation {
+                        pending_error = errors.borrow().clone();
                     }
                     // Closed meanwhile: bb8 will open nothing for us.
                     if self.is_closed() {
                         return Checkout::Failed(Error::Closed);
                     }
-                    tokio::select! {
-                    biased;
-                    got = &mut get => got,
-                    changed = errors.changed() => {
-                        if self.is_closed() {
-                            return Checkout::Failed(Error::Closed);
+                    // Waits on this same bb8 checkout (a new one could start another connect
+                    // attempt) until it gives a connection, or a connect error decides.
+                    loop {
+                        if let Some(cause) = pending_error.take() {
+                            match self.on_connect_error() {
+                                Decision::KeepWaiting => {}
+                                Decision::Fail => {
+                                    return Checkout::Failed(Error::Connect(cause));
+                                }
+                                Decision::Requeue => return self.give_place_up(permit),
+                            }
                         }
-                        let cause = errors.borrow().clone();
-                        match (changed, cause) {
-                            (Ok(()), Some(cause)) => return self.connect_failed(permit, cause),
-                            _ => continue,
+                        tokio::select! {
+                        biased;
+                        got = &mut get => break got,
+                        changed = errors.changed() => {
+                            if self.is_closed() {
+                                return Checkout::Failed(Error::Closed);
+                            }
+                            if changed.is_ok() {
+                                pending_error = errors.borrow().clone();
+                            }
                         }
-                    }
-                    () = tokio::time::sleep_until(deadline) => {
-                        return Checkout::Failed(self.timed_out(started));
-                    }
+                        () = tokio::time::sleep_until(deadline) => {
+                            return Checkout::Failed(self.timed_out(started));
+                        }
+                        }
                     }
                 }
             };
             let mut conn = match got {
                 Ok(conn) => conn,
                 Err(bb8::RunError::User(ConnectError::Pg(cause))) => {
-                    return self.connect_failed(permit, cause);
+                    return match self.on_connect_error() {
+                        Decision::Fail | Decision::KeepWaiting => {
+                            Checkout::Failed(Error::Connect(cause))
+                        }
+                        Decision::Requeue => self.give_place_up(permit),
+                    };
                 }
                 Err(bb8::RunError::User(ConnectError::Closed)) => {
                     return Checkout::Failed(Error::Closed);
@@ -239,16 +331,16 @@ impl Pool {
             let now = Instant::now();
             if conn.expires.is_some_and(|at| now >= at) {
                 conn.broken = true;
-                self.metrics.expired();
+                self.s.metrics.expired();
                 continue;
             }
-            if now.saturating_duration_since(conn.last_used) >= self.config.test_idle_after
+            if now.saturating_duration_since(conn.last_used) >= self.s.config.test_idle_after
                 && conn.client.simple_query("").await.is_err()
             {
                 conn.broken = true;
                 continue;
             }
-            if let Some(hook) = &self.config.before_checkout {
+            if let Some(hook) = &self.s.config.before_checkout {
                 if hook.call(&conn.client).await.is_err() {
                     conn.broken = true;
                     continue;
@@ -262,26 +354,33 @@ impl Pool {
             return Checkout::Got(Conn {
                 conn,
                 _permit: permit,
-                pool: Back(self),
+                pool: back(),
             });
         }
     }
 
-    /// Opening a connection failed while this checkout waited for one. With nothing alive,
-    /// nothing will come back: fail now, with the server's reason. Otherwise give the permit
-    /// up (the capacity shrinks to what the server accepts), restore it later, and requeue.
-    fn connect_failed<'p>(
-        &'p self,
-        permit: SemaphorePermit<'p>,
-        cause: Arc<tokio_postgres::Error>,
-    ) -> Checkout<'p> {
-        if self.inner.state().connections == 0 {
-            return Checkout::Failed(Error::Connect(cause));
+    /// Opening a connection failed while this checkout waited for one: what now. A
+    /// connection that exists (in the pool or just opened) will come back: give the place up
+    /// and queue for it. None exists but other attempts are still under way: wait for them.
+    /// Nothing exists and nothing is being opened: nothing will come; fail with the server's
+    /// reason.
+    fn on_connect_error(&self) -> Decision {
+        if self.s.live.load(Ordering::Acquire) > 0 {
+            Decision::Requeue
+        } else if self.s.connecting.load(Ordering::Acquire) > 0 {
+            Decision::KeepWaiting
+        } else {
+            Decision::Fail
         }
+    }
+
+    /// Gives the permit up (the capacity shrinks to what the server accepts), restores it
+    /// after a backoff, and requeues the checkout.
+    fn give_place_up<'c>(&self, permit: Permit<'c>) -> Checkout<'c> {
         permit.forget();
-        let failures = self.connect_failures.load(Ordering::Acquire).min(7);
+        let failures = self.s.connect_failures.load(Ordering::Acquire).min(7);
         let backoff = Duration::from_millis(50 << failures).min(Duration::from_secs(5));
-        let fair = Arc::clone(&self.fair);
+        let fair = Arc::clone(&self.s.fair);
         let restore = async move {
             tokio::time::sleep(backoff).await;
             fair.add_permits(1);
@@ -299,23 +398,23 @@ impl Pool {
     /// bound it with a timeout if a holder may never give its connection back. Calling it
     /// again waits the same way.
     pub async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.fair.close();
+        self.s.closed.store(true, Ordering::Release);
+        self.s.fair.close();
         // Checkouts past the semaphore that wait on bb8 watch this channel: wake them.
-        self.errors.send_modify(|_| ());
+        self.s.errors.send_modify(|_| ());
         loop {
-            let returned = self.returned.notified();
+            let returned = self.s.returned.notified();
             let mut returned = std::pin::pin!(returned);
             returned.as_mut().enable();
             // Idle connections: take each one and let it go marked broken. Nobody else takes
             // any now and none is put back, so this ends.
-            while self.inner.state().idle_connections > 0 {
-                match tokio::time::timeout(Duration::from_millis(100), self.inner.get()).await {
+            while self.s.inner.state().idle_connections > 0 {
+                match tokio::time::timeout(Duration::from_millis(100), self.s.inner.get()).await {
                     Ok(Ok(mut conn)) => conn.broken = true,
                     _ => break,
                 }
             }
-            if self.inner.state().connections == 0 {
+            if self.s.inner.state().connections == 0 {
                 return;
             }
             // A connection in use comes back (signalled), or one that was being opened when
@@ -326,16 +425,16 @@ impl Pool {
 
     /// Whether [`Pool::close`] was called.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.s.closed.load(Ordering::Acquire)
     }
 
     pub(crate) fn metrics(&self) -> &PoolMetrics {
-        &self.metrics
+        &self.s.metrics
     }
 
     fn timed_out(&self, started: Instant) -> Error {
-        self.metrics.timeout();
-        let state = self.inner.state();
+        self.s.metrics.timeout();
+        let state = self.s.inner.state();
         Error::Timeout {
             waited: started.elapsed(),
             open: state.connections,
@@ -345,14 +444,14 @@ impl Pool {
 
     /// Statistics now (also published as metrics).
     pub fn stats(&self) -> PoolStats {
-        let state = self.inner.state();
+        let state = self.s.inner.state();
         let s = &state.statistics;
         let mut stats = PoolStats::default();
-        stats.max_size = u64::from(self.config.max_size);
+        stats.max_size = u64::from(self.s.config.max_size);
         stats.size = u64::from(state.connections);
         stats.idle = u64::from(state.idle_connections);
         stats.in_use = stats.size - stats.idle;
-        stats.waiting = self.metrics.waiting_now();
+        stats.waiting = self.s.metrics.waiting_now();
         stats.acquired = s.get_direct + s.get_waited;
         stats.hits = s.get_direct + s.get_waited;
         stats.misses = s.connections_created;
@@ -360,8 +459,8 @@ impl Pool {
             + s.connections_closed_invalid
             + s.connections_closed_max_lifetime
             + s.connections_closed_idle_timeout;
-        stats.timeouts = self.metrics.timeouts_now();
-        self.metrics.publish(&stats, s);
+        stats.timeouts = self.s.metrics.timeouts_now();
+        self.s.metrics.publish(&stats, s);
         stats
     }
 }
@@ -375,7 +474,7 @@ impl Observe for Pool {
 
 impl HealthCheck for Pool {
     fn name(&self) -> &str {
-        &self.config.name
+        &self.s.config.name
     }
 
     /// `SELECT 1` on a pooled connection: unhealthy when the database cannot be reached,
@@ -400,11 +499,18 @@ impl HealthCheck for Pool {
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
-            .field("name", &self.config.name)
-            .field("max_size", &self.config.max_size)
-            .field("state", &self.inner.state())
+            .field("name", &self.s.config.name)
+            .field("max_size", &self.s.config.max_size)
+            .field("state", &self.s.inner.state())
             .finish_non_exhaustive()
     }
+}
+
+/// What a checkout does after a connect error.
+enum Decision {
+    KeepWaiting,
+    Requeue,
+    Fail,
 }
 
 /// What one pass through bb8 gave.
@@ -422,20 +528,59 @@ enum Checkout<'p> {
 /// dropped (or is discarded if it broke).
 pub struct Conn<'a> {
     conn: bb8::PooledConnection<'a, Manager>,
-    _permit: SemaphorePermit<'a>,
+    _permit: Permit<'a>,
     /// The pool (settings, metric label), borrowed: no shared reference count to bump per
     /// checkout. Declared last, so it drops once the connection is back in bb8's hands.
     pool: Back<'a>,
 }
 
-/// The pool a [`Conn`] came from; when dropped, wakes a [`Pool::close`] in progress.
-struct Back<'a>(&'a Pool);
+/// What bb8's checkout gives.
+type BbGot<'c> = Result<bb8::PooledConnection<'c, Manager>, bb8::RunError<ConnectError>>;
+
+/// A connection's place in the fair semaphore: borrowed from the handle, or owned.
+enum Permit<'a> {
+    Borrowed(SemaphorePermit<'a>),
+    Owned(tokio::sync::OwnedSemaphorePermit),
+}
+
+impl Permit<'_> {
+    /// Gives the place up for good (the capacity shrinks by one).
+    fn forget(self) {
+        match self {
+            Permit::Borrowed(p) => p.forget(),
+            Permit::Owned(p) => p.forget(),
+        }
+    }
+}
+
+/// The pool a [`Conn`] came from, borrowed or shared; when dropped, wakes a [`Pool::close`]
+/// in progress.
+enum Back<'a> {
+    Borrowed(&'a Shared),
+    Owned(Arc<Shared>),
+}
+
+impl Back<'_> {
+    fn get(&self) -> &Shared {
+        match self {
+            Back::Borrowed(s) => s,
+            Back::Owned(s) => s,
+        }
+    }
+}
 
 impl Drop for Back<'_> {
     fn drop(&mut self) {
-        if self.0.is_closed() {
-            self.0.returned.notify_waiters();
+        let shared = self.get();
+        if shared.is_closed() {
+            shared.returned.notify_waiters();
         }
+    }
+}
+
+impl Shared {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 }
 
@@ -443,7 +588,7 @@ impl Conn<'_> {
     /// A prepared statement for `sql`, reused across calls on this connection (when the
     /// statement cache is on; behind PgBouncer in transaction mode, turn it off).
     pub async fn prepare_cached(&mut self, sql: &str) -> Result<tokio_postgres::Statement, Error> {
-        if self.pool.0.config.statement_cache {
+        if self.pool.get().config.statement_cache {
             if let Some(statement) = self.conn.statements.get(sql) {
                 return Ok(statement.clone());
             }
@@ -454,7 +599,7 @@ impl Conn<'_> {
             .prepare(sql)
             .await
             .map_err(|e| self.failed(e))?;
-        if self.pool.0.config.statement_cache {
+        if self.pool.get().config.statement_cache {
             self.conn
                 .statements
                 .insert(sql.to_owned(), statement.clone());
@@ -474,7 +619,7 @@ impl Conn<'_> {
             tokio_postgres::types::Type,
         )],
     ) -> Result<Vec<tokio_postgres::Row>, Error> {
-        let result = if self.pool.0.config.statement_cache {
+        let result = if self.pool.get().config.statement_cache {
             let statement = self.prepare_cached(sql).await?;
             let values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(|(v, _)| *v).collect();
@@ -489,7 +634,7 @@ impl Conn<'_> {
     pub(crate) fn record(&self, statement: &'static str, started: Instant) {
         metrics::histogram!(
             veza_core::catalog::db::QUERY_DURATION.name,
-            "pool" => self.pool.0.pool_name.clone(),
+            "pool" => self.pool.get().pool_name.clone(),
             "statement" => statement
         )
         .record(started.elapsed());
@@ -525,7 +670,7 @@ impl Conn<'_> {
 
     /// Whether the pool keeps prepared statements per connection ([`Config::statement_cache`]).
     pub fn statement_cache_on(&self) -> bool {
-        self.pool.0.config.statement_cache
+        self.pool.get().config.statement_cache
     }
 
     /// How long since this connection was last used, before this checkout.
@@ -557,25 +702,25 @@ impl Drop for Conn<'_> {
         let now = Instant::now();
         self.conn.last_used = now;
         self.conn.used = true;
-        if self.pool.0.is_closed() {
+        if self.pool.get().is_closed() {
             self.conn.broken = true; // closed by bb8 instead of kept idle
             return;
         }
         if self.conn.expires.is_some_and(|at| now >= at) {
             self.conn.broken = true;
-            self.pool.0.metrics().expired();
+            self.pool.get().metrics.expired();
             return;
         }
         match self.conn.wire.session() {
             Session::Idle | Session::Unobserved => {}
             Session::Busy => {
                 self.conn.broken = true;
-                self.pool.0.metrics().dirty("busy");
+                self.pool.get().metrics.dirty("busy");
                 cancel(&self.conn.client);
             }
             Session::InTransaction => {
                 self.conn.broken = true;
-                self.pool.0.metrics().dirty("in_transaction");
+                self.pool.get().metrics.dirty("in_transaction");
             }
         }
     }
