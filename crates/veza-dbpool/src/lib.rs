@@ -54,6 +54,11 @@ pub use manager::Connection;
 pub use pool::{Conn, Pool};
 pub use transaction::{Isolation, RetryPolicy};
 
+/// The driver, re-exported so its types (`types::{ToSql, Type}` for `copy_rows` and
+/// `query_cached`, `Row`, `Client`) need no dependency of your own, at the version this crate
+/// uses.
+pub use tokio_postgres;
+
 /// The README's example, compiled as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -100,6 +100,10 @@ pub use error::{Error, Source, TimeoutKind};
 pub use health::UpstreamHealth;
 pub use response::{CacheStatus, Response};
 
+/// The `http` crate, re-exported for `Client::request`'s `Method`, `HeaderMap` and
+/// `StatusCode`, at the version this crate uses.
+pub use http;
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctest;

@@ -70,6 +70,10 @@ pub use server::{ConnectionSlot, ConnectionSlots, ServerLimits};
 pub use setup::{BYTES_BUCKETS, Config, Metrics, MetricsBuilder, SECONDS_BUCKETS};
 pub use system::SystemCollector;
 
+/// The `metrics` facade, re-exported so a service can emit (`metrics::counter!`) without a
+/// dependency of its own, at the version the recorder is built for.
+pub use metrics;
+
 /// The README's example, compiled as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
