@@ -150,7 +150,7 @@ struct Cluster {
 
 impl Cluster {
     fn start(bin: &Path) -> Result<Cluster> {
-        let as_postgres = is_root();
+        let as_postgres = util::is_root();
         let dir = cluster_dir(as_postgres)?;
         let data = dir.join("data");
         let port = free_port()?;
@@ -222,10 +222,6 @@ impl Drop for Cluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn is_root() -> bool {
-    util::output(Command::new("id").arg("-u")).is_ok_and(|uid| uid == "0")
 }
 
 /// A fresh directory `target/veza-pg/<pid>-<n>` (or under the temporary directory when the

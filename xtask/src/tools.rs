@@ -19,7 +19,7 @@ pub(crate) fn ensure() {
     if missing.is_empty() {
         return;
     }
-    if !is_root() || !Path::new("/usr/bin/apt-get").exists() {
+    if !crate::util::is_root() || !Path::new("/usr/bin/apt-get").exists() {
         eprintln!(
             "xtask: missing {}; install them (apt-get install {}) for the tests that use them",
             missing.join(", "),
@@ -50,15 +50,4 @@ fn found(cmd: &str) -> bool {
         .flat_map(std::env::split_paths)
         .chain([Path::new("/usr/sbin").to_path_buf()])
         .any(|dir| dir.join(cmd).is_file())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
 }

@@ -63,3 +63,8 @@ pub(crate) fn show(cmd: &Command) -> String {
 pub(crate) fn elapsed(start: Instant) -> String {
     format!("{:.1}s", start.elapsed().as_secs_f64())
 }
+
+/// Whether this process runs as root.
+pub(crate) fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).is_ok_and(|uid| uid == "0")
+}

@@ -22,7 +22,9 @@ impl Conn<'_> {
     /// whole batch and nothing is inserted. Any failure once the COPY is sent (a table the
     /// server does not know included) closes the connection instead of returning it to the
     /// pool: tokio-postgres can leave the COPY sub-protocol out of step with the server there,
-    /// and a reconnect costs less than a poisoned connection. About 25 times faster than one `INSERT` per row
+    /// and a reconnect costs less than a poisoned connection. With the statement cache off
+    /// (behind PgBouncer in transaction mode) the COPY runs in a transaction of its own,
+    /// unless the connection is already inside one. About 25 times faster than one `INSERT` per row
     /// (`cargo xtask bench --filter dbpool/batch_insert`). `table` may be schema-qualified
     /// (`"app.users"` is split on the dot); names are quoted, never spliced raw.
     pub async fn copy_rows<'r, I, R>(
@@ -55,8 +57,9 @@ impl Conn<'_> {
             .join(", ");
         let sql = format!("COPY {table_sql} ({columns_sql}) FROM STDIN BINARY");
         // Behind a transaction-mode pooler (statement cache off), the COPY's prepare and its
-        // run must reach the same server connection: one transaction pins it.
-        let pinned = !self.statement_cache_on();
+        // run must reach the same server connection: one transaction pins it. Inside the
+        // caller's own transaction it is pinned already, and a COMMIT here would end theirs.
+        let pinned = !self.statement_cache_on() && !self.in_transaction();
         let result = async {
             if pinned {
                 self.batch_execute("BEGIN").await?;

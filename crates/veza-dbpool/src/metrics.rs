@@ -63,11 +63,14 @@ impl PoolMetrics {
         }
     }
 
-    /// A connection came back dirty and is closed: `"busy"` (a query still running, now
-    /// cancelled) or `"in_transaction"`.
-    pub(crate) fn dirty(&self, why: &'static str) {
-        let i = usize::from(why != "busy");
-        self.abandoned[i].fetch_add(1, Relaxed);
+    /// A connection came back with a query still running (now cancelled) and is closed.
+    pub(crate) fn abandoned_query(&self) {
+        self.abandoned[0].fetch_add(1, Relaxed);
+    }
+
+    /// A connection came back inside a transaction and is closed.
+    pub(crate) fn abandoned_transaction(&self) {
+        self.abandoned[1].fetch_add(1, Relaxed);
     }
 
     /// A connection reached the end of its lifetime and is closed.

@@ -52,7 +52,6 @@ impl TlsConnect<Socket> for Plain {
 impl TlsStream for Inspected<Socket> {
     fn channel_binding(&self) -> ChannelBinding {
         // Plain TCP: nothing to bind to (the server offers SCRAM without channel binding).
-        let _ = self.get_ref();
         ChannelBinding::none()
     }
 }

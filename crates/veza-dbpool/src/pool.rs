@@ -673,6 +673,12 @@ impl Conn<'_> {
         self.pool.get().config.statement_cache
     }
 
+    /// Whether the session is inside a transaction, as its protocol bytes show (`false` when
+    /// the session is not observed: TLS, Unix sockets).
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.conn.wire.session() == Session::InTransaction
+    }
+
     /// How long since this connection was last used, before this checkout.
     pub fn idle_for(&self) -> Duration {
         self.conn.last_used.elapsed()
@@ -715,12 +721,12 @@ impl Drop for Conn<'_> {
             Session::Idle | Session::Unobserved => {}
             Session::Busy => {
                 self.conn.broken = true;
-                self.pool.get().metrics.dirty("busy");
+                self.pool.get().metrics.abandoned_query();
                 cancel(&self.conn.client);
             }
             Session::InTransaction => {
                 self.conn.broken = true;
-                self.pool.get().metrics.dirty("in_transaction");
+                self.pool.get().metrics.abandoned_transaction();
             }
         }
     }

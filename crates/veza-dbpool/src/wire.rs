@@ -213,10 +213,6 @@ impl<S> Inspected<S> {
         }
     }
 
-    pub(crate) fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     fn on_sent(&mut self, bytes: &[u8]) {
         if !self.active {
             return;

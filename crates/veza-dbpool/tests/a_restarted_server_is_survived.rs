@@ -39,20 +39,9 @@ fn binaries() -> PathBuf {
         .expect("PostgreSQL binaries (initdb, pg_ctl): apt-get install postgresql")
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
 impl Cluster {
     fn start() -> Cluster {
-        let as_postgres = is_root();
+        let as_postgres = common::running_as_root();
         let dir = std::env::temp_dir().join(format!("veza-chaos-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

@@ -9,19 +9,6 @@ use std::time::{Duration, Instant};
 use tokio_postgres::types::Type;
 use veza_core::Observe;
 
-/// Backends of this test's pool (by application name) in `state`, as the server sees them.
-async fn backends(app: &str, state: &str) -> i64 {
-    let admin = veza_dbpool::Pool::new(common::config("clean-admin", 1)).unwrap();
-    let c = admin.get().await.unwrap();
-    c.query_one(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = $2",
-        &[&app, &state],
-    )
-    .await
-    .unwrap()
-    .get(0)
-}
-
 fn app_name(pool: &veza_dbpool::Pool) -> String {
     pool.config().pg.get_application_name().unwrap().to_owned()
 }
@@ -50,11 +37,11 @@ fn an_abandoned_query_is_cancelled_and_delays_nobody() {
         drop(conn);
         // And the server stopped the sleep: no backend of the pool is still running it.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while backends(&app, "active").await > 0 && Instant::now() < deadline {
+        while common::backends_in_state(&app, "active").await > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(
-            backends(&app, "active").await,
+            common::backends_in_state(&app, "active").await,
             0,
             "the abandoned sleep was cancelled"
         );
@@ -98,8 +85,14 @@ fn an_abandoned_transaction_never_waits_idle_in_the_pool() {
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(backends(&app, "idle in transaction").await, 0);
-        assert_eq!(backends(&app, "idle in transaction (aborted)").await, 0);
+        assert_eq!(
+            common::backends_in_state(&app, "idle in transaction").await,
+            0
+        );
+        assert_eq!(
+            common::backends_in_state(&app, "idle in transaction (aborted)").await,
+            0
+        );
         // Nothing of them was committed, and every later statement autocommits as it should.
         for _ in 0..8 {
             let conn = pool.get().await.unwrap();
@@ -231,19 +224,60 @@ fn cancellation_under_saturation_leaves_nothing_running_on_the_server() {
         }
         assert_eq!(gave_up, 32);
         let deadline = Instant::now() + Duration::from_secs(2);
-        while backends(&app, "active").await > 0 && Instant::now() < deadline {
+        while common::backends_in_state(&app, "active").await > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(
-            backends(&app, "active").await,
+            common::backends_in_state(&app, "active").await,
             0,
             "every abandoned sleep was cancelled"
         );
-        assert_eq!(backends(&app, "idle in transaction").await, 0);
+        assert_eq!(
+            common::backends_in_state(&app, "idle in transaction").await,
+            0
+        );
         // And the pool serves at once.
         let started = Instant::now();
         let conn = pool.get().await.unwrap();
         conn.simple_query("SELECT 1").await.unwrap();
         assert!(started.elapsed() < Duration::from_secs(1));
+    });
+}
+
+#[test]
+fn with_the_statement_cache_off_a_copy_inside_the_callers_transaction_stays_in_it() {
+    common::runtime().block_on(async {
+        let schema = common::Schema::create("copy_in_tx").await;
+        let mut c = common::config(&schema.name, 1);
+        c.pg.options(format!("-c search_path={}", schema.name));
+        c.statement_cache = false;
+        let pool = veza_dbpool::Pool::new(c).unwrap();
+        let mut conn = pool.get().await.unwrap();
+        conn.batch_execute("CREATE TABLE t (v int)").await.unwrap();
+        let rows: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 1]> = vec![[&1i32], [&2i32]];
+        // Alone: the COPY runs in a transaction of its own and is committed.
+        assert_eq!(
+            conn.copy_rows("t", &["v"], &[Type::INT4], &rows)
+                .await
+                .unwrap(),
+            2
+        );
+        // Inside the caller's transaction: rolled back with it, not committed by the COPY.
+        conn.batch_execute("BEGIN").await.unwrap();
+        assert_eq!(
+            conn.copy_rows("t", &["v"], &[Type::INT4], &rows)
+                .await
+                .unwrap(),
+            2
+        );
+        conn.batch_execute("ROLLBACK").await.unwrap();
+        let n: i64 = conn
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 2, "only the first COPY was committed");
+        drop(conn);
+        schema.drop_now().await;
     });
 }

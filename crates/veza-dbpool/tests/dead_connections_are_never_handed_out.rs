@@ -18,19 +18,7 @@ fn terminated_backends_are_replaced_transparently() {
         let conns: Vec<_> = futures_all(&pool, 4).await;
         drop(conns);
 
-        let admin = Pool::new(common::config("admin", 1)).unwrap();
-        let killed: i64 = admin
-            .get()
-            .await
-            .unwrap()
-            .query_one(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
-                &[&app],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(killed, 4);
+        assert_eq!(common::terminate_backends(&app).await, 4);
         // Give the server a moment to close the sockets. bb8 on its own, with its checkout
         // test off, would still hand these dead connections out; with it on, it pays a round
         // trip on every checkout.

@@ -49,20 +49,12 @@ fn notifications_arrive_and_a_lost_session_is_replaced_with_a_gap() {
         }
 
         // The listening backend is terminated (ours only, found by application name).
-        let admin = Pool::new(common::config("listener-admin", 1)).unwrap();
-        let killed: i64 = admin
-            .get()
-            .await
-            .unwrap()
-            .query_one(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
-                &[&app],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(killed, 1);
-        assert_eq!(next(&mut listener).await, Event::Gap, "the subscriber is told");
+        assert_eq!(common::terminate_backends(&app).await, 1);
+        assert_eq!(
+            next(&mut listener).await,
+            Event::Gap,
+            "the subscriber is told"
+        );
         // Listening again, on the new session.
         notify("after").await;
         match next(&mut listener).await {

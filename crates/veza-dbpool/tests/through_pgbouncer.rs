@@ -85,7 +85,7 @@ impl PgBouncer {
         )
         .unwrap();
         let mut cmd = Command::new(bin);
-        if running_as_root() {
+        if common::running_as_root() {
             cmd.arg("-u").arg("postgres");
         }
         let child = cmd
@@ -121,18 +121,6 @@ impl PgBouncer {
         c.statement_cache = false;
         Pool::new(c).unwrap()
     }
-}
-
-/// Whether this process runs as root (the effective uid, from /proc).
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
 }
 
 #[test]

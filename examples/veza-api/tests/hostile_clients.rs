@@ -18,6 +18,8 @@ struct Service {
     child: Child,
     addr: SocketAddr,
     schema: String,
+    /// Holds its config file; removed on drop.
+    dir: std::path::PathBuf,
 }
 
 impl Service {
@@ -56,6 +58,7 @@ impl Service {
             child,
             addr,
             schema,
+            dir,
         }
     }
 
@@ -107,6 +110,7 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -64,3 +64,48 @@ impl Schema {
             .unwrap();
     }
 }
+
+/// Whether this process runs as root (the effective uid, from /proc): PostgreSQL and
+/// PgBouncer refuse to run as root, so tests start them as `postgres` then.
+pub(crate) fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Terminates this test's own backends (found by application name); how many.
+pub(crate) async fn terminate_backends(app: &str) -> i64 {
+    let admin = veza_dbpool::Pool::new(config("terminate-admin", 1)).unwrap();
+    admin
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// This test's backends (by application name) in `state`, as the server sees them.
+pub(crate) async fn backends_in_state(app: &str, state: &str) -> i64 {
+    let admin = veza_dbpool::Pool::new(config("state-admin", 1)).unwrap();
+    admin
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = $2",
+            &[&app, &state],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
