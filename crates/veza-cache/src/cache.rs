@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use quick_cache::Equivalent;
+use veza_core::publish::{Late, Publish};
 use veza_core::{CacheStats, Observe};
 
 use crate::config::CacheBuilder;
@@ -41,18 +42,32 @@ pub(crate) type Inner<K, V> =
 ///   caller that waited on that load and is not cached; a loader that panics or whose future is
 ///   dropped hands the load to one of the waiters.
 /// - Statistics through [`Observe`] ([`CacheStats`]) and the `cache_*` catalog metrics,
-///   published when a snapshot is taken and after each load.
+///   published at every scrape of the metrics endpoint (and when a snapshot is taken).
+///
+/// A cheap handle, like moka's: `Cache` is `Clone` (one `Arc`), and clones share the entries,
+/// the statistics and the metrics. The entries are dropped with the last clone.
 pub struct Cache<K, V> {
+    pub(crate) s: Arc<Shared<K, V>>,
+}
+
+impl<K, V> Clone for Cache<K, V> {
+    fn clone(&self) -> Self {
+        Cache { s: self.s.clone() }
+    }
+}
+
+/// What the clones of a cache share.
+pub(crate) struct Shared<K, V> {
     pub(crate) inner: Inner<K, V>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) ttl: Option<Duration>,
     pub(crate) idle: Option<Idle>,
     pub(crate) negative_ttl: Option<Duration>,
-    capacity: u64,
-    current_capacity: AtomicU64,
-    weighed: bool,
-    name: String,
-    pub(crate) metrics: CacheMetrics,
+    pub(crate) capacity: u64,
+    pub(crate) current_capacity: AtomicU64,
+    pub(crate) weighed: bool,
+    pub(crate) name: String,
+    pub(crate) metrics: Late<CacheMetrics>,
 }
 
 impl<K, V> Cache<K, V>
@@ -71,7 +86,7 @@ where
     }
 
     /// A cache with these settings (see [`Config`](crate::Config); from a file with the
-    /// `serde` feature). Install a metrics recorder before this call.
+    /// `serde` feature). The metrics recorder may be installed before or after.
     pub fn from_config(config: &crate::Config) -> Result<Cache<K, V>, crate::ConfigError> {
         Cache::builder().config(config).build()
     }
@@ -94,7 +109,7 @@ where
                 counters: counters.clone(),
             },
         );
-        Cache {
+        let shared = Arc::new(Shared {
             inner,
             counters,
             ttl: b.ttl,
@@ -106,9 +121,11 @@ where
             capacity: b.capacity,
             current_capacity: AtomicU64::new(b.capacity),
             weighed: b.weigher.is_some(),
-            metrics: CacheMetrics::new(&b.name),
+            metrics: Late::new(|| CacheMetrics::new(&b.name)),
             name: b.name,
-        }
+        });
+        veza_core::publish::register(&shared);
+        Cache { s: shared }
     }
 
     /// The value for `key`, if present and not expired.
@@ -126,7 +143,7 @@ where
         } else {
             Event::Miss
         };
-        self.counters.add(event, 1);
+        self.s.counters.add(event, 1);
         found
     }
 
@@ -136,7 +153,7 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        match self.inner.get(key) {
+        match self.s.inner.get(key) {
             None => Lookup::Missing,
             Some(slot) => self.classify(key, slot),
         }
@@ -156,7 +173,7 @@ where
             } => {
                 let timed = expires.is_some() || touched.is_some();
                 let now = if timed { Some(Instant::now()) } else { None };
-                let idle_too_long = || match (&touched, self.idle, now) {
+                let idle_too_long = || match (&touched, self.s.idle, now) {
                     (Some(t), Some(idle), Some(now)) => {
                         let ms = idle.ms(now);
                         let limit = u64::try_from(idle.limit.as_millis()).unwrap_or(u64::MAX);
@@ -191,15 +208,15 @@ where
     /// Stores `value` under `key`, replacing any previous value; the time to live starts now.
     /// A value heavier than a shard's share of the capacity is not kept.
     pub fn insert(&self, key: K, value: V) {
-        self.inner.insert(key, self.value_slot(value, self.ttl));
-        self.counters.add(Event::Insert, 1);
+        self.s.inner.insert(key, self.value_slot(value, self.s.ttl));
+        self.s.counters.add(Event::Insert, 1);
     }
 
     /// Like [`insert`](Cache::insert) with this entry's own time to live instead of the
     /// cache's (per-entry expiry).
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
-        self.inner.insert(key, self.value_slot(value, Some(ttl)));
-        self.counters.add(Event::Insert, 1);
+        self.s.inner.insert(key, self.value_slot(value, Some(ttl)));
+        self.s.counters.add(Event::Insert, 1);
     }
 
     /// A stored value with its expiry and, with a time to idle, its idle clock.
@@ -208,7 +225,10 @@ where
         Slot::Value {
             value,
             expires: ttl.map(|t| now + t),
-            touched: self.idle.map(|idle| Arc::new(AtomicU64::new(idle.ms(now)))),
+            touched: self
+                .s
+                .idle
+                .map(|idle| Arc::new(AtomicU64::new(idle.ms(now)))),
         }
     }
 
@@ -217,9 +237,9 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        let removed = self.inner.remove(key).is_some();
+        let removed = self.s.inner.remove(key).is_some();
         if removed {
-            self.counters.add(Event::EvictExplicit, 1);
+            self.s.counters.add(Event::EvictExplicit, 1);
         }
         removed
     }
@@ -227,7 +247,7 @@ where
     /// Removes every entry for which `predicate(key, value)` is true.
     pub fn invalidate_if(&self, predicate: impl Fn(&K, &V) -> bool) {
         let removed = AtomicU64::new(0);
-        self.inner.retain(|k, slot| {
+        self.s.inner.retain(|k, slot| {
             let drop = match slot {
                 Slot::Value { value, .. } => predicate(k, value),
                 Slot::Absent { .. } | Slot::Failed(_) => false,
@@ -237,35 +257,36 @@ where
             }
             !drop
         });
-        self.counters
+        self.s
+            .counters
             .add(Event::EvictExplicit, removed.load(Relaxed));
     }
 
     /// Removes every entry.
     pub fn invalidate_all(&self) {
-        let before = self.inner.len() as u64;
-        self.inner.clear();
-        self.counters.add(Event::EvictExplicit, before);
+        let before = self.s.inner.len() as u64;
+        self.s.inner.clear();
+        self.s.counters.add(Event::EvictExplicit, before);
     }
 
     /// Entries held now (values, cached absences).
     pub fn len(&self) -> usize {
-        self.inner.len()
+        self.s.inner.len()
     }
 
     /// Whether the cache holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.s.inner.is_empty()
     }
 
     /// The total weight held (the entry count without a weigher).
     pub fn weighted_size(&self) -> u64 {
-        self.inner.weight()
+        self.s.inner.weight()
     }
 
     /// The cache's name, its metrics' `cache` label.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.s.name
     }
 
     /// Shrinks the capacity to `fraction` (0 to 1) of the configured one, evicting at once
@@ -277,9 +298,9 @@ where
         } else {
             fraction.clamp(0.0, 1.0)
         };
-        let capacity = ((self.capacity as f64 * fraction) as u64).max(1);
-        self.current_capacity.store(capacity, Relaxed);
-        self.inner.set_capacity(capacity);
+        let capacity = ((self.s.capacity as f64 * fraction) as u64).max(1);
+        self.s.current_capacity.store(capacity, Relaxed);
+        self.s.inner.set_capacity(capacity);
     }
 
     /// Removes `key` if it is (still) an expired entry.
@@ -289,16 +310,32 @@ where
     {
         let now = Instant::now();
         if self
+            .s
             .inner
-            .remove_if(key, |slot| slot.expired(now, self.idle))
+            .remove_if(key, |slot| slot.expired(now, self.s.idle))
             .is_some()
         {
-            self.counters.add(Event::EvictExpired, 1);
+            self.s.counters.add(Event::EvictExpired, 1);
         }
     }
 
     /// Statistics now; also publishes them as metrics.
     pub fn stats(&self) -> CacheStats {
+        self.s.stats()
+    }
+
+    /// Whether a weigher sets the capacity (bytes) rather than the entry count.
+    pub fn is_weighed(&self) -> bool {
+        self.s.weighed
+    }
+}
+
+impl<K, V> Shared<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn stats(&self) -> CacheStats {
         let c = &self.counters;
         let mut s = CacheStats::default();
         s.hits = c.total(Event::Hit);
@@ -312,13 +349,19 @@ where
         s.entries = self.inner.len() as u64;
         s.weighted_size = self.inner.weight();
         s.capacity = self.current_capacity.load(Relaxed);
-        self.metrics.publish(&s);
+        self.metrics.get().publish(&s);
         s
     }
+}
 
-    /// Whether a weigher sets the capacity (bytes) rather than the entry count.
-    pub fn is_weighed(&self) -> bool {
-        self.weighed
+impl<K, V> Publish for Shared<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn publish(&self) {
+        self.metrics.refresh(|| CacheMetrics::new(&self.name));
+        let _ = self.stats();
     }
 }
 
@@ -341,10 +384,10 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
-            .field("name", &self.name)
-            .field("capacity", &self.capacity)
-            .field("entries", &self.inner.len())
-            .field("ttl", &self.ttl)
+            .field("name", &self.s.name)
+            .field("capacity", &self.s.capacity)
+            .field("entries", &self.s.inner.len())
+            .field("ttl", &self.s.ttl)
             .finish_non_exhaustive()
     }
 }

@@ -167,7 +167,7 @@ where
         self
     }
 
-    /// The cache. Install a metrics recorder before this call.
+    /// The cache. The metrics recorder may be installed before or after.
     pub fn build(self) -> Result<Cache<K, V>, ConfigError> {
         check(self.capacity, [self.ttl, self.tti, self.negative_ttl])?;
         Ok(Cache::from_builder(self))

@@ -116,16 +116,16 @@ where
         if let Some(found) = self.hit(key) {
             return found;
         }
-        self.counters.add(Event::Miss, 1);
+        self.s.counters.add(Event::Miss, 1);
         loop {
-            match self.inner.get_value_or_guard(key, None) {
+            match self.s.inner.get_value_or_guard(key, None) {
                 GuardResult::Value(slot) => match self.settle(key, slot) {
                     Some(outcome) => return outcome,
                     None => continue, // expired meanwhile
                 },
                 GuardResult::Guard(guard) => {
                     let load = load.take().expect("we load at most once");
-                    self.counters.add(Event::Load, 1);
+                    self.s.counters.add(Event::Load, 1);
                     let outcome = load();
                     return self.finish(key, outcome, |slot| {
                         let _ = guard.insert(slot);
@@ -144,16 +144,16 @@ where
         if let Some(found) = self.hit(key) {
             return found;
         }
-        self.counters.add(Event::Miss, 1);
+        self.s.counters.add(Event::Miss, 1);
         loop {
-            match self.inner.get_value_or_guard_async(key).await {
+            match self.s.inner.get_value_or_guard_async(key).await {
                 Ok(slot) => match self.settle(key, slot) {
                     Some(outcome) => return outcome,
                     None => continue,
                 },
                 Err(guard) => {
                     let load = load.take().expect("we load at most once");
-                    self.counters.add(Event::Load, 1);
+                    self.s.counters.add(Event::Load, 1);
                     let outcome = load.await;
                     return self.finish(key, outcome, |slot| {
                         let _ = guard.insert(slot);
@@ -170,7 +170,7 @@ where
             Lookup::Absent => Ok(None),
             Lookup::Failed(_) | Lookup::Missing => return None,
         };
-        self.counters.add(Event::Hit, 1);
+        self.s.counters.add(Event::Hit, 1);
         Some(found)
     }
 
@@ -193,10 +193,10 @@ where
     ) -> Result<Option<V>, SharedError> {
         match &outcome {
             Ok(Some(value)) => {
-                insert(self.value_slot(value.clone(), self.ttl));
-                self.counters.add(Event::Insert, 1);
+                insert(self.value_slot(value.clone(), self.s.ttl));
+                self.s.counters.add(Event::Insert, 1);
             }
-            Ok(None) => match self.negative_ttl {
+            Ok(None) => match self.s.negative_ttl {
                 Some(ttl) => insert(Slot::Absent {
                     expires: Instant::now() + ttl,
                 }),
@@ -205,15 +205,17 @@ where
                     insert(Slot::Absent {
                         expires: Instant::now(),
                     });
-                    self.inner.remove_if(key, |s| {
+                    self.s.inner.remove_if(key, |s| {
                         matches!(s, Slot::Absent { .. }) && s.expired(Instant::now(), None)
                     });
                 }
             },
             Err(err) => {
-                self.counters.add(Event::LoadFailure, 1);
+                self.s.counters.add(Event::LoadFailure, 1);
                 insert(Slot::Failed(err.clone()));
-                self.inner.remove_if(key, |s| matches!(s, Slot::Failed(_)));
+                self.s
+                    .inner
+                    .remove_if(key, |s| matches!(s, Slot::Failed(_)));
             }
         }
         let _ = self.stats(); // publish after each load: loads are rare and slow anyway

@@ -15,6 +15,9 @@
 //!   depending on a cache crate.
 //! - [`duration`]: durations as configuration files write them (`"30s"`, `"250ms"`), with
 //!   the `serde` helpers every `Config` uses.
+//! - [`publish`]: components that publish their metrics at scrape time, and handles bound
+//!   late, so metrics are live whatever the order in which the recorder and the components
+//!   are set up.
 //! - [`catalog`]: every metric the Veza crates emit or the performance guide asks for, with its
 //!   Prometheus name, kind, unit, labels and help text, in one place.
 //!
@@ -62,6 +65,7 @@ pub mod catalog;
 pub mod duration;
 mod error;
 mod health;
+pub mod publish;
 mod stats;
 
 pub use cache::{AsyncCache, BoxFuture, SharedError};

@@ -70,7 +70,6 @@ pub(crate) struct Manager {
     #[cfg(feature = "rustls")]
     pub(crate) tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     pub(crate) errors: ConnectErrors,
-    pub(crate) created: metrics::Counter,
     /// Connect attempts that failed in a row.
     pub(crate) failures: Arc<AtomicU32>,
     /// Connections that exist, and connect attempts under way (see `Pool::on_connect_error`).
@@ -144,7 +143,6 @@ impl bb8::ManageConnection for Manager {
             // Closed while connecting: the client goes, and its socket with it.
             Ok(_) if self.closed.load(Ordering::Acquire) => Err(ConnectError::Closed),
             Ok((client, wire)) => {
-                self.created.increment(1);
                 self.failures.store(0, Ordering::Release);
                 let now = Instant::now();
                 let expires = self

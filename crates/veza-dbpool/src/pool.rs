@@ -96,7 +96,6 @@ impl Pool {
                 .clone()
                 .map(|c| tokio_postgres_rustls::MakeRustlsConnect::new((*c).clone())),
             errors: errors.clone(),
-            created: metrics.created.clone(),
             failures: connect_failures.clone(),
             live: live.clone(),
             connecting: connecting.clone(),
@@ -114,7 +113,7 @@ impl Pool {
             .test_on_check_out(false)
             .retry_connection(false)
             .build_unchecked(manager);
-        Ok(Pool {
+        let pool = Pool {
             s: Arc::new(Shared {
                 inner,
                 fair: Arc::new(Semaphore::new(config.max_size as usize)),
@@ -129,7 +128,9 @@ impl Pool {
                 closed,
                 returned: Notify::new(),
             }),
-        })
+        };
+        veza_core::publish::register(&pool.s);
+        Ok(pool)
     }
 
     /// A builder: `Pool::builder().url("postgres://app@127.0.0.1/app").max_size(32).build()`.
@@ -444,14 +445,20 @@ impl Pool {
 
     /// Statistics now (also published as metrics).
     pub fn stats(&self) -> PoolStats {
-        let state = self.s.inner.state();
+        self.s.stats()
+    }
+}
+
+impl Shared {
+    fn stats(&self) -> PoolStats {
+        let state = self.inner.state();
         let s = &state.statistics;
         let mut stats = PoolStats::default();
-        stats.max_size = u64::from(self.s.config.max_size);
+        stats.max_size = u64::from(self.config.max_size);
         stats.size = u64::from(state.connections);
         stats.idle = u64::from(state.idle_connections);
         stats.in_use = stats.size - stats.idle;
-        stats.waiting = self.s.metrics.waiting_now();
+        stats.waiting = self.metrics.waiting_now();
         stats.acquired = s.get_direct + s.get_waited;
         stats.hits = s.get_direct + s.get_waited;
         stats.misses = s.connections_created;
@@ -459,9 +466,16 @@ impl Pool {
             + s.connections_closed_invalid
             + s.connections_closed_max_lifetime
             + s.connections_closed_idle_timeout;
-        stats.timeouts = self.s.metrics.timeouts_now();
-        self.s.metrics.publish(&stats, s);
+        stats.timeouts = self.metrics.timeouts_now();
+        self.metrics.publish(&stats, s);
         stats
+    }
+}
+
+impl veza_core::publish::Publish for Shared {
+    fn publish(&self) {
+        self.metrics.refresh();
+        let _ = self.stats();
     }
 }
 

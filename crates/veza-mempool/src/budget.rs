@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge};
 use veza_core::catalog::memory as catalog;
+use veza_core::publish::{Late, Publish};
 use veza_core::{Classify, ErrorKind};
 
 use crate::alloc::CountingAllocator;
@@ -134,7 +135,16 @@ type Callback = Arc<dyn Fn(PressureChange) + Send + Sync>;
 /// themselves (see [`Trim`]). [`start`](MemoryBudget::start) samples on an interval (30 s by
 /// default, as in the guide) on a background thread. The budget, usage and level are exported
 /// as the `memory_budget_*` and `memory_pressure_*` catalog metrics.
+///
+/// A cheap handle: `MemoryBudget` is `Clone` (one `Arc`); clones share the level, the
+/// subscribers and the attached pools. A [`Monitor`] samples for as long as a clone lives
+/// and it is not dropped.
+#[derive(Clone)]
 pub struct MemoryBudget {
+    s: Arc<Shared>,
+}
+
+struct Shared {
     limit: u64,
     high: f64,
     critical: f64,
@@ -143,7 +153,9 @@ pub struct MemoryBudget {
     used: AtomicU64,
     callbacks: Mutex<Vec<Callback>>,
     trims: Mutex<Vec<Weak<dyn Trim>>>,
-    metrics: BudgetMetrics,
+    /// Level changes so far, by the level reached.
+    changes: [AtomicU64; 3],
+    metrics: Late<BudgetMetrics>,
 }
 
 struct BudgetMetrics {
@@ -151,6 +163,45 @@ struct BudgetMetrics {
     used: Gauge,
     level: Gauge,
     changes: [Counter; 3],
+}
+
+impl BudgetMetrics {
+    fn new() -> BudgetMetrics {
+        BudgetMetrics {
+            budget: metrics::gauge!(catalog::BUDGET.name),
+            used: metrics::gauge!(catalog::BUDGET_USED.name),
+            level: metrics::gauge!(catalog::PRESSURE_LEVEL.name),
+            changes: [Pressure::Normal, Pressure::High, Pressure::Critical]
+                .map(|p| metrics::counter!(catalog::PRESSURE_CHANGES.name, "level" => p.as_str())),
+        }
+    }
+}
+
+impl Publish for Shared {
+    fn publish(&self) {
+        self.metrics.refresh(BudgetMetrics::new);
+        let m = self.metrics.get();
+        m.budget.set(self.limit as f64);
+        m.used.set(self.used.load(Relaxed) as f64);
+        m.level.set(f64::from(self.level.load(Relaxed)));
+        for (counter, n) in m.changes.iter().zip(&self.changes) {
+            counter.absolute(n.load(Relaxed));
+        }
+    }
+}
+
+/// What a [`MemoryBudget`] can [`attach`](MemoryBudget::attach): a pool (or a clone of one),
+/// or any `Arc` of a [`Trim`]. It is held weakly: dropping the target (its last clone)
+/// detaches it.
+pub trait Attach {
+    /// A weak reference to what is told of each change of level.
+    fn trim_target(&self) -> Weak<dyn Trim>;
+}
+
+impl<T: Trim + 'static> Attach for Arc<T> {
+    fn trim_target(&self) -> Weak<dyn Trim> {
+        Arc::downgrade(self) as Weak<dyn Trim>
+    }
 }
 
 impl MemoryBudget {
@@ -188,15 +239,7 @@ impl MemoryBudget {
         if !(high > 0.0 && high <= critical && critical.is_finite()) {
             return Err(ConfigError("thresholds need 0 < high <= critical"));
         }
-        let metrics = BudgetMetrics {
-            budget: metrics::gauge!(catalog::BUDGET.name),
-            used: metrics::gauge!(catalog::BUDGET_USED.name),
-            level: metrics::gauge!(catalog::PRESSURE_LEVEL.name),
-            changes: [Pressure::Normal, Pressure::High, Pressure::Critical]
-                .map(|p| metrics::counter!(catalog::PRESSURE_CHANGES.name, "level" => p.as_str())),
-        };
-        metrics.budget.set(limit as f64);
-        Ok(MemoryBudget {
+        let shared = Arc::new(Shared {
             limit,
             high,
             critical,
@@ -205,31 +248,35 @@ impl MemoryBudget {
             used: AtomicU64::new(0),
             callbacks: Mutex::new(Vec::new()),
             trims: Mutex::new(Vec::new()),
-            metrics,
-        })
+            changes: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            metrics: Late::new(BudgetMetrics::new),
+        });
+        shared.metrics.get().budget.set(limit as f64);
+        veza_core::publish::register(&shared);
+        Ok(MemoryBudget { s: shared })
     }
 
     /// The budget in bytes.
     pub fn limit(&self) -> u64 {
-        self.limit
+        self.s.limit
     }
 
     /// The level found by the last sample.
     pub fn pressure(&self) -> Pressure {
-        Pressure::from_u8(self.level.load(Relaxed))
+        Pressure::from_u8(self.s.level.load(Relaxed))
     }
 
     /// The usage found by the last sample, in bytes.
     pub fn last_used(&self) -> u64 {
-        self.used.load(Relaxed)
+        self.s.used.load(Relaxed)
     }
 
     /// The level for `used` bytes.
     pub fn level_for(&self, used: u64) -> Pressure {
-        let ratio = used as f64 / self.limit as f64;
-        if ratio >= self.critical {
+        let ratio = used as f64 / self.s.limit as f64;
+        if ratio >= self.s.critical {
             Pressure::Critical
-        } else if ratio >= self.high {
+        } else if ratio >= self.s.high {
             Pressure::High
         } else {
             Pressure::Normal
@@ -239,31 +286,33 @@ impl MemoryBudget {
     /// Reads the usage now, updates the level and metrics, and notifies subscribers if the
     /// level changed. Returns the level.
     pub fn sample(&self) -> Result<Pressure, UsageError> {
-        let used = self.source.read()?;
-        self.used.store(used, Relaxed);
-        self.metrics.used.set(used as f64);
+        let used = self.s.source.read()?;
+        self.s.used.store(used, Relaxed);
+        let metrics = self.s.metrics.get();
+        metrics.used.set(used as f64);
         let to = self.level_for(used);
-        let from = Pressure::from_u8(self.level.swap(to as u8, Relaxed));
-        self.metrics.level.set(f64::from(to as u8));
+        let from = Pressure::from_u8(self.s.level.swap(to as u8, Relaxed));
+        metrics.level.set(f64::from(to as u8));
         if from != to {
-            self.metrics.changes[to as usize].increment(1);
+            self.s.changes[to as usize].fetch_add(1, Relaxed);
+            metrics.changes[to as usize].increment(1);
             self.notify(PressureChange {
                 from,
                 to,
                 used,
-                limit: self.limit,
+                limit: self.s.limit,
             });
         }
         Ok(to)
     }
 
     fn notify(&self, change: PressureChange) {
-        let callbacks = lock(&self.callbacks).clone();
+        let callbacks = lock(&self.s.callbacks).clone();
         for callback in callbacks {
             callback(change);
         }
         let trims: Vec<Arc<dyn Trim>> = {
-            let mut trims = lock(&self.trims);
+            let mut trims = lock(&self.s.trims);
             trims.retain(|w| w.strong_count() > 0);
             trims.iter().filter_map(Weak::upgrade).collect()
         };
@@ -274,7 +323,7 @@ impl MemoryBudget {
 
     /// Calls `callback` on every change of level (on the sampling thread).
     pub fn subscribe(&self, callback: impl Fn(PressureChange) + Send + Sync + 'static) {
-        lock(&self.callbacks).push(Arc::new(callback));
+        lock(&self.s.callbacks).push(Arc::new(callback));
     }
 
     /// A channel that receives every change of level. Dropping the receiver unsubscribes it
@@ -288,26 +337,30 @@ impl MemoryBudget {
         rx
     }
 
-    /// Attaches a pool (or anything that can [`Trim`]): it is told every change of level, and
-    /// the current level now. Held weakly: dropping the pool detaches it.
-    pub fn attach<T: Trim + 'static>(&self, target: &Arc<T>) {
-        let weak: Weak<dyn Trim> = Arc::downgrade(target) as Weak<dyn Trim>;
-        lock(&self.trims).push(weak);
-        target.on_pressure(self.pressure());
+    /// Attaches a pool (a [`Pool`](crate::Pool) or [`BufferPool`](crate::BufferPool), or an
+    /// `Arc` of anything that can [`Trim`]): it is told every change of level, and the current
+    /// level now. Held weakly: dropping the pool (its last clone) detaches it.
+    pub fn attach(&self, target: &impl Attach) {
+        let weak = target.trim_target();
+        if let Some(target) = weak.upgrade() {
+            target.on_pressure(self.pressure());
+        }
+        lock(&self.s.trims).push(weak);
     }
 
     /// Samples every `interval` on a background thread until the returned handle is dropped.
     /// Sampling errors are skipped (the next tick tries again).
-    pub fn start(self: &Arc<Self>, interval: Duration) -> Monitor {
+    pub fn start(&self, interval: Duration) -> Monitor {
         let (stop, stopped) = mpsc::channel::<()>();
-        let budget = Arc::downgrade(self);
+        let budget = Arc::downgrade(&self.s);
         let thread = std::thread::Builder::new()
             .name("veza-memory-budget".to_owned())
             .spawn(move || {
                 loop {
-                    let Some(budget) = budget.upgrade() else {
+                    let Some(s) = budget.upgrade() else {
                         return;
                     };
+                    let budget = MemoryBudget { s };
                     let _ = budget.sample();
                     drop(budget);
                     match stopped.recv_timeout(interval) {
@@ -327,8 +380,8 @@ impl MemoryBudget {
 impl fmt::Debug for MemoryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryBudget")
-            .field("limit", &self.limit)
-            .field("source", &self.source)
+            .field("limit", &self.s.limit)
+            .field("source", &self.s.source)
             .field("pressure", &self.pressure())
             .field("last_used", &self.last_used())
             .finish_non_exhaustive()

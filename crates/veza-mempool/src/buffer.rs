@@ -49,7 +49,7 @@ impl Buffer for bytes::BytesMut {
 
 /// A buffer from a [`BufferPool`].
 pub type PooledBuf<'a, B = Vec<u8>> = Pooled<'a, B, BufferPool<B>>;
-/// A buffer from an `Arc<BufferPool>`, for `'static` use.
+/// A buffer holding a clone of its [`BufferPool`], for `'static` use.
 pub type PooledBufOwned<B = Vec<u8>> = PooledOwned<B, BufferPool<B>>;
 
 /// Byte buffers in size classes.
@@ -60,7 +60,20 @@ pub type PooledBufOwned<B = Vec<u8>> = PooledOwned<B, BufferPool<B>>;
 /// `max_retained_bytes` (split evenly across classes). A buffer larger than twice the largest
 /// class, or smaller than the smallest, is dropped (counted as `oversized`); a request larger
 /// than the largest class gets a fresh buffer that is not kept either.
+///
+/// A cheap handle: `BufferPool` is `Clone` (one `Arc`), and clones share the buffers.
 pub struct BufferPool<B: Buffer = Vec<u8>> {
+    s: Arc<Classes<B>>,
+}
+
+impl<B: Buffer> Clone for BufferPool<B> {
+    fn clone(&self) -> Self {
+        BufferPool { s: self.s.clone() }
+    }
+}
+
+/// What the clones of a buffer pool share.
+struct Classes<B: Buffer> {
     classes: Vec<(usize, ClassPool<B>)>,
     /// For each power of two `2^k`, the smallest class at least that large (`classes.len()`
     /// when none is): a request's class in one lookup and a step or two.
@@ -145,9 +158,11 @@ impl<B: Buffer> BufferPool<B> {
             return Err(crate::ConfigError("at most 254 buffer classes"));
         }
         Ok(BufferPool {
-            classes,
-            by_log2,
-            name: name.to_owned(),
+            s: Arc::new(Classes {
+                classes,
+                by_log2,
+                name: name.to_owned(),
+            }),
         })
     }
 
@@ -158,20 +173,21 @@ impl<B: Buffer> BufferPool<B> {
         Pooled::new(self, buffer, class)
     }
 
-    /// Like [`get`](BufferPool::get), holding an `Arc` of the pool (for `'static` use).
-    pub fn get_owned(self: &Arc<Self>, min_capacity: usize) -> PooledBufOwned<B> {
+    /// Like [`get`](BufferPool::get), holding a clone of the pool (for `'static` use).
+    pub fn get_owned(&self, min_capacity: usize) -> PooledBufOwned<B> {
         let (buffer, class) = self.take(min_capacity);
         PooledOwned::new(self.clone(), buffer, class)
     }
 
     /// The class sizes.
     pub fn class_sizes(&self) -> Vec<usize> {
-        self.classes.iter().map(|(size, _)| *size).collect()
+        self.s.classes.iter().map(|(size, _)| *size).collect()
     }
 
     /// The pool of one class, for its own statistics.
     pub fn class(&self, size: usize) -> Option<&ClassPool<B>> {
-        self.classes
+        self.s
+            .classes
             .iter()
             .find(|(s, _)| *s == size)
             .map(|(_, p)| p)
@@ -181,7 +197,7 @@ impl<B: Buffer> BufferPool<B> {
     #[inline]
     fn take(&self, min_capacity: usize) -> (B, usize) {
         let class = self.class_for(min_capacity);
-        match self.classes.get(class) {
+        match self.s.classes.get(class) {
             Some((_, pool)) => (pool.take(), class),
             None => (B::with_capacity(min_capacity), NO_CLASS),
         }
@@ -193,8 +209,8 @@ impl<B: Buffer> BufferPool<B> {
         // The smallest class >= the next power of two is an upper bound; classes that are not
         // powers of two may allow a smaller one just below it.
         let log2 = (usize::BITS - min_capacity.saturating_sub(1).leading_zeros()) as usize;
-        let mut class = usize::from(self.by_log2[log2]);
-        while class > 0 && self.classes[class - 1].0 >= min_capacity {
+        let mut class = usize::from(self.s.by_log2[log2]);
+        while class > 0 && self.s.classes[class - 1].0 >= min_capacity {
             class -= 1;
         }
         class
@@ -202,7 +218,8 @@ impl<B: Buffer> BufferPool<B> {
 
     /// The class a buffer of `capacity` belongs to: the largest whose size it covers.
     fn class_of(&self, capacity: usize) -> Option<usize> {
-        self.classes
+        self.s
+            .classes
             .partition_point(|(size, _)| *size <= capacity)
             .checked_sub(1)
     }
@@ -220,8 +237,9 @@ impl<B: Buffer> Home<B> for BufferPool<B> {
     fn give_back(&self, buffer: B, class: usize) {
         let capacity = buffer.capacity();
         let fits = |i: usize| {
-            self.classes[i].0 <= capacity
+            self.s.classes[i].0 <= capacity
                 && self
+                    .s
                     .classes
                     .get(i + 1)
                     .is_none_or(|(next, _)| capacity < *next)
@@ -231,11 +249,11 @@ impl<B: Buffer> Home<B> for BufferPool<B> {
         } else {
             self.class_of(capacity)
         };
-        let largest = self.classes[self.classes.len() - 1].0;
+        let largest = self.s.classes[self.s.classes.len() - 1].0;
         match class {
-            Some(i) if capacity < largest.saturating_mul(2) => self.classes[i].1.put(buffer),
-            Some(i) => self.classes[i].1.count_discard(Discard::Oversized),
-            None => self.classes[0].1.count_discard(Discard::Oversized),
+            Some(i) if capacity < largest.saturating_mul(2) => self.s.classes[i].1.put(buffer),
+            Some(i) => self.s.classes[i].1.count_discard(Discard::Oversized),
+            None => self.s.classes[0].1.count_discard(Discard::Oversized),
         }
     }
 
@@ -257,7 +275,7 @@ impl<B: Buffer> Observe for BufferPool<B> {
     /// The classes added up.
     fn snapshot(&self) -> PoolStats {
         let mut total = PoolStats::default();
-        for (_, pool) in &self.classes {
+        for (_, pool) in &self.s.classes {
             let s = pool.snapshot();
             total.max_size += s.max_size;
             total.size += s.size;
@@ -276,16 +294,28 @@ impl<B: Buffer> Observe for BufferPool<B> {
 
 impl<B: Buffer> Trim for BufferPool<B> {
     fn on_pressure(&self, pressure: Pressure) {
+        self.s.on_pressure(pressure);
+    }
+}
+
+impl<B: Buffer> Trim for Classes<B> {
+    fn on_pressure(&self, pressure: Pressure) {
         for (_, pool) in &self.classes {
             pool.on_pressure(pressure);
         }
     }
 }
 
+impl<B: Buffer> crate::budget::Attach for BufferPool<B> {
+    fn trim_target(&self) -> std::sync::Weak<dyn Trim> {
+        Arc::downgrade(&self.s) as std::sync::Weak<dyn Trim>
+    }
+}
+
 impl<B: Buffer> fmt::Debug for BufferPool<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferPool")
-            .field("name", &self.name)
+            .field("name", &self.s.name)
             .field("classes", &self.class_sizes())
             .finish()
     }

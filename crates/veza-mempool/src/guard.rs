@@ -1,9 +1,8 @@
 //! The guards that hand out pooled objects and give them back on drop: [`Pooled`] (borrows
-//! the pool) and [`PooledOwned`] (holds an `Arc` of it).
+//! the pool) and [`PooledOwned`] (holds a clone of it).
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
 
 use crate::pool::Pool;
 
@@ -67,15 +66,16 @@ impl<T: fmt::Debug, P: Home<T>> fmt::Debug for Pooled<'_, T, P> {
     }
 }
 
-/// An object from a pool in an `Arc`, for `'static` use; goes back to the pool when dropped.
+/// An object from a pool, holding a clone of the pool, for `'static` use; goes back to the
+/// pool when dropped.
 pub struct PooledOwned<T, P: Home<T> = Pool<T>> {
-    pool: Arc<P>,
+    pool: P,
     item: Option<T>,
     hint: P::Hint,
 }
 
 impl<T, P: Home<T>> PooledOwned<T, P> {
-    pub(crate) fn new(pool: Arc<P>, item: T, hint: P::Hint) -> Self {
+    pub(crate) fn new(pool: P, item: T, hint: P::Hint) -> Self {
         PooledOwned {
             pool,
             item: Some(item),

@@ -98,7 +98,9 @@ mod recycle;
 mod shard;
 
 pub use alloc::CountingAllocator;
-pub use budget::{MemoryBudget, Monitor, Pressure, PressureChange, Trim, UsageError, UsageSource};
+pub use budget::{
+    Attach, MemoryBudget, Monitor, Pressure, PressureChange, Trim, UsageError, UsageSource,
+};
 pub use buffer::{Buffer, BufferPolicy, BufferPool, ClassPool, PooledBuf, PooledBufOwned};
 pub use config::{BudgetConfig, BufferPoolConfig};
 pub use error::ConfigError;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
+use veza_core::publish::{Late, Publish};
 use veza_core::{Observe, PoolStats};
 
 use crate::budget::{Pressure, Trim};
@@ -87,16 +88,31 @@ impl<T> fmt::Debug for Closures<T> {
 ///   otherwise it is dropped and counted as a discard. The pool never holds more than its cap.
 /// - Objects are kept in per-core shards, each behind its own lock, so threads rarely contend;
 ///   a thread whose shard is empty takes from the others before creating.
-/// - Statistics through [`Observe`] (`PoolStats`), catalog metrics (`mempool_*`), and
-///   [`Trim`] so a [`MemoryBudget`](crate::MemoryBudget) can shrink it under pressure.
+/// - Statistics through [`Observe`] (`PoolStats`), catalog metrics (`mempool_*`, current at
+///   every scrape), and [`Trim`] so a [`MemoryBudget`](crate::MemoryBudget) can shrink it
+///   under pressure.
+/// - A cheap handle: `Pool` is `Clone` (one `Arc`); clones share the idle objects, the
+///   counts and the metrics. The idle objects are dropped with the last clone and the last
+///   guard.
 pub struct Pool<T, P: Policy<T> = Closures<T>> {
+    s: Arc<Core<T, P>>,
+}
+
+impl<T, P: Policy<T>> Clone for Pool<T, P> {
+    fn clone(&self) -> Self {
+        Pool { s: self.s.clone() }
+    }
+}
+
+/// What the clones of a pool share.
+pub(crate) struct Core<T, P> {
     shards: Sharded<Stack<T>>,
     policy: P,
     max_weight: u64,
     pressure: AtomicU8,
     detached: AtomicU64,
     name: String,
-    metrics: PoolMetrics,
+    metrics: Late<PoolMetrics>,
 }
 
 /// One shard: idle objects and the counts of what happened here.
@@ -125,7 +141,7 @@ fn share_u64(total: u64, index: usize, count: usize) -> u64 {
     share(total as usize, index, count) as u64
 }
 
-impl<T> Pool<T> {
+impl<T: Send + 'static> Pool<T> {
     /// A pool keeping at most `max_idle` idle objects, made by `create`, not reset on return.
     pub fn new(create: impl Fn() -> T + Send + Sync + 'static, max_idle: usize) -> Pool<T> {
         Pool::builder(create).max_idle(max_idle).build()
@@ -153,10 +169,10 @@ impl<T> Pool<T> {
     }
 }
 
-impl<T, P: Policy<T>> Pool<T, P> {
+impl<T: Send + 'static, P: Policy<T> + 'static> Pool<T, P> {
     /// A pool with a hand-written [`Policy`] and a cap (in the policy's weight units).
     pub fn with_policy(policy: P, max_weight: u64, name: &str) -> Pool<T, P> {
-        Pool {
+        let core = Arc::new(Core {
             shards: Sharded::new(|index, count| Stack {
                 items: Vec::new(),
                 weight: 0,
@@ -169,40 +185,44 @@ impl<T, P: Policy<T>> Pool<T, P> {
             max_weight,
             pressure: AtomicU8::new(Pressure::Normal as u8),
             detached: AtomicU64::new(0),
-            metrics: PoolMetrics::new(name),
+            metrics: Late::new(|| PoolMetrics::new(name)),
             name: name.to_owned(),
-        }
+        });
+        veza_core::publish::register(&core);
+        Pool { s: core }
     }
+}
 
+impl<T, P: Policy<T>> Pool<T, P> {
     /// An idle object, or a new one when none is idle.
     pub fn get(&self) -> Pooled<'_, T, Self> {
         Pooled::new(self, self.take(), ())
     }
 
-    /// Like [`get`](Pool::get), with a guard that owns an `Arc` of the pool (for `'static` use:
+    /// Like [`get`](Pool::get), with a guard that owns a clone of the pool (for `'static` use:
     /// moving into a thread or a task).
-    pub fn get_owned(self: &Arc<Self>) -> PooledOwned<T, Self> {
+    pub fn get_owned(&self) -> PooledOwned<T, Self> {
         PooledOwned::new(self.clone(), self.take(), ())
     }
 
     /// The pool's name, its metrics' `pool` label.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.s.name
     }
 
     /// Idle objects now.
     pub fn idle(&self) -> usize {
         let mut idle = 0;
-        self.shards.for_each(|s| idle += s.items.len());
+        self.s.shards.for_each(|s| idle += s.items.len());
         idle
     }
 
     /// Drops idle objects until at most `keep` remain (counted as trimmed discards).
     pub fn trim_to(&self, keep: usize) {
-        let count = self.shards.len();
+        let count = self.s.shards.len();
         let mut dropped = Vec::new();
         for index in 0..count {
-            let mut shard = self.shards.lock(index);
+            let mut shard = self.s.shards.lock(index);
             let keep_here = share(keep, index, count);
             while shard.items.len() > keep_here {
                 let item = shard.items.pop().expect("non-empty");
@@ -216,20 +236,20 @@ impl<T, P: Policy<T>> Pool<T, P> {
 
     #[inline]
     pub(crate) fn take(&self) -> T {
-        let home = self.shards.home();
+        let home = self.s.shards.home();
         // Fast path: this thread's own shard.
-        if let Some(item) = self.pop_from(&mut self.shards.lock(home)) {
+        if let Some(item) = self.pop_from(&mut self.s.shards.lock(home)) {
             return item;
         }
-        let count = self.shards.len();
-        let stolen =
-            (1..count).find_map(|k| self.pop_from(&mut self.shards.lock((home + k) & (count - 1))));
+        let count = self.s.shards.len();
+        let stolen = (1..count)
+            .find_map(|k| self.pop_from(&mut self.s.shards.lock((home + k) & (count - 1))));
         stolen.unwrap_or_else(|| {
-            let mut shard = self.shards.lock(home);
+            let mut shard = self.s.shards.lock(home);
             shard.counts.misses += 1;
             self.maybe_publish(&mut shard);
             drop(shard);
-            self.policy.create()
+            self.s.policy.create()
         })
     }
 
@@ -245,17 +265,17 @@ impl<T, P: Policy<T>> Pool<T, P> {
     /// Takes an object back: resets it, then keeps it if there is room, else drops it.
     #[inline]
     pub(crate) fn put(&self, mut item: T) {
-        if !self.policy.keep(&item) {
+        if !self.s.policy.keep(&item) {
             self.count_discard(Discard::Oversized);
             return;
         }
-        self.policy.reset(&mut item);
+        self.s.policy.reset(&mut item);
         let weight = self.weight_of(&item);
-        let level = usize::from(self.pressure.load(Relaxed)).min(2);
-        let home = self.shards.home();
-        let count = self.shards.len();
+        let level = usize::from(self.s.pressure.load(Relaxed)).min(2);
+        let home = self.s.shards.home();
+        let count = self.s.shards.len();
         for k in 0..count {
-            let mut shard = self.shards.lock((home + k) & (count - 1));
+            let mut shard = self.s.shards.lock((home + k) & (count - 1));
             if shard.weight + weight <= shard.caps[level] {
                 shard.items.push(item);
                 shard.weight += weight;
@@ -269,30 +289,38 @@ impl<T, P: Policy<T>> Pool<T, P> {
     }
 
     pub(crate) fn count_discard(&self, why: Discard) {
-        let mut home = self.shards.lock(self.shards.home());
+        let mut home = self.s.shards.lock(self.s.shards.home());
         home.counts.discard(why);
         self.maybe_publish(&mut home);
     }
 
     fn weight_of(&self, item: &T) -> u64 {
-        self.policy.weigh(item)
+        self.s.policy.weigh(item)
     }
 
     fn maybe_publish(&self, shard: &mut Stack<T>) {
         shard.unpublished += 1;
         if shard.unpublished >= PUBLISH_EVERY {
             shard.unpublished = 0;
-            self.metrics
+            self.s
+                .metrics
+                .get()
                 .publish_delta(&shard.counts, &mut shard.published);
         }
     }
 
+    fn totals(&self) -> (Counts, u64, u64) {
+        self.s.totals()
+    }
+}
+
+impl<T, P: Policy<T>> Core<T, P> {
     /// Sums every shard; publishes the metrics on the way.
     fn totals(&self) -> (Counts, u64, u64) {
+        let metrics = self.metrics.get();
         let (mut counts, mut idle, mut weight) = (Counts::default(), 0, 0);
         self.shards.for_each(|shard| {
-            self.metrics
-                .publish_delta(&shard.counts, &mut shard.published);
+            metrics.publish_delta(&shard.counts, &mut shard.published);
             counts.add(&shard.counts);
             idle += shard.items.len() as u64;
             weight += shard.weight;
@@ -302,8 +330,19 @@ impl<T, P: Policy<T>> Pool<T, P> {
         } else {
             0
         };
-        self.metrics.set_gauges(idle, retained);
+        metrics.set_gauges(idle, retained);
         (counts, idle, weight)
+    }
+}
+
+impl<T: Send, P: Policy<T>> Publish for Core<T, P> {
+    fn publish(&self) {
+        if self.metrics.refresh(|| PoolMetrics::new(&self.name)) {
+            // The counts so far went to no recorder: the new handles get all of them.
+            self.shards
+                .for_each(|shard| shard.published = Counts::default());
+        }
+        let _ = self.totals();
     }
 }
 
@@ -315,7 +354,7 @@ impl<T, P: Policy<T>> Home<T> for Pool<T, P> {
     }
 
     fn detached(&self) {
-        self.detached.fetch_add(1, Relaxed);
+        self.s.detached.fetch_add(1, Relaxed);
     }
 }
 
@@ -327,9 +366,9 @@ impl<T, P: Policy<T>> Observe for Pool<T, P> {
     fn snapshot(&self) -> PoolStats {
         let (c, idle, weight) = self.totals();
         let handed_out = c.hits + c.misses;
-        let back = c.returns + c.full + c.oversized + self.detached.load(Relaxed);
+        let back = c.returns + c.full + c.oversized + self.s.detached.load(Relaxed);
         let mut stats = PoolStats::default();
-        stats.max_size = self.max_weight;
+        stats.max_size = self.s.max_weight;
         stats.idle = idle;
         stats.in_use = handed_out.saturating_sub(back);
         stats.size = stats.idle + stats.in_use;
@@ -338,7 +377,7 @@ impl<T, P: Policy<T>> Observe for Pool<T, P> {
         stats.misses = c.misses;
         stats.returns = c.returns;
         stats.discards = c.discards();
-        stats.retained_bytes = if self.policy.weighs_bytes() {
+        stats.retained_bytes = if self.s.policy.weighs_bytes() {
             weight
         } else {
             0
@@ -351,6 +390,18 @@ impl<T: Send, P: Policy<T>> Trim for Pool<T, P> {
     /// Under high pressure the pool keeps at most half its cap, under critical pressure
     /// nothing; back to normal, the full cap applies again.
     fn on_pressure(&self, pressure: Pressure) {
+        self.s.on_pressure(pressure);
+    }
+}
+
+impl<T: Send + 'static, P: Policy<T> + 'static> crate::budget::Attach for Pool<T, P> {
+    fn trim_target(&self) -> std::sync::Weak<dyn Trim> {
+        Arc::downgrade(&self.s) as std::sync::Weak<dyn Trim>
+    }
+}
+
+impl<T: Send, P: Policy<T>> Trim for Core<T, P> {
+    fn on_pressure(&self, pressure: Pressure) {
         self.pressure.store(pressure as u8, Relaxed);
         let count = self.shards.len();
         let mut dropped = Vec::new();
@@ -359,7 +410,7 @@ impl<T: Send, P: Policy<T>> Trim for Pool<T, P> {
             let cap = shard.caps[pressure as usize];
             while shard.weight > cap {
                 let Some(item) = shard.items.pop() else { break };
-                shard.weight -= self.weight_of(&item);
+                shard.weight -= self.policy.weigh(&item);
                 shard.counts.discard(Discard::Trimmed);
                 dropped.push(item);
             }
@@ -371,8 +422,8 @@ impl<T: Send, P: Policy<T>> Trim for Pool<T, P> {
 impl<T, P: Policy<T>> fmt::Debug for Pool<T, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
-            .field("name", &self.name)
-            .field("max_weight", &self.max_weight)
+            .field("name", &self.s.name)
+            .field("max_weight", &self.s.max_weight)
             .field("idle", &self.idle())
             .finish_non_exhaustive()
     }
@@ -389,7 +440,7 @@ pub struct PoolBuilder<T> {
     name: String,
 }
 
-impl<T> PoolBuilder<T> {
+impl<T: Send + 'static> PoolBuilder<T> {
     /// At most this many idle objects (default 64). With [`weigh`](PoolBuilder::weigh), the
     /// cap is on their total weight instead.
     pub fn max_idle(mut self, max: usize) -> Self {
@@ -443,7 +494,7 @@ impl<T> PoolBuilder<T> {
         self
     }
 
-    /// The pool. Register metrics recorders before this call.
+    /// The pool. The metrics recorder may be installed before or after.
     pub fn build(self) -> Pool<T> {
         let policy = Closures {
             create: self.create,
@@ -453,10 +504,10 @@ impl<T> PoolBuilder<T> {
         };
         let pool = Pool::with_policy(policy, self.max_weight, &self.name);
         for _ in 0..self.prefill {
-            let item = pool.policy.create();
+            let item = pool.s.policy.create();
             let weight = pool.weight_of(&item);
             let mut item = Some(item);
-            let kept = pool.shards.find_map(|shard| {
+            let kept = pool.s.shards.find_map(|shard| {
                 (shard.weight + weight <= shard.caps[0]).then(|| {
                     shard.items.push(item.take().expect("once"));
                     shard.weight += weight;

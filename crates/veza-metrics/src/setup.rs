@@ -133,6 +133,8 @@ impl MetricsBuilder {
             other => Error::Config(other.to_string()),
         })?;
         describe_catalog();
+        // Components built before now hold handles of no recorder: they make them again.
+        veza_core::publish::recorder_installed();
         Ok(self.finish(handle))
     }
 
@@ -248,13 +250,16 @@ impl Metrics {
     }
 
     /// Everything, in the Prometheus text format: the recorder's metrics, then what the
-    /// collectors read now.
+    /// collectors read now. Every live pool, cache and worker pool of the Veza crates publishes
+    /// its figures first (`veza_core::publish::publish_all`), so they are current without any
+    /// `snapshot()` call.
     pub fn render(&self) -> String {
         let _one_at_a_time = self
             .inner
             .render_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        veza_core::publish::publish_all();
         let mut out = self.inner.handle.render();
         let mut families: Vec<Family> = Vec::new();
         for collector in &self.inner.collectors {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::config::Priority;
 use crate::error::{JobError, panic_message};
 use crate::queue::{Envelope, Job};
+use crate::worker::Finish;
 
 type Outcome<T> = Result<T, JobError>;
 
@@ -22,11 +23,13 @@ where
     T: Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
-    let job = move || match catch_unwind(AssertUnwindSafe(f)) {
+    let job = move |done: &mut Finish<'_>| match catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => {
+            done.finish(false); // counted before the handle can see the value
             let _ = tx.send(Ok(value)); // the handle may have been dropped: fine
         }
         Err(payload) => {
+            done.finish(true);
             let _ = tx.send(Err(JobError::Panicked(panic_message(&*payload))));
             resume_unwind(payload);
         }
@@ -128,7 +131,7 @@ impl UnstartedJob {
     /// Runs the job on the current thread. A panic in the job propagates to the caller (after
     /// reaching the job's handle, if it has one).
     pub fn run(self) {
-        (self.envelope.job)();
+        (self.envelope.job)(&mut Finish::uncounted());
     }
 }
 

@@ -21,6 +21,9 @@
 //!   [`shutdown_timeout`](WorkerPool::shutdown_timeout) does so until a deadline;
 //!   [`shutdown_now`](WorkerPool::shutdown_now) hands back the jobs that never started.
 //!   Dropping the pool is a graceful shutdown.
+//! - **A cheap handle.** `WorkerPool` is `Clone` (one `Arc`): clones share the threads and the
+//!   queue, a shutdown through any clone is seen by all, and dropping the last clone is a
+//!   graceful shutdown.
 //! - **Observability.** [`Observe`](veza_core::Observe) gives exact [`QueueStats`](veza_core::QueueStats);
 //!   [`HealthCheck`](veza_core::HealthCheck) reports a closed pool or a queue 90% full; the
 //!   catalog metrics (`workers_*`, labelled by pool name) go to the `metrics` recorder.

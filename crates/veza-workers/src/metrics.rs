@@ -137,7 +137,8 @@ pub(crate) struct PoolMetrics {
 }
 
 impl PoolMetrics {
-    /// Registers the handles with the recorder installed now (install it before building pools).
+    /// Registers the handles with the recorder installed now (made again by `Late` if one is
+    /// installed later).
     pub(crate) fn new(pool: &str) -> PoolMetrics {
         let pool = pool.to_owned();
         let depth = Priority::ALL.map(|p| {

@@ -7,6 +7,7 @@ use std::task::Poll;
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
+use veza_core::publish::{Late, Publish};
 use veza_core::{BoxFuture, Health, HealthCheck, Observe, QueueStats};
 
 use crate::config::{Builder, Config, Priority};
@@ -14,27 +15,47 @@ use crate::error::{BuildError, SubmitError};
 use crate::handle::{JobHandle, UnstartedJob, with_handle};
 use crate::metrics::{Counters, PoolMetrics};
 use crate::queue::{Envelope, Job, Queue, Reserve};
-use crate::worker;
+use crate::worker::{self, Finish};
 
 /// What the workers and the pool share.
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) queue: Queue,
     pub(crate) counters: Counters,
-    pub(crate) metrics: PoolMetrics,
+    pub(crate) metrics: Late<PoolMetrics>,
 }
 
 impl Shared {
     pub(crate) fn publish(&self) {
         self.metrics
+            .get()
             .publish(&self.counters, self.queue.len_by_priority());
+    }
+}
+
+impl Publish for Shared {
+    fn publish(&self) {
+        self.metrics.refresh(|| PoolMetrics::new(&self.config.name));
+        Shared::publish(self);
     }
 }
 
 /// A fixed set of worker threads draining a bounded, prioritised queue of jobs.
 ///
+/// A cheap handle: clones share the same threads and queue (one `Arc`), so a clone goes into
+/// each task, thread or axum state that submits work. [`shutdown`](WorkerPool::shutdown) and
+/// its variants act on the pool every clone sees; dropping the last clone is a graceful
+/// shutdown.
+///
 /// See the [crate docs](crate) for the priority rule, shutdown and metrics.
+#[derive(Clone)]
 pub struct WorkerPool {
+    shared: Arc<Shared>,
+    owner: Arc<Owner>,
+}
+
+/// What the last clone of a pool shuts down: the threads.
+struct Owner {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     thread_ids: Vec<ThreadId>,
@@ -47,9 +68,10 @@ impl WorkerPool {
         let shared = Arc::new(Shared {
             queue: Queue::new(config.capacity, config.workers),
             counters: Counters::new(config.workers),
-            metrics: PoolMetrics::new(&config.name),
+            metrics: Late::new(|| PoolMetrics::new(&config.name)),
             config,
         });
+        veza_core::publish::register(&shared);
         let mut threads = Vec::with_capacity(shared.config.workers);
         for index in 0..shared.config.workers {
             let mut builder =
@@ -69,9 +91,12 @@ impl WorkerPool {
         }
         let thread_ids = threads.iter().map(|h| h.thread().id()).collect();
         Ok(WorkerPool {
+            owner: Arc::new(Owner {
+                shared: shared.clone(),
+                threads: Mutex::new(threads),
+                thread_ids,
+            }),
             shared,
-            threads: Mutex::new(threads),
-            thread_ids,
         })
     }
 
@@ -166,15 +191,7 @@ impl WorkerPool {
     /// Called from one of this pool's own jobs, it closes the pool and returns without waiting
     /// (a worker cannot wait for itself); the workers still finish every accepted job.
     pub fn shutdown(&self) {
-        self.shared.queue.close();
-        if self.on_own_worker() {
-            return;
-        }
-        // Held while joining, so that a concurrent caller returns only once all is done.
-        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
-        for handle in threads.drain(..) {
-            let _ = handle.join(); // workers catch job panics; they do not panic themselves
-        }
+        self.owner.shutdown();
     }
 
     /// Graceful shutdown with a deadline: refuses new jobs and runs accepted ones until
@@ -184,8 +201,12 @@ impl WorkerPool {
     pub fn shutdown_timeout(&self, timeout: Duration) -> Vec<UnstartedJob> {
         let deadline = Instant::now() + timeout;
         self.shared.queue.close();
-        if !self.on_own_worker() {
-            let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.owner.on_own_worker() {
+            let mut threads = self
+                .owner
+                .threads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             while Instant::now() < deadline && threads.iter().any(|h| !h.is_finished()) {
                 std::thread::sleep(Duration::from_millis(1).min(deadline - Instant::now()));
             }
@@ -214,16 +235,31 @@ impl WorkerPool {
     pub fn is_closed(&self) -> bool {
         self.shared.queue.is_closed()
     }
+}
+
+impl Owner {
+    fn shutdown(&self) {
+        self.shared.queue.close();
+        if self.on_own_worker() {
+            return;
+        }
+        // Held while joining, so that a concurrent caller returns only once all is done.
+        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+        for handle in threads.drain(..) {
+            let _ = handle.join(); // workers catch job panics; they do not panic themselves
+        }
+    }
 
     fn on_own_worker(&self) -> bool {
         self.thread_ids.contains(&std::thread::current().id())
     }
 }
 
-impl Drop for WorkerPool {
-    /// Dropping the pool is a graceful [`shutdown`](WorkerPool::shutdown): every accepted job
-    /// runs before `drop` returns (unless it is dropped by one of its own jobs, which cannot
-    /// wait for itself: then the workers finish the queue in the background).
+impl Drop for Owner {
+    /// Dropping the last clone of the pool is a graceful [`shutdown`](WorkerPool::shutdown):
+    /// every accepted job runs before `drop` returns (unless it is dropped by one of its own
+    /// jobs, which cannot wait for itself: then the workers finish the queue in the
+    /// background).
     fn drop(&mut self) {
         self.shutdown();
     }
@@ -303,7 +339,9 @@ impl<'a> Submitter<'a> {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.enqueue(job, Wait::Forever, |f| (Box::new(f) as Job, ()))
+        self.enqueue(job, Wait::Forever, |f| {
+            (Box::new(move |_: &mut Finish<'_>| f()) as Job, ())
+        })
     }
 
     /// See [`WorkerPool::try_execute`].
@@ -311,7 +349,9 @@ impl<'a> Submitter<'a> {
     where
         F: FnOnce() + Send + 'static,
     {
-        self.enqueue(job, Wait::No, |f| (Box::new(f) as Job, ()))
+        self.enqueue(job, Wait::No, |f| {
+            (Box::new(move |_: &mut Finish<'_>| f()) as Job, ())
+        })
     }
 
     /// See [`WorkerPool::submit`].

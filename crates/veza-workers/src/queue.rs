@@ -12,9 +12,12 @@ use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::{Backoff, CachePadded};
 
 use crate::config::Priority;
+use crate::worker::Finish;
 
-/// A type-erased job as the workers see it.
-pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+/// A type-erased job as the workers see it. It calls [`Finish::finish`] before it hands its
+/// value to a waiting handle, so the pool's counters already include it when the handle
+/// resolves.
+pub(crate) type Job = Box<dyn FnOnce(&mut Finish<'_>) + Send + 'static>;
 
 /// A job in the queue.
 pub(crate) struct Envelope {
@@ -466,7 +469,7 @@ mod tests {
     fn envelope(priority: Priority, tag: u32, log: &std::sync::Arc<Mutex<Vec<u32>>>) -> Envelope {
         let log = log.clone();
         Envelope {
-            job: Box::new(move || log.lock().unwrap().push(tag)),
+            job: Box::new(move |_: &mut Finish<'_>| log.lock().unwrap().push(tag)),
             priority,
             enqueued: None,
         }
@@ -475,7 +478,7 @@ mod tests {
     fn run_all(queue: &Queue, fairness: &mut Fairness) {
         while let Some(e) = queue.take(fairness) {
             queue.release();
-            (e.job)();
+            (e.job)(&mut Finish::uncounted());
         }
     }
 
@@ -548,7 +551,7 @@ mod tests {
         queue.give_back(0);
         assert_eq!(queue.len(), 2);
         assert_eq!(queue.try_reserve(), Reserve::Full);
-        (job.job)();
+        (job.job)(&mut Finish::uncounted());
     }
 
     #[test]

@@ -54,23 +54,51 @@ pub(crate) fn run(shared: &Arc<Shared>, index: usize) {
 
 fn run_one(shared: &Shared, slot: &WorkerSlot, envelope: Envelope, ran: u64) {
     slot.busy.store(true, Relaxed);
-    let metrics = &shared.metrics;
     if let Some(enqueued) = envelope.enqueued {
-        metrics.queue_wait.record(enqueued.elapsed());
+        shared.metrics.get().queue_wait.record(enqueued.elapsed());
     }
     let timed = shared.counters.time_all.load(Relaxed) || ran % SAMPLE_EVERY == 0;
-    let started = timed.then(Instant::now);
-    let outcome = catch_unwind(AssertUnwindSafe(envelope.job));
-    if let Some(started) = started {
-        let took = started.elapsed();
-        metrics.run_time.record(took);
-        shared.counters.observed_run_time(took);
-    }
+    let mut finish = Finish(Some(Counting {
+        shared,
+        slot,
+        started: timed.then(Instant::now),
+    }));
+    let outcome = catch_unwind(AssertUnwindSafe(|| (envelope.job)(&mut finish)));
+    finish.finish(outcome.is_err());
     if let Err(payload) = outcome {
-        WorkerSlot::bump(&slot.panicked);
         // Dropping a payload runs arbitrary code, which may panic again: keep the worker alive.
         let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
     }
-    WorkerSlot::bump(&slot.completed);
-    slot.busy.store(false, Relaxed);
+}
+
+/// Counts a job as done, once: called by the job itself before it hands its value to a handle
+/// (so that the statistics include the job when its handle resolves), else by the worker.
+pub(crate) struct Finish<'a>(Option<Counting<'a>>);
+
+pub(crate) struct Counting<'a> {
+    shared: &'a Shared,
+    slot: &'a WorkerSlot,
+    started: Option<Instant>,
+}
+
+impl Finish<'_> {
+    /// For a job run outside the pool (an unstarted job handed back): nothing to count.
+    pub(crate) fn uncounted() -> Finish<'static> {
+        Finish(None)
+    }
+
+    /// Records the job's run time, completion and panic; later calls do nothing.
+    pub(crate) fn finish(&mut self, panicked: bool) {
+        let Some(c) = self.0.take() else { return };
+        if let Some(started) = c.started {
+            let took = started.elapsed();
+            c.shared.metrics.get().run_time.record(took);
+            c.shared.counters.observed_run_time(took);
+        }
+        if panicked {
+            WorkerSlot::bump(&c.slot.panicked);
+        }
+        WorkerSlot::bump(&c.slot.completed);
+        c.slot.busy.store(false, Relaxed);
+    }
 }
