@@ -51,6 +51,7 @@
 //! | feature | default | what it enables |
 //! |---|---|---|
 //! | `serde` | no | `Serialize`/`Deserialize` for [`Config`], durations as `"30s"` |
+//! | `tracing` | no | one `WARN` event per failed load (target `veza_cache::load`, fields `cache`, `error`) |
 //!
 //! # Supported Rust versions
 //!

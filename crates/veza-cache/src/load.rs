@@ -212,6 +212,13 @@ where
             },
             Err(err) => {
                 self.s.counters.add(Event::LoadFailure, 1);
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    target: "veza_cache::load",
+                    cache = %self.s.name,
+                    error = %err,
+                    "cache load failed",
+                );
                 insert(Slot::Failed(err.clone()));
                 self.s
                     .inner

@@ -44,6 +44,11 @@ pub struct Config {
     /// Whether `Conn::prepare_cached` keeps prepared statements per connection. Turn it off
     /// behind PgBouncer in transaction mode. Default on.
     pub statement_cache: bool,
+    /// A timed query (`Conn::timed`, `Conn::query_cached`, the users repository) that takes
+    /// this long or longer counts in `db_slow_queries_total` and, with the `tracing` feature,
+    /// logs one `WARN` event (target `veza_dbpool::slow_query`). Default 1 s (sqlx's default);
+    /// `None` turns it off.
+    pub slow_query_threshold: Option<Duration>,
     /// TLS to the server (feature `rustls`): used as the URL's `sslmode` says (`prefer`, the
     /// default, falls back to plain TCP when the server has no TLS; `require` insists).
     /// Without it, connections are plain TCP.
@@ -75,6 +80,7 @@ impl Default for Config {
             statement_timeout: None,
             test_idle_after: Duration::from_millis(500),
             statement_cache: true,
+            slow_query_threshold: Some(Duration::from_secs(1)),
             #[cfg(feature = "rustls")]
             tls: None,
             after_connect: None,
@@ -264,6 +270,12 @@ impl Builder {
         self
     }
 
+    /// See [`Config::slow_query_threshold`].
+    pub fn slow_query_threshold(mut self, threshold: Option<Duration>) -> Self {
+        self.config.slow_query_threshold = threshold;
+        self
+    }
+
     /// See [`Config::statement_cache`].
     pub fn statement_cache(mut self, on: bool) -> Self {
         self.config.statement_cache = on;
@@ -345,6 +357,8 @@ impl<'de> serde::Deserialize<'de> for Config {
             #[serde(with = "human")]
             test_idle_after: Duration,
             statement_cache: bool,
+            #[serde(with = "human::option")]
+            slow_query_threshold: Option<Duration>,
         }
 
         impl Default for File {
@@ -364,6 +378,7 @@ impl<'de> serde::Deserialize<'de> for Config {
                     statement_timeout: c.statement_timeout,
                     test_idle_after: c.test_idle_after,
                     statement_cache: c.statement_cache,
+                    slow_query_threshold: c.slow_query_threshold,
                 }
             }
         }
@@ -389,6 +404,7 @@ impl<'de> serde::Deserialize<'de> for Config {
             statement_timeout: f.statement_timeout,
             test_idle_after: f.test_idle_after,
             statement_cache: f.statement_cache,
+            slow_query_threshold: f.slow_query_threshold,
             #[cfg(feature = "rustls")]
             tls: None,
             after_connect: None,

@@ -21,8 +21,9 @@
 //!
 //! | feature | default | what it enables |
 //! |---|---|---|
-//! | `rustls` | no | TLS to the server with rustls: [`Config::tls`] |
+//! | `rustls` | no | TLS to the server with rustls: `Config::tls` |
 //! | `serde` | no | `Deserialize` for [`Config`], durations as `"30s"` |
+//! | `tracing` | no | a `db.query` span per timed query (pool, statement, duration, error) and one `WARN` event per slow query (target `veza_dbpool::slow_query`) |
 //!
 //! # Supported Rust versions
 //!

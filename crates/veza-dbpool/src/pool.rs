@@ -596,6 +596,31 @@ impl Shared {
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
+
+    /// Counts (and logs, with `tracing`) a query that took the slow-query threshold or longer.
+    fn slow_query(&self, statement: &'static str, took: Duration) {
+        let Some(threshold) = self.config.slow_query_threshold else {
+            return;
+        };
+        if took < threshold {
+            return;
+        }
+        metrics::counter!(
+            veza_core::catalog::db::SLOW_QUERIES.name,
+            "pool" => self.pool_name.clone(),
+            "statement" => statement
+        )
+        .increment(1);
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            target: "veza_dbpool::slow_query",
+            pool = %self.pool_name,
+            statement,
+            duration_ms = took.as_secs_f64() * 1e3,
+            threshold_ms = threshold.as_secs_f64() * 1e3,
+            "slow query",
+        );
+    }
 }
 
 impl Conn<'_> {
@@ -644,27 +669,57 @@ impl Conn<'_> {
         result.map_err(|e| self.failed(e))
     }
 
-    /// Records `started`'s elapsed time under `statement` in `db_query_duration_seconds`.
+    /// Records `started`'s elapsed time under `statement` in `db_query_duration_seconds`, and
+    /// a slow query past the pool's threshold (`db_slow_queries_total`, a `WARN` event with
+    /// the `tracing` feature).
     pub(crate) fn record(&self, statement: &'static str, started: Instant) {
+        let took = started.elapsed();
+        let shared = self.pool.get();
         metrics::histogram!(
             veza_core::catalog::db::QUERY_DURATION.name,
-            "pool" => self.pool.get().pool_name.clone(),
+            "pool" => shared.pool_name.clone(),
             "statement" => statement
         )
-        .record(started.elapsed());
+        .record(took);
+        shared.slow_query(statement, took);
     }
 
     /// Runs a query future, records its duration in `db_query_duration_seconds` with this
     /// pool's name and `statement` as labels (keep `statement` a fixed name such as
     /// `"users.by_email"`: labels must stay bounded), and classifies its error. A connection
     /// that such an error closed is dropped when it goes back (`is_closed`).
+    ///
+    /// A query that takes [`Config::slow_query_threshold`] or longer (default 1 s) counts in
+    /// `db_slow_queries_total`. With the `tracing` feature the query runs in a `db.query`
+    /// span (fields `pool`, `statement`, `duration_ms`, `error`) and a slow one logs one
+    /// `WARN` event, target `veza_dbpool::slow_query`.
     pub async fn timed<T>(
         &self,
         statement: &'static str,
         query: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, Error> {
         let started = Instant::now();
+        #[cfg(feature = "tracing")]
+        let (result, span) = {
+            use tracing::Instrument as _;
+            let span = tracing::debug_span!(
+                "db.query",
+                pool = %self.pool.get().pool_name,
+                statement,
+                duration_ms = tracing::field::Empty,
+                error = tracing::field::Empty,
+            );
+            (query.instrument(span.clone()).await, span)
+        };
+        #[cfg(not(feature = "tracing"))]
         let result = query.await;
+        #[cfg(feature = "tracing")]
+        {
+            span.record("duration_ms", started.elapsed().as_secs_f64() * 1e3);
+            if let Err(e) = &result {
+                span.record("error", tracing::field::display(e));
+            }
+        }
         self.record(statement, started);
         result.map_err(Error::from)
     }

@@ -126,10 +126,15 @@ async fn accept_loop(
             conn = listener.accept() => conn,
             _ = stopped.changed() => return,
         };
-        let Ok((stream, _)) = conn else {
-            // Out of descriptors and the like: back off instead of spinning.
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
+        let (stream, _) = match conn {
+            Ok(accepted) => accepted,
+            Err(_e) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "veza_metrics::exporter", error = %_e, "accept failed");
+                // Out of descriptors and the like: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let metrics = metrics.clone();
         let mut stop = stopped.clone();
@@ -142,7 +147,14 @@ async fn accept_loop(
             });
             let conn = http1.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
-                _ = conn => {}
+                _result = conn => {
+                    #[cfg(feature = "tracing")]
+                    if let Err(e) = _result {
+                        // Timed-out heads, resets, malformed requests: the client's doing,
+                        // logged for whoever runs the exporter.
+                        tracing::warn!(target: "veza_metrics::exporter", error = %e, "connection ended with an error");
+                    }
+                }
                 _ = stop.changed() => {}
             }
         });

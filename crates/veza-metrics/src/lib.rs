@@ -36,6 +36,7 @@
 //! | feature | default | what it enables |
 //! |---|---|---|
 //! | `pprof` | no | `GET /debug/pprof/profile?seconds=N` (a gzipped pprof protobuf for `go tool pprof`) and `/debug/pprof/flamegraph?seconds=N` (SVG) on the metrics endpoint; one profile at a time, 1 to 300 s |
+//! | `tracing` | no | a `WARN` event (target `veza_metrics::exporter`) for each connection the exporter could not serve and each failed accept |
 //!
 //! # Supported Rust versions
 //!

@@ -80,6 +80,7 @@
 //! | feature | default | what it enables |
 //! |---|---|---|
 //! | `serde` | no | `Serialize`/`Deserialize` for [`Config`] and [`Priority`] |
+//! | `tracing` | no | a `workers.job` span per job run (pool, priority) and one `ERROR` event per panicking job (target `veza_workers::panic`, field `panic`) |
 //!
 //! # Supported Rust versions
 //!

@@ -63,9 +63,25 @@ fn run_one(shared: &Shared, slot: &WorkerSlot, envelope: Envelope, ran: u64) {
         slot,
         started: timed.then(Instant::now),
     }));
+    #[cfg(feature = "tracing")]
+    let span = tracing::debug_span!(
+        "workers.job",
+        pool = %shared.config.name,
+        priority = envelope.priority.as_str(),
+    )
+    .entered();
     let outcome = catch_unwind(AssertUnwindSafe(|| (envelope.job)(&mut finish)));
     finish.finish(outcome.is_err());
+    #[cfg(feature = "tracing")]
+    drop(span);
     if let Err(payload) = outcome {
+        #[cfg(feature = "tracing")]
+        tracing::error!(
+            target: "veza_workers::panic",
+            pool = %shared.config.name,
+            panic = %crate::error::panic_message(&*payload),
+            "job panicked",
+        );
         // Dropping a payload runs arbitrary code, which may panic again: keep the worker alive.
         let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
     }

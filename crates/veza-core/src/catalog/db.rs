@@ -96,6 +96,16 @@ pub const TRANSACTION_RETRIES: MetricDef = MetricDef::counter(
 )
 .with_labels(&["pool", "reason"]);
 
+/// Queries slower than the pool's `slow_query_threshold` (the guide's "monitor slow
+/// queries"), by statement name.
+pub const SLOW_QUERIES: MetricDef = MetricDef::counter(
+    G,
+    "db_slow_queries_total",
+    Unit::Count,
+    "Database queries that took longer than the pool's slow-query threshold, by statement name.",
+)
+.with_labels(&["pool", "statement"]);
+
 /// Every database metric.
 pub const ALL: &[MetricDef] = &[
     CONNECTIONS_ACTIVE,
@@ -106,6 +116,7 @@ pub const ALL: &[MetricDef] = &[
     CONNECTIONS_CREATED,
     CONNECTIONS_CLOSED,
     QUERY_DURATION,
+    SLOW_QUERIES,
     TRANSACTIONS,
     TRANSACTION_RETRIES,
 ];
