@@ -34,7 +34,12 @@ pub(crate) type Inner<K, V> =
 /// shard's read lock, clones the value, and adds one to a thread-sharded hit counter. Values
 /// are cloned on every read, so wrap large ones in `Arc`.
 ///
-/// - Capacity in entries, or in weight with a weigher ([`CacheBuilder::max_weight`]).
+/// - Capacity in entries, or in weight with a weigher ([`CacheBuilder::max_weight`]). The
+///   capacity is split evenly over quick_cache's shards (4 per core, fewer for small caches,
+///   at least 32 entries each), and each shard evicts once its own share is full. So a cache
+///   of `n` holds a little under `n` distinct keys when the keys do not spread perfectly
+///   evenly: 964 after 1,000 distinct inserts into a cache of 1,000 on 2 cores (8 shards).
+///   Never more than `n`. Size it a few percent above the working set that must fit.
 /// - Time to live, checked lazily on read: an expired entry is a miss, removed then (counted
 ///   as an `expired` eviction), or pushed out by newer entries.
 /// - Single-flight loading ([`get_or_load`](Cache::get_or_load) and its `try_`, `_opt` and

@@ -72,6 +72,7 @@ pub use aside::CacheAside;
 pub use cache::Cache;
 pub use config::{CacheBuilder, Config};
 pub use error::ConfigError;
+pub use load::{Entry, Source};
 pub use quick_cache::Equivalent;
 pub use sorted_index::{SharedIndex, SortedIndex};
 

@@ -26,10 +26,17 @@ where
 {
     /// The cached value for `key`, or `load()`'s (stored), loading once for concurrent misses.
     pub fn get_or_load(&self, key: &K, load: impl FnOnce() -> V) -> V {
+        self.entry_or_load(key, load).into_value()
+    }
+
+    /// Like [`get_or_load`](Cache::get_or_load), saying where the value came from: a hit,
+    /// this call's own load, or another caller's load this call waited for (moka's
+    /// `entry().or_insert_with()` tells the first two apart with `is_fresh`).
+    pub fn entry_or_load(&self, key: &K, load: impl FnOnce() -> V) -> Entry<V> {
         let mut load = Some(|| Ok(Some(load())));
         loop {
             match self.load_blocking(key, &mut load) {
-                Ok(Some(value)) => return value,
+                (Ok(Some(value)), source) => return Entry { value, source },
                 // We waited on another caller's load, which failed: load ourselves.
                 _ if load.is_some() => continue,
                 _ => unreachable!("an infallible loader always gives a value"),
@@ -48,6 +55,7 @@ where
         E: Into<BoxError>,
     {
         self.load_blocking(key, &mut Some(|| load().map(Some).map_err(shared)))
+            .0
             .map(|v| v.expect("a loaded value"))
     }
 
@@ -62,6 +70,7 @@ where
         E: Into<BoxError>,
     {
         self.load_blocking(key, &mut Some(|| load().map_err(shared)))
+            .0
     }
 
     /// Async [`get_or_load`](Cache::get_or_load): waiting callers do not block their thread.
@@ -69,10 +78,18 @@ where
     where
         F: Future<Output = V>,
     {
+        self.entry_or_load_async(key, load).await.into_value()
+    }
+
+    /// Async [`entry_or_load`](Cache::entry_or_load).
+    pub async fn entry_or_load_async<F>(&self, key: &K, load: F) -> Entry<V>
+    where
+        F: Future<Output = V>,
+    {
         let mut load = Some(async { Ok(Some(load.await)) });
         loop {
             match self.load_async(key, &mut load).await {
-                Ok(Some(value)) => return value,
+                (Ok(Some(value)), source) => return Entry { value, source },
                 _ if load.is_some() => continue,
                 _ => unreachable!("an infallible loader always gives a value"),
             }
@@ -90,6 +107,7 @@ where
             &mut Some(async { load.await.map(Some).map_err(shared) }),
         )
         .await
+        .0
         .map(|v| v.expect("a loaded value"))
     }
 
@@ -105,31 +123,37 @@ where
     {
         self.load_async(key, &mut Some(async { load.await.map_err(shared) }))
             .await
+            .0
     }
 
     /// Loads through a placeholder guard. `load` is taken only if this caller loads; when it
     /// is still there afterwards, the outcome came from a cached entry or another caller's load.
-    fn load_blocking<F>(&self, key: &K, load: &mut Option<F>) -> Result<Option<V>, SharedError>
+    fn load_blocking<F>(
+        &self,
+        key: &K,
+        load: &mut Option<F>,
+    ) -> (Result<Option<V>, SharedError>, Source)
     where
         F: FnOnce() -> Result<Option<V>, SharedError>,
     {
         if let Some(found) = self.hit(key) {
-            return found;
+            return (found, Source::Hit);
         }
         self.s.counters.add(Event::Miss, 1);
         loop {
             match self.s.inner.get_value_or_guard(key, None) {
                 GuardResult::Value(slot) => match self.settle(key, slot) {
-                    Some(outcome) => return outcome,
+                    Some(outcome) => return (outcome, Source::Coalesced),
                     None => continue, // expired meanwhile
                 },
                 GuardResult::Guard(guard) => {
                     let load = load.take().expect("we load at most once");
                     self.s.counters.add(Event::Load, 1);
                     let outcome = load();
-                    return self.finish(key, outcome, |slot| {
+                    let outcome = self.finish(key, outcome, |slot| {
                         let _ = guard.insert(slot);
                     });
+                    return (outcome, Source::Loaded);
                 }
                 GuardResult::Timeout => unreachable!("no timeout was given"),
             }
@@ -137,27 +161,32 @@ where
     }
 
     /// The async twin of `load_blocking`.
-    async fn load_async<F>(&self, key: &K, load: &mut Option<F>) -> Result<Option<V>, SharedError>
+    async fn load_async<F>(
+        &self,
+        key: &K,
+        load: &mut Option<F>,
+    ) -> (Result<Option<V>, SharedError>, Source)
     where
         F: Future<Output = Result<Option<V>, SharedError>>,
     {
         if let Some(found) = self.hit(key) {
-            return found;
+            return (found, Source::Hit);
         }
         self.s.counters.add(Event::Miss, 1);
         loop {
             match self.s.inner.get_value_or_guard_async(key).await {
                 Ok(slot) => match self.settle(key, slot) {
-                    Some(outcome) => return outcome,
+                    Some(outcome) => return (outcome, Source::Coalesced),
                     None => continue,
                 },
                 Err(guard) => {
                     let load = load.take().expect("we load at most once");
                     self.s.counters.add(Event::Load, 1);
                     let outcome = load.await;
-                    return self.finish(key, outcome, |slot| {
+                    let outcome = self.finish(key, outcome, |slot| {
                         let _ = guard.insert(slot);
                     });
+                    return (outcome, Source::Loaded);
                 }
             }
         }
@@ -227,6 +256,47 @@ where
         }
         let _ = self.stats(); // publish after each load: loads are rare and slow anyway
         outcome
+    }
+}
+
+/// Where a value from [`Cache::entry_or_load`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Source {
+    /// The cache held it.
+    Hit,
+    /// This call ran the loader.
+    Loaded,
+    /// Another caller was loading it; this call waited for that load.
+    Coalesced,
+}
+
+/// A value from [`Cache::entry_or_load`], with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<V> {
+    value: V,
+    source: Source,
+}
+
+impl<V> Entry<V> {
+    /// The value.
+    pub fn value(&self) -> &V {
+        &self.value
+    }
+
+    /// The value, taken out.
+    pub fn into_value(self) -> V {
+        self.value
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// Whether this call loaded it (moka's `Entry::is_fresh`).
+    pub fn is_fresh(&self) -> bool {
+        self.source == Source::Loaded
     }
 }
 

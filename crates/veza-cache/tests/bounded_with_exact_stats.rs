@@ -157,3 +157,22 @@ fn an_entry_can_have_its_own_time_to_live() {
         "the cache-wide TTL still applies to the others"
     );
 }
+
+#[test]
+fn a_full_cache_holds_nearly_its_capacity_and_never_more() {
+    // The capacity is split over shards, each evicting at its own share (documented on
+    // `Cache`): a little under the capacity, never above it.
+    for capacity in [100u64, 1_000, 10_000] {
+        let cache: Cache<u64, u64> = Cache::new(capacity).unwrap();
+        for k in 0..capacity {
+            cache.insert(k, k);
+        }
+        let held = cache.len() as u64;
+        assert!(held <= capacity, "{held} > {capacity}");
+        assert!(held * 100 >= capacity * 90, "{held} of {capacity}");
+        for k in capacity..capacity * 3 {
+            cache.insert(k, k);
+        }
+        assert!(cache.len() as u64 <= capacity);
+    }
+}

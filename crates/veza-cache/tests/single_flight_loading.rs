@@ -185,3 +185,39 @@ fn absences_are_cached_only_with_a_negative_ttl() {
     assert_eq!(negative.try_get_or_load_opt(&1, lookup).unwrap(), None);
     assert_eq!(calls.load(SeqCst), 2, "the cached absence expired");
 }
+
+#[test]
+fn an_entry_says_whether_it_was_a_hit_a_load_or_a_wait() {
+    use veza_cache::Source;
+    let cache: Cache<u32, u32> = Cache::new(100).unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let cache = cache.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let entry = cache.entry_or_load(&1, || {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    7
+                });
+                assert_eq!(*entry.value(), 7);
+                entry.source()
+            })
+        })
+        .collect();
+    let sources: Vec<Source> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let count = |s: Source| sources.iter().filter(|x| **x == s).count();
+    assert_eq!(count(Source::Loaded), 1, "{sources:?}");
+    assert!(count(Source::Coalesced) >= 1, "{sources:?}");
+    assert_eq!(
+        count(Source::Loaded) + count(Source::Coalesced) + count(Source::Hit),
+        8
+    );
+    let again = cache.entry_or_load(&1, || unreachable!("cached"));
+    assert_eq!(again.source(), Source::Hit);
+    assert!(!again.is_fresh());
+    let fresh = cache.entry_or_load(&2, || 9);
+    assert!(fresh.is_fresh());
+    assert_eq!(fresh.into_value(), 9);
+}

@@ -47,7 +47,7 @@ mod wire;
 
 pub use config::{Builder, Config};
 pub use copy::quote_ident;
-pub use cursor::Cursor;
+pub use cursor::{Cursor, Key, KeyPart};
 pub use error::Error;
 pub use hook::Hook;
 pub use listener::{Event, Listener};

@@ -3,7 +3,7 @@
 //! it; copy it as a model for your own tables.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
@@ -60,13 +60,9 @@ impl User {
         }
     }
 
-    /// This row's position for keyset pagination: `[created_at in µs, id]`.
+    /// This row's position for keyset pagination: `(created_at, id)`.
     pub fn cursor(&self) -> Cursor {
-        let micros = self
-            .created_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        Cursor::new([micros, self.id])
+        Cursor::from_key(&(self.created_at, self.id))
     }
 }
 
@@ -192,10 +188,7 @@ impl<'p> Users<'p> {
                 conn.query_cached(&sql, &[(&limit, Type::INT8)]).await
             }
             Some(cursor) => {
-                let [micros, id] = cursor.keys() else {
-                    return Err(Error::InvalidCursor("a users cursor has two values".into()));
-                };
-                let at = UNIX_EPOCH + Duration::from_micros(u64::try_from(*micros).unwrap_or(0));
+                let (at, id): (SystemTime, i64) = cursor.key()?;
                 let sql = format!(
                     "SELECT {COLUMNS} FROM users WHERE (created_at, id) < ($1, $2) \
                      ORDER BY created_at DESC, id DESC LIMIT $3"
@@ -204,7 +197,7 @@ impl<'p> Users<'p> {
                     &sql,
                     &[
                         (&at, Type::TIMESTAMPTZ),
-                        (id, Type::INT8),
+                        (&id, Type::INT8),
                         (&limit, Type::INT8),
                     ],
                 )

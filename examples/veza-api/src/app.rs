@@ -746,9 +746,8 @@ async fn list_users(
             c.query(&sql, &[&limit]).await?
         }
         Some(text) => {
-            let cursor = Cursor::decode(text, 2).map_err(|e| ApiError::new(400, e.to_string()))?;
-            let [us, id] = [cursor.keys()[0], cursor.keys()[1]];
-            let at = UNIX_EPOCH + Duration::from_micros(u64::try_from(us).unwrap_or(0));
+            let (at, id): (SystemTime, i64) =
+                Cursor::decode_key(text).map_err(|e| ApiError::new(400, e.to_string()))?;
             let sql = format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE (created_at, id) < ($1, $2) \
                  ORDER BY created_at DESC, id DESC LIMIT $3"
