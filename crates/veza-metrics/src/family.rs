@@ -69,22 +69,22 @@ impl Family {
     }
 }
 
-/// Appends `families` in the Prometheus text format (0.0.4).
-pub(crate) fn encode(families: &[Family], out: &mut String) {
+/// Appends `families` in the Prometheus text format (0.0.4), each sample with the `global`
+/// labels after its own.
+pub(crate) fn encode(families: &[Family], global: &[(String, String)], out: &mut String) {
     for family in families.iter().filter(|f| !f.is_empty()) {
         let def = family.def;
         let _ = writeln!(out, "# HELP {} {}", def.name, escape_help(def.help));
         let _ = writeln!(out, "# TYPE {} {}", def.name, def.kind.as_str());
         for sample in &family.samples {
             out.push_str(def.name);
-            if !sample.labels.is_empty() {
-                out.push('{');
-                for (i, (name, value)) in def.labels.iter().zip(&sample.labels).enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let _ = write!(out, "{name}=\"{}\"", escape_label(value));
-                }
+            let own = def.labels.iter().copied().zip(sample.labels.iter().map(String::as_str));
+            let all = own.chain(global.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            for (i, (name, value)) in all.enumerate() {
+                out.push(if i == 0 { '{' } else { ',' });
+                let _ = write!(out, "{name}=\"{}\"", escape_label(value));
+            }
+            if !sample.labels.is_empty() || !global.is_empty() {
                 out.push('}');
             }
             out.push(' ');
@@ -129,7 +129,7 @@ mod tests {
             Family::new(&catalog::system::LOAD_AVERAGE), // empty: omitted
         ];
         let mut out = String::new();
-        encode(&families, &mut out);
+        encode(&families, &[], &mut out);
         assert_eq!(
             out,
             "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
@@ -139,6 +139,22 @@ mod tests {
              # TYPE system_network_receive_bytes_total counter\n\
              system_network_receive_bytes_total{interface=\"eth\\\"0\"} 10\n\
              system_network_receive_bytes_total{interface=\"lo\"} 2\n"
+        );
+    }
+
+    #[test]
+    fn global_labels_follow_the_sample_labels() {
+        let families = vec![
+            Family::single(&catalog::process::CPU_SECONDS, 1.0),
+            Family::new(&catalog::system::NETWORK_RECEIVED).with(&["lo"], 2.0),
+        ];
+        let global = [("service".to_owned(), "api".to_owned())];
+        let mut out = String::new();
+        encode(&families, &global, &mut out);
+        assert!(out.contains("process_cpu_seconds_total{service=\"api\"} 1\n"), "{out}");
+        assert!(
+            out.contains("system_network_receive_bytes_total{interface=\"lo\",service=\"api\"} 2\n"),
+            "{out}"
         );
     }
 

@@ -14,7 +14,11 @@
 //!   global `metrics` recorder, describes every metric of `veza_core::catalog` (help and unit),
 //!   gives histograms named `_seconds` or `_bytes` real buckets ([`SECONDS_BUCKETS`],
 //!   [`BYTES_BUCKETS`]) instead of summaries, and runs the recorder's upkeep on a thread, so it
-//!   works with or without an async runtime. Every Veza crate then reports through it.
+//!   works with or without an async runtime. Every Veza crate then reports through it, and
+//!   every live pool, cache and worker pool publishes its figures at each scrape, whether it
+//!   was built before or after the install. [`MetricsBuilder::global_label`] adds `service`,
+//!   `instance` and the like to every series; [`MetricsBuilder::buckets`] sets one
+//!   histogram's buckets.
 //! - [`ProcessCollector`] and [`SystemCollector`] read `/proc` at scrape time, not per request:
 //!   real CPU seconds (the guide's gauge returned 0.0), memory, file descriptors, threads, page
 //!   faults, context switches, I/O; the machine's CPU by mode, load, memory, swap, disks,

@@ -56,6 +56,9 @@ pub struct Config {
     pub process_metrics: bool,
     /// Whether to collect the machine's figures at scrape time. Default yes.
     pub system_metrics: bool,
+    /// Labels added to every series (`service`, `instance`, `region`), so that one Prometheus
+    /// tells the instances apart. Default none.
+    pub global_labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             upkeep_interval: Duration::from_secs(5),
             process_metrics: true,
             system_metrics: true,
+            global_labels: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct MetricsBuilder {
     process: bool,
     system: bool,
     collectors: Vec<Box<dyn Collector>>,
+    global_labels: Vec<(String, String)>,
+    buckets: Vec<(String, Vec<f64>)>,
 }
 
 impl Default for MetricsBuilder {
@@ -84,17 +90,44 @@ impl Default for MetricsBuilder {
             process: c.process_metrics,
             system: c.system_metrics,
             collectors: Vec::new(),
+            global_labels: Vec::new(),
+            buckets: Vec::new(),
         }
     }
 }
 
 impl MetricsBuilder {
     /// Takes every setting of `config`, replacing earlier calls (collectors added with
-    /// [`collector`](Self::collector) stay).
+    /// [`collector`](Self::collector) and buckets set with [`buckets`](Self::buckets) stay).
     pub fn config(mut self, config: &Config) -> Self {
         self.upkeep = config.upkeep_interval;
         self.process = config.process_metrics;
         self.system = config.system_metrics;
+        self.global_labels = config
+            .global_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self
+    }
+
+    /// Adds the label `name="value"` to every series, the recorder's and the collectors'
+    /// (metrics-exporter-prometheus' `add_global_label`). A name that is not a Prometheus
+    /// label name, starts with `__`, or is a label of a catalog metric is refused at build.
+    pub fn global_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        self.global_labels.retain(|(k, _)| *k != name);
+        self.global_labels.push((name, value.into()));
+        self
+    }
+
+    /// Histogram buckets (upper bounds, in the metric's base unit) for the metric named
+    /// exactly `metric`, instead of the defaults ([`SECONDS_BUCKETS`] for `_seconds`,
+    /// [`BYTES_BUCKETS`] for `_bytes`). Bounds must be finite and strictly increasing.
+    pub fn buckets(mut self, metric: impl Into<String>, bounds: &[f64]) -> Self {
+        let metric = metric.into();
+        self.buckets.retain(|(m, _)| *m != metric);
+        self.buckets.push((metric, bounds.to_vec()));
         self
     }
 
@@ -154,10 +187,27 @@ impl MetricsBuilder {
             ));
         }
         let config = |e: metrics_exporter_prometheus::BuildError| Error::Config(e.to_string());
-        PrometheusBuilder::new()
+        let mut builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
             .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), BYTES_BUCKETS))
-            .map_err(config)
+            .map_err(config)?;
+        for (metric, bounds) in &self.buckets {
+            let increasing = bounds.windows(2).all(|w| w[0] < w[1]);
+            if bounds.is_empty() || !increasing || bounds.iter().any(|b| !b.is_finite()) {
+                return Err(Error::Config(format!(
+                    "buckets for {metric} must be finite and strictly increasing"
+                )));
+            }
+            // A full-name matcher wins over the suffix ones (the exporter tries it first).
+            builder = builder
+                .set_buckets_for_metric(Matcher::Full(metric.clone()), bounds)
+                .map_err(config)?;
+        }
+        for (name, value) in &self.global_labels {
+            check_label_name(name)?;
+            builder = builder.add_global_label(name.clone(), value.clone());
+        }
+        Ok(builder)
     }
 
     fn finish(self, handle: PrometheusHandle) -> Metrics {
@@ -171,6 +221,7 @@ impl MetricsBuilder {
         let inner = Arc::new(Inner {
             handle,
             collectors,
+            global_labels: self.global_labels,
             stop: AtomicBool::new(false),
             render_lock: Mutex::new(()),
         });
@@ -204,6 +255,28 @@ impl fmt::Debug for MetricsBuilder {
     }
 }
 
+/// Refuses what Prometheus would not accept as a label name, and the names the catalog's
+/// metrics already use (the series would carry the label twice).
+fn check_label_name(name: &str) -> Result<(), Error> {
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__");
+    if !valid {
+        return Err(Error::Config(format!(
+            "{name:?} is not a Prometheus label name"
+        )));
+    }
+    if catalog::ALL.iter().any(|d| d.labels.contains(&name)) {
+        return Err(Error::Config(format!(
+            "the global label {name:?} is already a label of a catalog metric"
+        )));
+    }
+    Ok(())
+}
+
 /// Describes every catalog metric the recorder serves (the collectors describe their own).
 fn describe_catalog() {
     for def in catalog::ALL {
@@ -226,6 +299,7 @@ fn describe_catalog() {
 struct Inner {
     handle: PrometheusHandle,
     collectors: Vec<Box<dyn Collector>>,
+    global_labels: Vec<(String, String)>,
     stop: AtomicBool,
     /// One scrape at a time: collectors keep state between samples.
     render_lock: Mutex<()>,
@@ -265,7 +339,7 @@ impl Metrics {
         for collector in &self.inner.collectors {
             collector.collect(&mut families);
         }
-        encode(&families, &mut out);
+        encode(&families, &self.inner.global_labels, &mut out);
         out
     }
 
@@ -313,6 +387,67 @@ mod tests {
     }
 
     #[test]
+    fn global_labels_reach_every_series_and_buckets_are_per_metric() {
+        let (recorder, metrics) = Metrics::builder()
+            .global_label("service", "api")
+            .global_label("instance", "a-1")
+            .buckets("db_query_duration_seconds", &[0.01, 0.1, 1.0])
+            .system_metrics(false)
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::counter!("cache_hits_total", "cache" => "users").increment(2);
+            metrics::histogram!("db_query_duration_seconds", "pool" => "main").record(0.05);
+            metrics::histogram!("http_request_duration_seconds").record(0.05);
+        });
+        let text = metrics.render();
+        let hits = text
+            .lines()
+            .find(|l| l.starts_with("cache_hits_total{"))
+            .expect("the counter");
+        for label in [r#"cache="users""#, r#"service="api""#, r#"instance="a-1""#] {
+            assert!(hits.contains(label) && hits.ends_with(" 2"), "{hits}");
+        }
+        // The collectors' series carry them too.
+        let cpu = text
+            .lines()
+            .find(|l| l.starts_with("process_cpu_seconds_total"));
+        if cfg!(target_os = "linux") {
+            let cpu = cpu.expect("the process collector");
+            assert!(cpu.contains(r#"service="api""#) && cpu.contains(r#"instance="a-1""#), "{cpu}");
+        }
+        // Our buckets for the one metric, the defaults for the others.
+        let buckets = |name: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("{name}_bucket")))
+                .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next().map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(buckets("db_query_duration_seconds"), ["0.01", "0.1", "1", "+Inf"]);
+        assert_eq!(buckets("http_request_duration_seconds").len(), SECONDS_BUCKETS.len() + 1);
+    }
+
+    #[test]
+    fn bad_global_labels_and_buckets_are_refused() {
+        for name in ["", "1st", "a-b", "__reserved", "pool", "cache"] {
+            let err = Metrics::builder()
+                .global_label(name, "x")
+                .build()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("label"), "{name:?}: {err}");
+        }
+        for bounds in [&[][..], &[1.0, 1.0], &[2.0, 1.0], &[1.0, f64::NAN]] {
+            let err = Metrics::builder()
+                .buckets("x_seconds", bounds)
+                .build()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("strictly increasing"), "{bounds:?}: {err}");
+        }
+    }
+
+    #[test]
     fn configs_read_from_files_with_human_durations() {
         let c: Config = serde_json::from_str(r#"{"upkeep_interval": "250ms"}"#).unwrap();
         assert_eq!(c.upkeep_interval, Duration::from_millis(250));
@@ -322,6 +457,12 @@ mod tests {
         );
         let back: Config = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
+        let c: Config =
+            serde_json::from_str(r#"{"global_labels": {"service": "api", "region": "eu"}}"#)
+                .unwrap();
+        assert_eq!(c.global_labels.get("region").map(String::as_str), Some("eu"));
+        let (_recorder, metrics) = Metrics::builder().config(&c).build().unwrap();
+        assert!(metrics.render().contains(r#"region="eu""#));
         for bad in [r#"{"upkeep_interval": 5}"#, r#"{"upkeep": "5s"}"#] {
             assert!(serde_json::from_str::<Config>(bad).is_err(), "{bad}");
         }
