@@ -24,8 +24,9 @@ impl Conn<'_> {
     /// pool: tokio-postgres can leave the COPY sub-protocol out of step with the server there,
     /// and a reconnect costs less than a poisoned connection. With the statement cache off
     /// (behind PgBouncer in transaction mode) the COPY runs in a transaction of its own,
-    /// unless the connection is already inside one. About 25 times faster than one `INSERT` per row
-    /// (`cargo xtask bench --filter dbpool/batch_insert`). `table` may be schema-qualified
+    /// unless the connection is already inside one. 27.7 times the rows per second of one
+    /// prepared `INSERT` per row in a transaction (`dbpool/batch_insert_100k` in
+    /// docs/benchmarks.md; `cargo xtask bench --filter dbpool/batch_insert`). `table` may be schema-qualified
     /// (`"app.users"` is split on the dot); names are quoted, never spliced raw.
     pub async fn copy_rows<'r, I, R>(
         &mut self,

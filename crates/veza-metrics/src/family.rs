@@ -78,7 +78,11 @@ pub(crate) fn encode(families: &[Family], global: &[(String, String)], out: &mut
         let _ = writeln!(out, "# TYPE {} {}", def.name, def.kind.as_str());
         for sample in &family.samples {
             out.push_str(def.name);
-            let own = def.labels.iter().copied().zip(sample.labels.iter().map(String::as_str));
+            let own = def
+                .labels
+                .iter()
+                .copied()
+                .zip(sample.labels.iter().map(String::as_str));
             let all = own.chain(global.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             for (i, (name, value)) in all.enumerate() {
                 out.push(if i == 0 { '{' } else { ',' });
@@ -151,9 +155,14 @@ mod tests {
         let global = [("service".to_owned(), "api".to_owned())];
         let mut out = String::new();
         encode(&families, &global, &mut out);
-        assert!(out.contains("process_cpu_seconds_total{service=\"api\"} 1\n"), "{out}");
         assert!(
-            out.contains("system_network_receive_bytes_total{interface=\"lo\",service=\"api\"} 2\n"),
+            out.contains("process_cpu_seconds_total{service=\"api\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "system_network_receive_bytes_total{interface=\"lo\",service=\"api\"} 2\n"
+            ),
             "{out}"
         );
     }

@@ -117,6 +117,61 @@ fn split(path: &str) -> impl Iterator<Item = &str> {
 /// Handles are registered once per (method, route) and kept, so a request costs no registry
 /// lookup. A request whose service fails is counted with `status="error"`; one whose future
 /// is dropped leaves the in-flight gauge all the same.
+///
+/// On plain hyper 1 (no axum): wrap the service with the layer, then adapt the tower service
+/// with hyper-util's `TowerToHyperService`.
+///
+/// ```
+/// use std::convert::Infallible;
+///
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::{BodyExt, Empty, Full};
+/// use hyper::body::Incoming;
+/// use hyper_util::rt::TokioIo;
+/// use hyper_util::service::TowerToHyperService;
+/// use tower::ServiceBuilder;
+/// use veza_metrics::{HttpMetricsLayer, Metrics, Routes};
+///
+/// async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+///     Ok(Response::new(Full::new(Bytes::from_static(b"hello"))))
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // In a service: `Metrics::builder().install()?`. Here a local recorder, for the doctest.
+/// let (recorder, metrics) = Metrics::builder().system_metrics(false).build()?;
+/// let _local = metrics::set_default_local_recorder(&recorder);
+/// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// runtime.block_on(async {
+///     let layer = HttpMetricsLayer::new(Routes::new(["/users/{id}"]));
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+///     let addr = listener.local_addr()?;
+///     tokio::spawn(async move {
+///         while let Ok((stream, _)) = listener.accept().await {
+///             let service = ServiceBuilder::new()
+///                 .layer(layer.clone())
+///                 .service(tower::service_fn(hello));
+///             tokio::spawn(
+///                 hyper::server::conn::http1::Builder::new()
+///                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)),
+///             );
+///         }
+///     });
+///
+///     // One request from a hyper client.
+///     let stream = tokio::net::TcpStream::connect(addr).await?;
+///     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+///     tokio::spawn(conn);
+///     let request = Request::get("/users/42").header("host", "x").body(Empty::<Bytes>::new())?;
+///     let body = sender.send_request(request).await?.into_body().collect().await?;
+///     assert_eq!(body.to_bytes(), "hello");
+///     Ok::<_, Box<dyn std::error::Error>>(())
+/// })?;
+/// let text = metrics.render();
+/// assert!(text.contains(r#"http_requests_total{method="GET",route="/users/{id}",status="200"} 1"#));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct HttpMetricsLayer {
     shared: Arc<Shared>,

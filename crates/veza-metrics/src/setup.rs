@@ -414,17 +414,32 @@ mod tests {
             .find(|l| l.starts_with("process_cpu_seconds_total"));
         if cfg!(target_os = "linux") {
             let cpu = cpu.expect("the process collector");
-            assert!(cpu.contains(r#"service="api""#) && cpu.contains(r#"instance="a-1""#), "{cpu}");
+            assert!(
+                cpu.contains(r#"service="api""#) && cpu.contains(r#"instance="a-1""#),
+                "{cpu}"
+            );
         }
         // Our buckets for the one metric, the defaults for the others.
         let buckets = |name: &str| -> Vec<String> {
             text.lines()
                 .filter(|l| l.starts_with(&format!("{name}_bucket")))
-                .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next().map(str::to_owned))
+                .filter_map(|l| {
+                    l.split("le=\"")
+                        .nth(1)?
+                        .split('"')
+                        .next()
+                        .map(str::to_owned)
+                })
                 .collect()
         };
-        assert_eq!(buckets("db_query_duration_seconds"), ["0.01", "0.1", "1", "+Inf"]);
-        assert_eq!(buckets("http_request_duration_seconds").len(), SECONDS_BUCKETS.len() + 1);
+        assert_eq!(
+            buckets("db_query_duration_seconds"),
+            ["0.01", "0.1", "1", "+Inf"]
+        );
+        assert_eq!(
+            buckets("http_request_duration_seconds").len(),
+            SECONDS_BUCKETS.len() + 1
+        );
     }
 
     #[test]
@@ -460,7 +475,10 @@ mod tests {
         let c: Config =
             serde_json::from_str(r#"{"global_labels": {"service": "api", "region": "eu"}}"#)
                 .unwrap();
-        assert_eq!(c.global_labels.get("region").map(String::as_str), Some("eu"));
+        assert_eq!(
+            c.global_labels.get("region").map(String::as_str),
+            Some("eu")
+        );
         let (_recorder, metrics) = Metrics::builder().config(&c).build().unwrap();
         assert!(metrics.render().contains(r#"region="eu""#));
         for bad in [r#"{"upkeep_interval": 5}"#, r#"{"upkeep": "5s"}"#] {
