@@ -44,4 +44,6 @@ mod guide {
     struct HttpClient;
     #[doc = include_str!("../../docs/guide/pitfalls.md")]
     struct Pitfalls;
+    #[doc = include_str!("../../docs/guide/migrating.md")]
+    struct Migrating;
 }
