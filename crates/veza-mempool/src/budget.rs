@@ -13,6 +13,7 @@ use veza_core::publish::{Late, Publish};
 use veza_core::{Classify, ErrorKind};
 
 use crate::alloc::CountingAllocator;
+use crate::cgroup::Cgroup;
 use crate::error::ConfigError;
 
 /// How close usage is to the budget.
@@ -83,6 +84,9 @@ pub enum UsageSource {
     Heap(&'static CountingAllocator),
     /// Any other measure, in bytes; `None` when it cannot be read.
     Custom(Arc<dyn Fn() -> Option<u64> + Send + Sync>),
+    /// The working set of a control group ([`Cgroup::working_set`]): what a container's
+    /// limit is enforced against.
+    Cgroup(Cgroup),
 }
 
 impl fmt::Debug for UsageSource {
@@ -91,6 +95,7 @@ impl fmt::Debug for UsageSource {
             UsageSource::ResidentSet => "ResidentSet",
             UsageSource::Heap(_) => "Heap",
             UsageSource::Custom(_) => "Custom",
+            UsageSource::Cgroup(_) => "Cgroup",
         })
     }
 }
@@ -103,13 +108,14 @@ impl UsageSource {
             UsageSource::Custom(f) => {
                 f().ok_or(UsageError("the custom usage source gave no value"))
             }
+            UsageSource::Cgroup(cgroup) => cgroup.working_set(),
         }
     }
 }
 
 /// The usage could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageError(&'static str);
+pub struct UsageError(pub(crate) &'static str);
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -155,7 +161,27 @@ struct Shared {
     trims: Mutex<Vec<Weak<dyn Trim>>>,
     /// Level changes so far, by the level reached.
     changes: [AtomicU64; 3],
+    /// Pressure stall thresholds, for budgets on a cgroup.
+    stall: Option<StallWatch>,
     metrics: Late<BudgetMetrics>,
+}
+
+/// Reads a cgroup's pressure stall at each sample: `some` past `high` percent is at least
+/// high pressure, `full` past `critical` percent is critical.
+struct StallWatch {
+    cgroup: Cgroup,
+    high: f64,
+    critical: f64,
+}
+
+impl StallWatch {
+    fn level(&self) -> Pressure {
+        match self.cgroup.stall() {
+            Some(s) if s.full_avg10 >= self.critical => Pressure::Critical,
+            Some(s) if s.some_avg10 >= self.high => Pressure::High,
+            _ => Pressure::Normal,
+        }
+    }
 }
 
 struct BudgetMetrics {
@@ -233,6 +259,66 @@ impl MemoryBudget {
         high: f64,
         critical: f64,
     ) -> Result<MemoryBudget, ConfigError> {
+        MemoryBudget::build(limit, source, high, critical, None)
+    }
+
+    /// A budget inside a container: on `cgroup`'s working set, limited to its memory limit
+    /// (or to `config.limit_bytes` when that is set and smaller), and at least at high or
+    /// critical pressure while the kernel reports tasks stalled on memory (PSI, see
+    /// [`BudgetConfig::stall_high`](crate::BudgetConfig::stall_high)), so pools and caches
+    /// shrink before the OOM killer acts.
+    ///
+    /// ```no_run
+    /// use veza_mempool::{BudgetConfig, Cgroup, MemoryBudget};
+    /// let cgroup = Cgroup::current().ok_or("not in a memory cgroup")?;
+    /// let budget = MemoryBudget::for_cgroup(&cgroup, &BudgetConfig::default())?;
+    /// let _sampling = budget.start(std::time::Duration::from_secs(5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn for_cgroup(
+        cgroup: &Cgroup,
+        config: &crate::BudgetConfig,
+    ) -> Result<MemoryBudget, ConfigError> {
+        let limit = cgroup
+            .limit()
+            .map_err(|_| ConfigError("the cgroup's memory limit cannot be read"))?;
+        let limit = match (limit, config.limit_bytes) {
+            (Some(l), 0) => l,
+            (Some(l), c) => l.min(c),
+            (None, 0) => {
+                return Err(ConfigError(
+                    "the cgroup has no memory limit: set limit_bytes",
+                ));
+            }
+            (None, c) => c,
+        };
+        let (high, critical) = (config.stall_high, config.stall_critical);
+        if !(high > 0.0 && high <= critical) {
+            return Err(ConfigError(
+                "stall thresholds need 0 < stall_high <= stall_critical",
+            ));
+        }
+        let stall = StallWatch {
+            cgroup: cgroup.clone(),
+            high,
+            critical,
+        };
+        MemoryBudget::build(
+            limit,
+            UsageSource::Cgroup(cgroup.clone()),
+            config.high,
+            config.critical,
+            Some(stall),
+        )
+    }
+
+    fn build(
+        limit: u64,
+        source: UsageSource,
+        high: f64,
+        critical: f64,
+        stall: Option<StallWatch>,
+    ) -> Result<MemoryBudget, ConfigError> {
         if limit == 0 {
             return Err(ConfigError("the memory budget must be above zero"));
         }
@@ -249,6 +335,7 @@ impl MemoryBudget {
             callbacks: Mutex::new(Vec::new()),
             trims: Mutex::new(Vec::new()),
             changes: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            stall,
             metrics: Late::new(BudgetMetrics::new),
         });
         shared.metrics.get().budget.set(limit as f64);
@@ -290,7 +377,10 @@ impl MemoryBudget {
         self.s.used.store(used, Relaxed);
         let metrics = self.s.metrics.get();
         metrics.used.set(used as f64);
-        let to = self.level_for(used);
+        let mut to = self.level_for(used);
+        if let Some(stall) = &self.s.stall {
+            to = to.max(stall.level());
+        }
         let from = Pressure::from_u8(self.s.level.swap(to as u8, Relaxed));
         metrics.level.set(f64::from(to as u8));
         if from != to {

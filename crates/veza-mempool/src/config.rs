@@ -63,6 +63,12 @@ pub struct BudgetConfig {
     /// How often a started budget samples its usage. Default 30 s (the guide's).
     #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human"))]
     pub interval: Duration,
+    /// With [`MemoryBudget::for_cgroup`](crate::MemoryBudget::for_cgroup): pressure is at
+    /// least high while some task stalled on memory this share (percent) of the last 10 s
+    /// (PSI `some avg10`), whatever the usage. Default 10. Above 100: not used.
+    pub stall_high: f64,
+    /// Likewise for critical, on PSI `full avg10` (every task stalled). Default 20.
+    pub stall_critical: f64,
 }
 
 impl Default for BudgetConfig {
@@ -72,6 +78,8 @@ impl Default for BudgetConfig {
             high: 0.8,
             critical: 1.0,
             interval: Duration::from_secs(30),
+            stall_high: 10.0,
+            stall_critical: 20.0,
         }
     }
 }

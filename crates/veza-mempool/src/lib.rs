@@ -19,6 +19,10 @@
 //!   from 100%) sampled on an interval (30 s by default) and on demand; subscribers get every
 //!   change, and attached pools trim themselves (half their cap under high pressure, nothing
 //!   kept under critical pressure).
+//! - In a container, [`MemoryBudget::for_cgroup`] takes the limit of the process's [`Cgroup`]
+//!   (v2 `memory.max` up its ancestors, or v1's hierarchical limit), measures the cgroup's
+//!   working set (usage less inactive file pages, as the kubelet does), and raises the level
+//!   while the kernel reports tasks stalled on memory (PSI), before the OOM killer acts.
 //!
 //! Statistics come through [`Observe`](veza_core::Observe) as
 //! [`PoolStats`](veza_core::PoolStats), and as the `mempool_*`, `memory_budget_*` and
@@ -89,6 +93,7 @@ mod alloc;
 )]
 mod budget;
 mod buffer;
+mod cgroup;
 mod config;
 mod error;
 mod guard;
@@ -102,6 +107,7 @@ pub use budget::{
     Attach, MemoryBudget, Monitor, Pressure, PressureChange, Trim, UsageError, UsageSource,
 };
 pub use buffer::{Buffer, BufferPolicy, BufferPool, ClassPool, PooledBuf, PooledBufOwned};
+pub use cgroup::{Cgroup, Stall};
 pub use config::{BudgetConfig, BufferPoolConfig};
 pub use error::ConfigError;
 pub use guard::{Home, Pooled, PooledOwned};
