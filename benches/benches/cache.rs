@@ -38,7 +38,8 @@ fn hit_read(bench: &Bench) {
     let mut rng = SplitMix64::new(7);
     let keys: Arc<Vec<u64>> = Arc::new((0..per_thread).map(|_| rng.next_u64() % ENTRIES).collect());
 
-    let veza = Arc::new(Cache::<u64, u64>::new(ENTRIES * 2).expect("cache"));
+    // A `Cache` is a cheap handle (one `Arc`), cloned into each thread like moka's.
+    let veza = Cache::<u64, u64>::new(ENTRIES * 2).expect("cache");
     let moka = moka::sync::Cache::<u64, u64>::new(ENTRIES * 2);
     let quick = Arc::new(quick_cache::sync::Cache::<u64, u64>::new(
         (ENTRIES * 2) as usize,

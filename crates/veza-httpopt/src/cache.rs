@@ -33,15 +33,16 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
-    AGE, AUTHORIZATION, CACHE_CONTROL, COOKIE, HeaderName, HeaderValue, SET_COOKIE, VARY,
+    AGE, AUTHORIZATION, CACHE_CONTROL, COOKIE, DATE, ETAG, HeaderName, HeaderValue, LAST_MODIFIED,
+    SET_COOKIE, VARY,
 };
 use http::{HeaderMap, Uri, Version};
-use http_cache_semantics::{AfterResponse, BeforeRequest, CacheOptions, CachePolicy};
+use http_cache_semantics::{BeforeRequest, CacheOptions, CachePolicy};
 use parking_lot::Mutex;
 use veza_core::{CacheStats, Observe};
 
 use crate::config::{CacheConfig, CacheMode};
-use crate::response::{CacheStatus, Response};
+use crate::response::{CacheStatus, RequestCache, Response};
 use crate::wire;
 
 /// What a lookup found.
@@ -84,8 +85,10 @@ pub(crate) struct Stored {
 }
 
 impl Stored {
-    /// The stored response served stale, with its `Age` brought up to date.
-    pub(crate) fn stale_response(&self, now: SystemTime) -> Response {
+    /// The stored response as served at `now`: the origin's fields as stored (its `Date`
+    /// among them: RFC 9110 §6.6.1, the time the origin generated it) with `Age` brought up to
+    /// date (RFC 9111 §5.1).
+    pub(crate) fn served(&self, now: SystemTime, cache: CacheStatus) -> Response {
         let mut headers = self.headers.clone();
         headers.insert(AGE, HeaderValue::from(self.policy.age(now).as_secs()));
         Response {
@@ -93,8 +96,13 @@ impl Stored {
             version: self.version,
             headers,
             body: self.body.clone(),
-            cache: CacheStatus::Stale,
+            cache,
         }
+    }
+
+    /// The stored response served stale, with its `Age` brought up to date.
+    pub(crate) fn stale_response(&self, now: SystemTime) -> Response {
+        self.served(now, CacheStatus::Stale)
     }
 
     /// Whether `now` is within the `stale-while-revalidate` window.
@@ -250,6 +258,51 @@ fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     Some(names)
 }
 
+/// Fields a 304 does not update: they describe the stored body (RFC 9111 §3.2).
+const KEPT_ON_UPDATE: [HeaderName; 4] = [
+    http::header::CONTENT_LENGTH,
+    http::header::CONTENT_ENCODING,
+    http::header::TRANSFER_ENCODING,
+    http::header::CONTENT_RANGE,
+];
+
+/// Whether a 304 with fields `fresh` selects the stored response with fields `stored`
+/// (RFC 9111 §4.3.4, see [`HttpCache::revalidated`]).
+fn selects(stored: &HeaderMap, fresh: &HeaderMap) -> bool {
+    let text = |h: &HeaderMap, name: HeaderName| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned())
+    };
+    let (old_etag, new_etag) = (text(stored, ETAG), text(fresh, ETAG));
+    let (old_lm, new_lm) = (text(stored, LAST_MODIFIED), text(fresh, LAST_MODIFIED));
+    let opaque = |e: &str| e.trim_start_matches("W/").to_owned();
+    match (new_etag, new_lm) {
+        (Some(new), _) if !new.starts_with("W/") => {
+            // Strong: the same strong validator.
+            old_etag.is_some_and(|old| !old.starts_with("W/") && old == new)
+        }
+        (Some(new), _) => old_etag.is_some_and(|old| opaque(&old) == opaque(&new)),
+        (None, Some(new)) => match old_lm {
+            Some(old) => {
+                httpdate::parse_http_date(&old).ok() == httpdate::parse_http_date(&new).ok()
+            }
+            // A Last-Modified for an entry that had an ETag only: not its validator.
+            None => old_etag.is_none(),
+        },
+        (None, None) => true,
+    }
+}
+
+/// Adds `Date: now` (IMF-fixdate) when the fields have none.
+fn with_date(headers: &mut HeaderMap, now: SystemTime) {
+    if !headers.contains_key(DATE) {
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+            headers.insert(DATE, v);
+        }
+    }
+}
+
 fn index_key(uri: &Uri) -> Key {
     Key::Index(uri.clone())
 }
@@ -335,8 +388,8 @@ impl HttpCache {
         Key::Entry(k.into_boxed_str())
     }
 
-    /// Looks up a GET request.
-    pub(crate) fn lookup(&self, req: &http::request::Parts) -> Lookup {
+    /// Looks up a GET request, used as `mode` says.
+    pub(crate) fn lookup(&self, req: &http::request::Parts, mode: RequestCache) -> Lookup {
         let stored = match self.find(req) {
             Ok(s) => s,
             Err(Some(renew)) => return Lookup::Pass { renew },
@@ -347,16 +400,43 @@ impl HttpCache {
         };
         // The clock is read only when something is stored.
         let now = SystemTime::now();
-        match stored.policy.before_request(req, now) {
-            BeforeRequest::Fresh(parts) => {
+        if matches!(mode, RequestCache::ForceCache | RequestCache::OnlyIfCached) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            let status = if stored.policy.is_stale(now) {
+                CacheStatus::Stale
+            } else {
+                CacheStatus::Hit
+            };
+            return Lookup::Fresh(stored.served(now, status));
+        }
+        let verdict = if mode == RequestCache::NoCache {
+            // Asked as if the request said `no-cache`; the origin gets the request's own fields.
+            let mut asked = req.clone();
+            asked
+                .headers
+                .append(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            match stored.policy.before_request(&asked, now) {
+                BeforeRequest::Stale {
+                    mut request,
+                    matches,
+                } => {
+                    request.headers.remove(CACHE_CONTROL);
+                    for v in req.headers.get_all(CACHE_CONTROL) {
+                        request.headers.append(CACHE_CONTROL, v.clone());
+                    }
+                    BeforeRequest::Stale { request, matches }
+                }
+                fresh => fresh,
+            }
+        } else {
+            stored.policy.before_request(req, now)
+        };
+        match verdict {
+            // The library's own copy of the fields keeps one value per name and replaces
+            // `Date` with the time of reading (in RFC 2822 form): the stored fields are served.
+            BeforeRequest::Fresh(_) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                Lookup::Fresh(Response {
-                    status: parts.status,
-                    version: stored.version,
-                    headers: parts.headers,
-                    body: stored.body.clone(),
-                    cache: CacheStatus::Hit,
-                })
+                Lookup::Fresh(stored.served(now, CacheStatus::Hit))
             }
             BeforeRequest::Stale {
                 request,
@@ -436,6 +516,7 @@ impl HttpCache {
         *head.status_mut() = resp.status;
         *head.headers_mut() = resp.headers.clone();
         wire::normalize(head.headers_mut());
+        with_date(head.headers_mut(), response_time);
         if !self.keep_without_cookie(head.headers_mut()) {
             self.pass(&req.uri);
             return false;
@@ -560,8 +641,17 @@ impl HttpCache {
     }
 
     /// Merges a revalidation's response into the stored one. Returns the response to serve:
-    /// the stored body under the merged headers for a 304, `None` when the response is a new
-    /// one (the caller stores and serves it).
+    /// the stored body under the merged fields for a 304 that selects the stored response,
+    /// `None` otherwise (the caller fetches in full).
+    ///
+    /// Done here rather than by the semantics library, which keeps one value per field name,
+    /// drops fields the 304 adds, replaces `Date` with the time of the merge, and refuses a
+    /// 304 without validators for a response that has one. RFC 9111 §4.3.4: a 304 with a
+    /// strong validator selects the stored response with the same one, a weak validator the
+    /// matching one; a 304 without any validator answers the conditional request this cache
+    /// sent for this very response (each stored response is revalidated on its own), so it
+    /// selects it, as every reference cache does. §3.2: every field of the 304, except those
+    /// describing the body, replaces or adds to the stored ones.
     pub(crate) fn revalidated(
         &self,
         req: &http::request::Parts,
@@ -569,35 +659,57 @@ impl HttpCache {
         resp: &http::response::Parts,
         now: SystemTime,
     ) -> Option<Response> {
-        let mut resp = resp.clone();
-        wire::normalize(&mut resp.headers);
-        let storable = self.keep_without_cookie(&mut resp.headers);
-        match stored.policy.after_response(req, &resp, now) {
-            AfterResponse::NotModified(policy, parts) => {
-                let out = Response {
-                    status: parts.status,
-                    version: stored.version,
-                    headers: parts.headers.clone(),
-                    body: stored.body.clone(),
-                    cache: CacheStatus::Revalidated,
-                };
-                if let Some(names) = vary_names(&parts.headers) {
-                    if storable && policy.is_storable() {
-                        self.put(
-                            req,
-                            policy,
-                            parts,
-                            stored.version,
-                            stored.body.clone(),
-                            names,
-                            now,
-                        );
-                    }
-                }
-                Some(out)
-            }
-            AfterResponse::Modified(..) => None,
+        let mut fresh = resp.headers.clone();
+        wire::normalize(&mut fresh);
+        if resp.status != http::StatusCode::NOT_MODIFIED || !selects(&stored.headers, &fresh) {
+            return None;
         }
+        let mut merged = stored.headers.clone();
+        for name in fresh.keys() {
+            if KEPT_ON_UPDATE.contains(name) {
+                continue;
+            }
+            merged.remove(name);
+            for value in fresh.get_all(name) {
+                merged.append(name.clone(), value.clone());
+            }
+        }
+        if !fresh.contains_key(DATE) {
+            // RFC 9110 §6.6.1: a response without Date gets the time it was received.
+            merged.remove(DATE);
+            with_date(&mut merged, now);
+        }
+        // The requester gets the 304's cookie; the stored copy never keeps one.
+        let served_headers = merged.clone();
+        let storable = self.keep_without_cookie(&mut merged);
+        let mut head = http::Response::new(());
+        *head.status_mut() = stored.status;
+        *head.headers_mut() = merged;
+        let (parts, ()) = head.into_parts();
+        let policy = CachePolicy::new_options(req, &parts, now, self.opts);
+        let mut out = Response {
+            status: stored.status,
+            version: stored.version,
+            headers: served_headers,
+            body: stored.body.clone(),
+            cache: CacheStatus::Revalidated,
+        };
+        out.headers
+            .insert(AGE, HeaderValue::from(policy.age(now).as_secs()));
+        if let Some(names) = vary_names(&parts.headers) {
+            if storable && policy.is_storable() {
+                self.put(
+                    req,
+                    policy,
+                    parts,
+                    stored.version,
+                    stored.body.clone(),
+                    names,
+                    now,
+                );
+            }
+        }
+        Some(out)
     }
 
     /// Drops every stored response for `uri` (all its variants). Returns whether any was known.

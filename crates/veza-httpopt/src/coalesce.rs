@@ -45,7 +45,17 @@ impl Coalescer {
         Fut: Future<Output = Result<Response, Error>>,
     {
         let cell = Arc::clone(self.inflight.lock().entry(key).or_default());
-        let out = cell.get_or_init(fetch).await.clone();
+        let mut ran = false;
+        let mut out = cell
+            .get_or_init(|| {
+                ran = true;
+                fetch()
+            })
+            .await
+            .clone();
+        if let (false, Ok(r)) = (ran, &mut out) {
+            r.cache = crate::CacheStatus::Coalesced;
+        }
         let mut inflight = self.inflight.lock();
         if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
             inflight.remove(&key);
@@ -108,9 +118,18 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         leader.abort();
+        let mut statuses = Vec::new();
         for f in followers {
-            assert_eq!(f.await.unwrap().unwrap().status(), http::StatusCode::OK);
+            let r = f.await.unwrap().unwrap();
+            assert_eq!(r.status(), http::StatusCode::OK);
+            statuses.push(r.cache_status());
         }
+        // The replacement leader's own call reports its fetch; the other nine shared it.
+        let coalesced = statuses
+            .iter()
+            .filter(|s| **s == CacheStatus::Coalesced)
+            .count();
+        assert_eq!(coalesced, 9, "{statuses:?}");
         assert_eq!(
             runs.load(Ordering::SeqCst),
             2,

@@ -72,6 +72,11 @@ pub enum Error {
         /// The content coding that expanded past it.
         encoding: &'static str,
     },
+    /// The response's status is a client or server error (from
+    /// [`Response::error_for_status`](crate::Response::error_for_status)).
+    Status(http::StatusCode),
+    /// A body could not be read or written as JSON (feature `json`).
+    Json(Source),
     /// The body could not be decompressed: corrupt data, or a coding this build cannot decode.
     Decode {
         /// The content coding named by the response.
@@ -204,6 +209,8 @@ impl fmt::Display for Error {
             Error::Decode { encoding, source } => {
                 write!(f, "cannot decode {encoding} response body: {source}")
             }
+            Error::Status(status) => write!(f, "upstream answered {status}"),
+            Error::Json(e) => write!(f, "json: {e}"),
         }
     }
 }
@@ -231,6 +238,7 @@ impl StdError for Error {
             | Error::UnknownHost(e)
             | Error::Protocol(e)
             | Error::Transport(e)
+            | Error::Json(e)
             | Error::Decode { source: e, .. } => Some(e.as_ref()),
             _ => None,
         }
@@ -245,16 +253,49 @@ impl Classify for Error {
             Error::UnknownHost(_) => ErrorKind::NotFound,
             Error::Protocol(_) => ErrorKind::Internal,
             Error::Timeout { .. } => ErrorKind::Timeout,
-            Error::BodyTooLarge { .. } | Error::DecodedTooLarge { .. } | Error::Decode { .. } => {
-                ErrorKind::Internal
-            }
+            Error::BodyTooLarge { .. }
+            | Error::DecodedTooLarge { .. }
+            | Error::Decode { .. }
+            | Error::Json(_) => ErrorKind::Internal,
+            Error::Status(status) => status_kind(*status),
         }
+    }
+}
+
+/// What an error status means for the caller: 404 and 410 not found; 408 and 504 time-outs;
+/// 429 overload; 502 and 503 unavailable (these last four are retryable); other 4xx the
+/// request's fault; other 5xx the upstream's.
+fn status_kind(status: http::StatusCode) -> ErrorKind {
+    match status.as_u16() {
+        404 | 410 => ErrorKind::NotFound,
+        408 | 504 => ErrorKind::Timeout,
+        429 => ErrorKind::Overloaded,
+        502 | 503 => ErrorKind::Unavailable,
+        400..=499 => ErrorKind::InvalidInput,
+        _ => ErrorKind::Internal,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_classify_for_retries() {
+        let kind = |s: u16| Error::Status(http::StatusCode::from_u16(s).unwrap()).kind();
+        assert_eq!(kind(404), ErrorKind::NotFound);
+        assert_eq!(kind(429), ErrorKind::Overloaded);
+        assert_eq!(kind(503), ErrorKind::Unavailable);
+        assert_eq!(kind(504), ErrorKind::Timeout);
+        assert_eq!(kind(400), ErrorKind::InvalidInput);
+        assert_eq!(kind(500), ErrorKind::Internal);
+        assert!(Error::Status(http::StatusCode::SERVICE_UNAVAILABLE).is_retryable());
+        assert!(!Error::Status(http::StatusCode::BAD_REQUEST).is_retryable());
+        assert_eq!(
+            Error::Status(http::StatusCode::NOT_FOUND).to_string(),
+            "upstream answered 404 Not Found"
+        );
+    }
 
     #[test]
     fn classes_and_messages() {

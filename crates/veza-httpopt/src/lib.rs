@@ -65,8 +65,10 @@
 //! # What it does not do
 //! - Bodies are read whole; there is no streaming response API (download large files with
 //!   hyper directly).
-//! - The cache is in memory only, and does not store partial (206) responses.
-//! - No proxy support, no cookies, no redirects followed (a 3xx is returned as is).
+//! - The cache is in memory only, and does not store partial (206) responses (it answers
+//!   a `Range` request from a stored full one).
+//! - No proxy support, no cookies, no redirects followed (a 3xx is returned as is), no
+//!   `Retry-After` handling, no `tracing` spans yet.
 //!
 //! # Features
 //! | feature | default | what |
@@ -75,6 +77,7 @@
 //! | `brotli` | yes | decode br (brotli-decompressor, pure Rust) |
 //! | `zstd` | yes | decode zstd (the zstd C library) |
 //! | `http2` | yes | HTTP/2 (ALPN over TLS, or prior knowledge) |
+//! | `json` | yes | `RequestBuilder::json` and `Response::json` (serde_json) |
 //! | `rustls` | no | HTTPS with rustls (ring), the system's roots or your config |
 //! | `serde` | no | `Serialize`/`Deserialize` for [`Config`], durations as `"30s"` |
 
@@ -98,7 +101,7 @@ pub use client::{Client, ClientBuilder, RequestBuilder};
 pub use config::{CacheConfig, CacheMode, Config, RetryConfig};
 pub use error::{Error, Source, TimeoutKind};
 pub use health::UpstreamHealth;
-pub use response::{CacheStatus, Response};
+pub use response::{CacheStatus, RequestCache, Response};
 
 /// The `http` crate, re-exported for `Client::request`'s `Method`, `HeaderMap` and
 /// `StatusCode`, at the version this crate uses.

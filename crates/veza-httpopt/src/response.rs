@@ -20,6 +20,33 @@ pub enum CacheStatus {
     /// Served stale, under `stale-while-revalidate` (a refresh runs in the background) or
     /// `stale-if-error` (upstream failed).
     Stale,
+    /// An identical request was already in flight: this call shared its response (a miss or
+    /// a revalidation for that request), and upstream was asked once for all of them.
+    Coalesced,
+}
+
+/// How one request uses the cache, whatever its own headers say, without changing what the
+/// origin sees (the names of the Fetch standard's `RequestCache`). Set it with
+/// [`RequestBuilder::cache`](crate::RequestBuilder::cache), or put it in the extensions of an
+/// `http::Request` given to [`Client::execute`](crate::Client::execute).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RequestCache {
+    /// The HTTP rules, with the request's own `Cache-Control` honoured.
+    #[default]
+    Default,
+    /// Neither look in the cache nor store the response.
+    NoStore,
+    /// Fetch from the origin without looking, and store the response.
+    Reload,
+    /// Look, but revalidate a stored response with the origin even if it is fresh.
+    NoCache,
+    /// Serve a stored response, fresh or stale, without asking the origin; fetch only when
+    /// nothing is stored.
+    ForceCache,
+    /// Serve a stored response, fresh or stale, and never ask the origin: `504 Gateway
+    /// Timeout` when nothing is stored.
+    OnlyIfCached,
 }
 
 impl CacheStatus {
@@ -50,8 +77,10 @@ impl Response {
         self.version
     }
 
-    /// The headers. When the body was decompressed, `Content-Encoding` and `Content-Length`
-    /// are gone (they described the bytes as sent). A cached response carries an `Age`.
+    /// The headers, end to end: hop-by-hop fields are gone, and `Content-Length` is the length
+    /// of [`body`](Response::body) (decoded: when the body was decompressed,
+    /// `Content-Encoding` is gone too). A cached response carries its origin's `Date` and an
+    /// up-to-date `Age`.
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
@@ -69,6 +98,30 @@ impl Response {
     /// The body as UTF-8 text.
     pub fn text(&self) -> Result<&str, std::str::Utf8Error> {
         std::str::from_utf8(&self.body)
+    }
+
+    /// The response itself when its status is not a client or server error (4xx, 5xx);
+    /// otherwise [`Error::Status`](crate::Error::Status), which classifies 429, 502, 503 and
+    /// 504 as retryable (reqwest's `error_for_status`).
+    pub fn error_for_status(self) -> Result<Response, crate::Error> {
+        self.error_for_status_ref()?;
+        Ok(self)
+    }
+
+    /// Like [`error_for_status`](Response::error_for_status), by reference.
+    pub fn error_for_status_ref(&self) -> Result<&Response, crate::Error> {
+        if self.status.is_client_error() || self.status.is_server_error() {
+            Err(crate::Error::Status(self.status))
+        } else {
+            Ok(self)
+        }
+    }
+
+    /// The body parsed as JSON (feature `json`).
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::Error> {
+        serde_json::from_slice(&self.body).map_err(|e| crate::Error::Json(std::sync::Arc::new(e)))
     }
 
     /// Where the response came from.

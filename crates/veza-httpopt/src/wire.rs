@@ -9,8 +9,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::HeaderMap;
-use http::header::{AGE, CACHE_CONTROL, HeaderValue};
+use http::header::{
+    AGE, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, DATE, EXPIRES, HeaderName, HeaderValue, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, Method, StatusCode};
 
 /// The largest delta-seconds value the cache acts on (RFC 9111 §1.2.2).
 pub(crate) const MAX_DELTA_SECS: u64 = 1 << 31;
@@ -63,6 +66,146 @@ pub(crate) fn after(t: SystemTime, d: Duration) -> SystemTime {
 pub(crate) fn normalize(headers: &mut HeaderMap) {
     normalize_cache_control(headers);
     normalize_age(headers);
+    normalize_dates(headers);
+}
+
+/// The one byte range of a `Range` field (RFC 9110 §14.1.2) against a representation of
+/// `len` bytes: `Some(Ok((first, last)))` inclusive, `Some(Err(()))` when unsatisfiable (416),
+/// `None` when the field is not one `bytes` range this cache answers (several ranges, another
+/// unit, a malformed one): then the full response is served, which RFC 9110 §14.2 allows.
+pub(crate) fn single_range(spec: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let (unit, set) = spec.trim().split_once('=')?;
+    if !unit.trim().eq_ignore_ascii_case("bytes") || set.contains(',') {
+        return None;
+    }
+    let (first, last) = set.trim().split_once('-')?;
+    let number = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        // Saturates: a position past u64 is past any body.
+        Some(s.parse().unwrap_or(u64::MAX))
+    };
+    match (first.trim().is_empty(), last.trim().is_empty()) {
+        // bytes=-n: the last n bytes.
+        (true, false) => {
+            let n = number(last)?;
+            if n == 0 || len == 0 {
+                return Some(Err(()));
+            }
+            Some(Ok((len.saturating_sub(n), len - 1)))
+        }
+        // bytes=a-
+        (false, true) => {
+            let a = number(first)?;
+            Some(if a >= len { Err(()) } else { Ok((a, len - 1)) })
+        }
+        (false, false) => {
+            let (a, b) = (number(first)?, number(last)?);
+            if a > b {
+                return None; // invalid: ignored
+            }
+            Some(if a >= len {
+                Err(())
+            } else {
+                Ok((a, b.min(len - 1)))
+            })
+        }
+        (true, true) => None,
+    }
+}
+
+/// A request's `Cache-Control` made canonical like a response's (directive names in lower
+/// case, delta-seconds saturated); nothing is touched when nothing needs it.
+pub(crate) fn normalize_request(headers: &mut HeaderMap) {
+    normalize_cache_control(headers);
+}
+
+/// RFC 9110 §5.6.7: recipients accept the three date forms (IMF-fixdate, the obsolete RFC 850
+/// and asctime) and nothing else. The semantics library reads dates as RFC 2822, which takes
+/// invalid forms (doubled spaces) and refuses the obsolete ones; so each date is parsed
+/// strictly here and written back as IMF-fixdate. RFC 9111 §5.3: an invalid `Expires` means
+/// already expired (written as the epoch); an invalid `Date` is dropped, and the response time
+/// stands in for it (RFC 9110 §6.6.1).
+fn normalize_dates(headers: &mut HeaderMap) {
+    for (name, invalid) in [(EXPIRES, Some(UNIX_EPOCH_DATE)), (DATE, None)] {
+        let Some(value) = headers.get(&name) else {
+            continue;
+        };
+        let parsed = value
+            .to_str()
+            .ok()
+            .and_then(|v| httpdate::parse_http_date(v.trim()).ok());
+        let several = headers.get_all(&name).iter().count() > 1;
+        match (parsed, invalid) {
+            (Some(t), _) => {
+                let canonical = httpdate::fmt_http_date(t);
+                if several
+                    || headers
+                        .get(&name)
+                        .is_none_or(|v| v.as_bytes() != canonical.as_bytes())
+                {
+                    if let Ok(v) = HeaderValue::from_str(&canonical) {
+                        headers.insert(&name, v);
+                    }
+                }
+            }
+            (None, Some(expired)) => {
+                headers.insert(&name, HeaderValue::from_static(expired));
+            }
+            (None, None) => {
+                headers.remove(&name);
+            }
+        }
+    }
+}
+
+const UNIX_EPOCH_DATE: &str = "Thu, 01 Jan 1970 00:00:00 GMT";
+
+/// The hop-by-hop fields (RFC 9110 §7.6.1), which describe one connection and are never
+/// handed on: the fixed list and whatever `Connection` names.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
+/// Makes a response read whole consistent, whether it is then served from the network or
+/// from the cache: hop-by-hop fields go (RFC 9110 §7.6.1), and `Content-Length` says the
+/// length of the body handed out (a `Transfer-Encoding` response's own `Content-Length`
+/// must be ignored, RFC 9112 §6.3; a decoded body has another length). HEAD responses and
+/// the statuses without a body keep theirs.
+pub(crate) fn end_to_end(
+    headers: &mut HeaderMap,
+    method: &Method,
+    status: StatusCode,
+    body_len: usize,
+) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        // Connection may name end-to-end fields a server wants dropped; never our own length.
+        if *name != CONTENT_LENGTH {
+            headers.remove(name);
+        }
+    }
+    let bodiless = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if !bodiless {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body_len));
+    }
 }
 
 fn normalize_cache_control(headers: &mut HeaderMap) {
@@ -208,6 +351,98 @@ mod tests {
         let mut h = cc(&["max-age=60", "public"]);
         normalize(&mut h);
         assert_eq!(h.get_all(CACHE_CONTROL).iter().count(), 2);
+    }
+
+    #[test]
+    fn dates_are_strict_and_rewritten_as_imf_fixdate() {
+        let date = |name: HeaderName, v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), HeaderValue::from_str(v).unwrap());
+            normalize(&mut h);
+            h.get(&name).map(|v| v.to_str().unwrap().to_owned())
+        };
+        let imf = "Thu, 18 Aug 2050 02:01:18 GMT";
+        // RFC 9110 §5.6.7: the two obsolete forms are accepted and rewritten.
+        assert_eq!(
+            date(EXPIRES, "Thursday, 18-Aug-50 02:01:18 GMT").as_deref(),
+            Some(imf)
+        );
+        assert_eq!(
+            date(EXPIRES, "Thu Aug 18 02:01:18 2050").as_deref(),
+            Some(imf)
+        );
+        assert_eq!(date(EXPIRES, imf).as_deref(), Some(imf));
+        // RFC 9111 §5.3: an invalid Expires is in the past.
+        for bad in [
+            "Thu, 18  Aug  2050 02:01:18 GMT",
+            "0",
+            "-1",
+            "soon",
+            "Thu, 18 Aug 2050 02:01:18 +0000",
+        ] {
+            assert_eq!(
+                date(EXPIRES, bad).as_deref(),
+                Some(UNIX_EPOCH_DATE),
+                "{bad:?}"
+            );
+        }
+        // An invalid Date is dropped; a valid obsolete one rewritten.
+        assert_eq!(date(DATE, "yesterday"), None);
+        assert_eq!(
+            date(DATE, "Thursday, 18-Aug-50 02:01:18 GMT").as_deref(),
+            Some(imf)
+        );
+    }
+
+    #[test]
+    fn byte_ranges_follow_rfc9110() {
+        assert_eq!(single_range("bytes=0-3", 10), Some(Ok((0, 3))));
+        assert_eq!(single_range("Bytes = 2-", 10), Some(Ok((2, 9))));
+        assert_eq!(single_range("bytes=-4", 10), Some(Ok((6, 9))));
+        assert_eq!(single_range("bytes=-40", 10), Some(Ok((0, 9))));
+        assert_eq!(
+            single_range("bytes=5-99999999999999999999999", 10),
+            Some(Ok((5, 9)))
+        );
+        assert_eq!(single_range("bytes=10-", 10), Some(Err(())));
+        assert_eq!(
+            single_range("bytes=99999999999999999999999-", 10),
+            Some(Err(()))
+        );
+        assert_eq!(single_range("bytes=-0", 10), Some(Err(())));
+        assert_eq!(single_range("bytes=0-0", 0), Some(Err(())));
+        for ignored in [
+            "bytes=0-1,3-4",
+            "items=0-1",
+            "bytes=5-2",
+            "bytes=-",
+            "bytes=a-b",
+            "0-1",
+            "bytes=+1-2",
+        ] {
+            assert_eq!(single_range(ignored, 10), None, "{ignored}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_fields_go_and_the_length_is_the_body_handed_out() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-trace"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-trace", HeaderValue::from_static("1"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("999"));
+        h.insert("etag", HeaderValue::from_static("\"v1\""));
+        end_to_end(&mut h, &Method::GET, StatusCode::OK, 42);
+        let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-length", "etag"]);
+        assert_eq!(h.get(CONTENT_LENGTH).unwrap(), "42");
+        // HEAD keeps the length GET would have had.
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("1000"));
+        end_to_end(&mut h, &Method::HEAD, StatusCode::OK, 0);
+        assert_eq!(h.get(CONTENT_LENGTH).unwrap(), "1000");
     }
 
     #[test]
