@@ -186,24 +186,35 @@ pub(crate) fn end_to_end(
     status: StatusCode,
     body_len: usize,
 ) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        // Connection may name end-to-end fields a server wants dropped; never our own length.
-        if *name != CONTENT_LENGTH {
-            headers.remove(name);
+    // The common response has no hop-by-hop field: one pass over the names finds out,
+    // cheaper than a removal per name.
+    if headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for name in named.iter().chain(HOP_BY_HOP.iter()) {
+            // Connection may name end-to-end fields a server wants dropped; never our length.
+            if *name != CONTENT_LENGTH {
+                headers.remove(name);
+            }
         }
     }
     let bodiless = *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    if !bodiless {
+    if bodiless {
+        return;
+    }
+    let said = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if said != Some(body_len) || headers.get_all(CONTENT_LENGTH).iter().count() > 1 {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(body_len));
     }
 }
