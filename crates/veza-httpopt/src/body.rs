@@ -47,20 +47,23 @@ pub(crate) struct Limits {
     pub(crate) decompress: bool,
 }
 
-/// A `Write` sink that refuses to hold more than `limit` bytes.
+/// A `Write` sink that refuses to take more than `limit` bytes in all (a streamed body takes
+/// its output away as it goes; the total still counts).
 #[derive(Debug)]
 struct Capped {
     buf: Vec<u8>,
+    total: u64,
     limit: u64,
     exceeded: bool,
 }
 
 impl Write for Capped {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if (self.buf.len() + data.len()) as u64 > self.limit {
+        if self.total.saturating_add(data.len() as u64) > self.limit {
             self.exceeded = true;
             return Err(io::Error::other("decoded body over the limit"));
         }
+        self.total += data.len() as u64;
         self.buf.extend_from_slice(data);
         Ok(data.len())
     }
@@ -142,6 +145,22 @@ impl Decoder {
         }
     }
 
+    /// Takes the output decoded so far.
+    fn take_output(&mut self) -> Vec<u8> {
+        let sink = match self {
+            #[cfg(feature = "gzip")]
+            Decoder::Gzip(d) => d.get_mut(),
+            #[cfg(feature = "gzip")]
+            Decoder::Deflate(d) => d.get_mut(),
+            #[cfg(feature = "brotli")]
+            Decoder::Brotli(d) => d.get_mut(),
+            #[cfg(feature = "zstd")]
+            Decoder::Zstd(d) => d.get_mut(),
+            Decoder::Never(n) => match *n {},
+        };
+        std::mem::take(&mut sink.buf)
+    }
+
     fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
             #[cfg(feature = "gzip")]
@@ -196,14 +215,17 @@ fn content_coding(headers: &HeaderMap) -> Option<String> {
     Some(v.to_ascii_lowercase())
 }
 
-/// Reads `body` whole under `limits`, decoding it when its coding is known; on decoding,
-/// `Content-Encoding` and `Content-Length` are removed from `headers` (they described the
-/// bytes as sent).
-pub(crate) async fn read(
-    mut body: Incoming,
-    headers: &mut HeaderMap,
+/// A decoder and the name of its coding.
+type Decoding = (Box<Decoder>, &'static str);
+
+/// The declared length (refused past the limit before a byte is read) and the decoder for
+/// the body's coding, when it has one this build decodes; `presize`: reserve the decoder's
+/// output for a body read whole.
+fn start(
+    headers: &HeaderMap,
     limits: Limits,
-) -> Result<Bytes, Error> {
+    presize: bool,
+) -> Result<(Option<u64>, Option<Decoding>), Error> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -213,12 +235,16 @@ pub(crate) async fn read(
             limit: limits.max_body,
         });
     }
-    let mut decoder = match content_coding(headers).filter(|_| limits.decompress) {
+    let decoder = match content_coding(headers).filter(|_| limits.decompress) {
         Some(coding) => {
+            let capacity = if presize {
+                declared.unwrap_or(0).saturating_mul(4).min(1 << 20) as usize
+            } else {
+                0
+            };
             let sink = Capped {
-                buf: Vec::with_capacity(
-                    declared.unwrap_or(0).saturating_mul(4).min(1 << 20) as usize
-                ),
+                buf: Vec::with_capacity(capacity),
+                total: 0,
                 limit: limits.max_decoded,
                 exceeded: false,
             };
@@ -226,6 +252,18 @@ pub(crate) async fn read(
         }
         None => None,
     };
+    Ok((declared, decoder))
+}
+
+/// Reads `body` whole under `limits`, decoding it when its coding is known; on decoding,
+/// `Content-Encoding` and `Content-Length` are removed from `headers` (they described the
+/// bytes as sent).
+pub(crate) async fn read(
+    mut body: Incoming,
+    headers: &mut HeaderMap,
+    limits: Limits,
+) -> Result<Bytes, Error> {
+    let (declared, mut decoder) = start(headers, limits, true)?;
 
     let mut first: Option<Bytes> = None;
     let mut rest: Option<BytesMut> = None;
@@ -291,6 +329,126 @@ pub(crate) async fn read(
     }
 }
 
+/// A response body read as it arrives, under the same limits as a body read whole: at most
+/// `max_body_size` as sent, `max_decoded_size` once decoded (decoding as it goes), and
+/// `read_timeout` between chunks. From [`RequestBuilder::send_streaming`].
+///
+/// [`RequestBuilder::send_streaming`]: crate::RequestBuilder::send_streaming
+pub struct BodyStream {
+    body: Incoming,
+    limits: Limits,
+    decoder: Option<Decoding>,
+    received: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyStream")
+            .field("received", &self.received)
+            .field("decoding", &self.decoder.as_ref().map(|(_, name)| *name))
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl BodyStream {
+    /// Starts reading `body`, decoding it when its coding is known (then `Content-Encoding`
+    /// and `Content-Length` are removed from `headers`). A declared length past the limit is
+    /// refused before a byte is read.
+    pub(crate) fn new(
+        body: Incoming,
+        headers: &mut HeaderMap,
+        limits: Limits,
+    ) -> Result<BodyStream, Error> {
+        let (_, decoder) = start(headers, limits, false)?;
+        if decoder.is_some() {
+            headers.remove(CONTENT_ENCODING);
+            headers.remove(CONTENT_LENGTH);
+        }
+        Ok(BodyStream {
+            body,
+            limits,
+            decoder,
+            received: 0,
+            done: false,
+        })
+    }
+
+    /// The next piece of the body (decoded), `None` at its end. An error ends the stream.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        while !self.done {
+            let frame = match self.limits.read_timeout {
+                Some(t) => tokio::time::timeout(t, self.body.frame())
+                    .await
+                    .map_err(|_| {
+                        self.done = true;
+                        Error::Timeout {
+                            kind: TimeoutKind::Read,
+                            after: t,
+                        }
+                    })?,
+                None => self.body.frame().await,
+            };
+            let Some(frame) = frame else {
+                self.done = true;
+                return self.finish();
+            };
+            let frame = frame.map_err(|e| {
+                self.done = true;
+                Error::Transport(Error::source_of(e))
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            self.received += data.len() as u64;
+            if self.received > self.limits.max_body {
+                self.done = true;
+                return Err(Error::BodyTooLarge {
+                    limit: self.limits.max_body,
+                });
+            }
+            let Some((d, name)) = &mut self.decoder else {
+                return Ok(Some(data));
+            };
+            if let Err(e) = d.write_all(&data) {
+                self.done = true;
+                return Err(decode_error(
+                    d.sink().exceeded,
+                    name,
+                    self.limits.max_decoded,
+                    e,
+                ));
+            }
+            let out = d.take_output();
+            if !out.is_empty() {
+                return Ok(Some(Bytes::from(out)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The rest of the decoder's output at the end of the body; a truncated stream is an error.
+    fn finish(&mut self) -> Result<Option<Bytes>, Error> {
+        let Some((d, name)) = self.decoder.take() else {
+            return Ok(None);
+        };
+        let exceeded = d.sink().exceeded;
+        let out = d
+            .finish()
+            .map_err(|e| decode_error(exceeded, name, self.limits.max_decoded, e))?;
+        Ok((!out.is_empty()).then(|| Bytes::from(out)))
+    }
+
+    /// Bytes received so far, as sent.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+}
+
 fn decode_error(exceeded: bool, name: &'static str, limit: u64, e: io::Error) -> Error {
     if exceeded {
         Error::DecodedTooLarge {
@@ -329,6 +487,7 @@ mod tests {
     fn the_sink_refuses_past_its_limit() {
         let mut s = Capped {
             buf: Vec::new(),
+            total: 0,
             limit: 4,
             exceeded: false,
         };
@@ -336,6 +495,10 @@ mod tests {
         assert!(s.write_all(b"e").is_err());
         assert!(s.exceeded);
         assert_eq!(s.buf, b"abcd");
+        // Output taken away (a streamed body) still counts.
+        s.buf.clear();
+        s.exceeded = false;
+        assert!(s.write_all(b"f").is_err(), "the total is what is capped");
     }
 
     #[test]

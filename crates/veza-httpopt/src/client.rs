@@ -224,6 +224,59 @@ impl Client {
         result
     }
 
+    /// Sends a request built with `http::Request` and returns as soon as the response head
+    /// is in: the body is read as it arrives ([`StreamingResponse::chunk`]), under the same
+    /// limits as a body read whole. The client's total timeout bounds the wait for the head;
+    /// `read_timeout` bounds each wait for the body. The cache is not used (a streamed body
+    /// is not stored), though a successful unsafe request still invalidates.
+    pub async fn execute_streaming(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Result<crate::StreamingResponse, Error> {
+        self.streaming_with(req, self.inner.config.timeout).await
+    }
+
+    async fn streaming_with(
+        &self,
+        req: http::Request<Bytes>,
+        timeout: Duration,
+    ) -> Result<crate::StreamingResponse, Error> {
+        let (mut parts, body) = req.into_parts();
+        self.prepare(&mut parts)?;
+        let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
+        let start = Instant::now();
+        let head = match tokio::time::timeout(
+            timeout,
+            self.retrying(&parts, body, &host, |p, b| self.send_head(p, b)),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                kind: TimeoutKind::Total,
+                after: timeout,
+            }),
+        };
+        host.request(
+            &parts.method,
+            head.as_ref().ok().map(http::Response::status),
+            start.elapsed(),
+        );
+        let (mut head, incoming) = head?.into_parts();
+        crate::wire::hop_by_hop(&mut head.headers);
+        let success = head.status.is_success() || head.status.is_redirection();
+        if let (Some(cache), false, true) = (&self.inner.cache, parts.method.is_safe(), success) {
+            cache.invalidate(&parts.uri);
+        }
+        let body = crate::body::BodyStream::new(incoming, &mut head.headers, self.inner.limits)?;
+        Ok(crate::StreamingResponse {
+            status: head.status,
+            version: head.version,
+            headers: head.headers,
+            body,
+        })
+    }
+
     /// The cache, when it is on.
     pub fn cache(&self) -> Option<&HttpCache> {
         self.inner.cache.as_ref()
@@ -540,13 +593,29 @@ impl Client {
         body: Bytes,
         host: &HostMetrics,
     ) -> Result<Response, Error> {
+        self.retrying(parts, body, host, |p, b| self.send_once(p, b))
+            .await
+    }
+
+    /// Sends `once` again after a connection error, for idempotent requests, within the
+    /// retry budget, with backoff and jitter.
+    async fn retrying<T, Fut>(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+        host: &HostMetrics,
+        once: impl Fn(http::request::Parts, Bytes) -> Fut,
+    ) -> Result<T, Error>
+    where
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
         let inner = &*self.inner;
         let retry = &inner.config.retry;
         inner.budget.deposit();
         let idempotent = parts.method.is_idempotent();
         let mut attempt = 0u32;
         loop {
-            match self.send_once(parts.clone(), body.clone()).await {
+            match once(parts.clone(), body.clone()).await {
                 Err(e)
                     if idempotent
                         && attempt < retry.max_retries
@@ -568,12 +637,16 @@ impl Client {
         }
     }
 
-    async fn send_once(&self, parts: http::request::Parts, body: Bytes) -> Result<Response, Error> {
+    /// Sends a request and waits for the response head (within `read_timeout`).
+    async fn send_head(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+    ) -> Result<http::Response<hyper::body::Incoming>, Error> {
         let inner = &*self.inner;
-        let head_request = parts.method == Method::HEAD;
         let req = http::Request::from_parts(parts, Full::new(body));
         let sent = inner.hyper.request(req);
-        let resp = match inner.limits.read_timeout {
+        match inner.limits.read_timeout {
             Some(t) => tokio::time::timeout(t, sent)
                 .await
                 .map_err(|_| Error::Timeout {
@@ -582,7 +655,13 @@ impl Client {
                 })?,
             None => sent.await,
         }
-        .map_err(|e| self.classify(e))?;
+        .map_err(|e| self.classify(e))
+    }
+
+    async fn send_once(&self, parts: http::request::Parts, body: Bytes) -> Result<Response, Error> {
+        let inner = &*self.inner;
+        let head_request = parts.method == Method::HEAD;
+        let resp = self.send_head(parts, body).await?;
         let (mut head, incoming) = resp.into_parts();
         let body = body::read(incoming, &mut head.headers, inner.limits).await?;
         let method = if head_request {
@@ -1018,6 +1097,15 @@ impl RequestBuilder {
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = Some(d);
         self
+    }
+
+    /// Sends it and returns once the response head is in; read the body as it arrives with
+    /// [`StreamingResponse::chunk`](crate::StreamingResponse::chunk) (downloads, server-sent
+    /// events, large payloads). See [`Client::execute_streaming`].
+    pub async fn send_streaming(self) -> Result<crate::StreamingResponse, Error> {
+        let req = self.req?;
+        let timeout = self.timeout.unwrap_or(self.client.inner.config.timeout);
+        self.client.streaming_with(req, timeout).await
     }
 
     /// Sends it.

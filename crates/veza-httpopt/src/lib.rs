@@ -63,8 +63,8 @@
 //! the client.
 //!
 //! # What it does not do
-//! - Bodies are read whole; there is no streaming response API (download large files with
-//!   hyper directly).
+//! - Bodies are read whole by `send`; `send_streaming` reads them as they arrive (within the
+//!   same limits) but bypasses the cache.
 //! - The cache is in memory only, and does not store partial (206) responses (it answers
 //!   a `Range` request from a stored full one).
 //! - No proxy support, no cookies, no redirects followed (a 3xx is returned as is), no
@@ -96,12 +96,13 @@ mod metrics;
 mod response;
 mod wire;
 
+pub use body::BodyStream;
 pub use cache::HttpCache;
 pub use client::{Client, ClientBuilder, RequestBuilder};
 pub use config::{CacheConfig, CacheMode, Config, RetryConfig};
 pub use error::{Error, Source, TimeoutKind};
 pub use health::UpstreamHealth;
-pub use response::{CacheStatus, RequestCache, Response};
+pub use response::{CacheStatus, RequestCache, Response, StreamingResponse};
 
 /// The `http` crate, re-exported for `Client::request`'s `Method`, `HeaderMap` and
 /// `StatusCode`, at the version this crate uses.

@@ -110,11 +110,7 @@ impl Response {
 
     /// Like [`error_for_status`](Response::error_for_status), by reference.
     pub fn error_for_status_ref(&self) -> Result<&Response, crate::Error> {
-        if self.status.is_client_error() || self.status.is_server_error() {
-            Err(crate::Error::Status(self.status))
-        } else {
-            Ok(self)
-        }
+        status_error(self.status).map(|()| self)
     }
 
     /// The body parsed as JSON (feature `json`).
@@ -136,5 +132,58 @@ impl Response {
         *r.version_mut() = self.version;
         *r.headers_mut() = self.headers;
         r
+    }
+}
+
+/// A response whose body is read as it arrives: from
+/// [`RequestBuilder::send_streaming`](crate::RequestBuilder::send_streaming).
+#[derive(Debug)]
+pub struct StreamingResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: crate::BodyStream,
+}
+
+impl StreamingResponse {
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The HTTP version it was received with.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The headers, without hop-by-hop fields; without `Content-Encoding` and
+    /// `Content-Length` when the body is decoded on the way.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The next piece of the body, decoded; `None` at its end (reqwest's `chunk`).
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, crate::Error> {
+        self.body.chunk().await
+    }
+
+    /// The body stream, to read elsewhere.
+    pub fn into_body(self) -> crate::BodyStream {
+        self.body
+    }
+
+    /// Itself when the status is not a client or server error, else
+    /// [`Error::Status`](crate::Error::Status) (the body is dropped unread).
+    pub fn error_for_status(self) -> Result<StreamingResponse, crate::Error> {
+        status_error(self.status).map(|()| self)
+    }
+}
+
+/// [`Error::Status`](crate::Error::Status) for a client or server error status.
+fn status_error(status: StatusCode) -> Result<(), crate::Error> {
+    if status.is_client_error() || status.is_server_error() {
+        Err(crate::Error::Status(status))
+    } else {
+        Ok(())
     }
 }

@@ -180,29 +180,35 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// length of the body handed out (a `Transfer-Encoding` response's own `Content-Length`
 /// must be ignored, RFC 9112 §6.3; a decoded body has another length). HEAD responses and
 /// the statuses without a body keep theirs.
+/// Removes the hop-by-hop fields (RFC 9110 §7.6.1): the fixed list and what `Connection`
+/// names (never `Content-Length`).
+pub(crate) fn hop_by_hop(headers: &mut HeaderMap) {
+    // The common response has none: one pass over the names finds out, cheaper than a
+    // removal per name.
+    if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        if *name != CONTENT_LENGTH {
+            headers.remove(name);
+        }
+    }
+}
+
 pub(crate) fn end_to_end(
     headers: &mut HeaderMap,
     method: &Method,
     status: StatusCode,
     body_len: usize,
 ) {
-    // The common response has no hop-by-hop field: one pass over the names finds out,
-    // cheaper than a removal per name.
-    if headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
-        let named: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for name in named.iter().chain(HOP_BY_HOP.iter()) {
-            // Connection may name end-to-end fields a server wants dropped; never our length.
-            if *name != CONTENT_LENGTH {
-                headers.remove(name);
-            }
-        }
-    }
+    hop_by_hop(headers);
     let bodiless = *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT

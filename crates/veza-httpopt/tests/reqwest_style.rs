@@ -1,6 +1,6 @@
-#![cfg(feature = "json")]
 //! What reqwest users reach for first, against a real origin on loopback: verb shortcuts,
 //! `query`, `bearer_auth` / `basic_auth`, `json` both ways, `form`, `error_for_status`.
+#![cfg(feature = "json")]
 
 mod common;
 

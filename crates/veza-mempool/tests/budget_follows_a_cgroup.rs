@@ -30,6 +30,10 @@ impl Drop for Owned {
     }
 }
 
+#[allow(
+    clippy::print_stderr,
+    reason = "a test that cannot run here says why in the test output"
+)]
 fn skip(why: &str) {
     // Not a silent pass: the reason is in the test output.
     eprintln!("budget_follows_a_cgroup: not run here: {why}");
