@@ -225,7 +225,8 @@ impl Client {
     }
 
     /// Sends a request built with `http::Request` and returns as soon as the response head
-    /// is in: the body is read as it arrives ([`StreamingResponse::chunk`]), under the same
+    /// is in: the body is read as it arrives
+    /// ([`StreamingResponse::chunk`](crate::StreamingResponse::chunk)), under the same
     /// limits as a body read whole. The client's total timeout bounds the wait for the head;
     /// `read_timeout` bounds each wait for the body. The cache is not used (a streamed body
     /// is not stored), though a successful unsafe request still invalidates.
