@@ -204,24 +204,52 @@ impl Client {
         req: http::Request<Bytes>,
         timeout: Duration,
     ) -> Result<Response, Error> {
-        let (mut parts, body) = req.into_parts();
+        let (mut parts, mut body) = req.into_parts();
         self.prepare(&mut parts)?;
-        let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
-        let method = parts.method.clone();
-        let start = Instant::now();
-        let result = match tokio::time::timeout(timeout, self.dispatch(parts, body, &host)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                kind: TimeoutKind::Total,
-                after: timeout,
-            }),
-        };
-        host.request(
-            &method,
-            result.as_ref().ok().map(Response::status),
-            start.elapsed(),
-        );
-        result
+        let deadline = tokio::time::Instant::now() + timeout;
+        let limit = self.inner.config.max_redirects;
+        let mut hops = 0u32;
+        loop {
+            let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
+            let method = parts.method.clone();
+            let start = Instant::now();
+            // Without redirects to follow (the default), the request is not kept.
+            let (sent, kept) = if limit == 0 {
+                (self.dispatch(parts, body, &host), None)
+            } else {
+                let sent = self.dispatch(parts.clone(), body.clone(), &host);
+                (sent, Some((parts, body)))
+            };
+            let result = match tokio::time::timeout_at(deadline, sent).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Timeout {
+                    kind: TimeoutKind::Total,
+                    after: timeout,
+                }),
+            };
+            host.request(
+                &method,
+                result.as_ref().ok().map(Response::status),
+                start.elapsed(),
+            );
+            let resp = result?;
+            let Some((kept_parts, kept_body)) = kept else {
+                return Ok(resp);
+            };
+            (parts, body) = (kept_parts, kept_body);
+            if !is_redirect(resp.status) {
+                return Ok(resp);
+            }
+            let Some(next) = location(&parts.uri, resp.headers.get(LOCATION)) else {
+                return Ok(resp); // a 3xx without a usable Location is the answer
+            };
+            if hops == limit {
+                return Err(Error::TooManyRedirects { limit });
+            }
+            hops += 1;
+            redirect(&mut parts, &mut body, resp.status, next);
+            self.prepare(&mut parts)?;
+        }
     }
 
     /// Sends a request built with `http::Request` and returns as soon as the response head
@@ -246,12 +274,14 @@ impl Client {
         self.prepare(&mut parts)?;
         let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
         let start = Instant::now();
-        let head = match tokio::time::timeout(
-            timeout,
-            self.retrying(&parts, body, &host, |p, b| self.send_head(p, b)),
-        )
-        .await
-        {
+        let sent = self.retrying(
+            &parts,
+            body,
+            &host,
+            |p, b| self.send_head(p, b),
+            |r: &http::Response<hyper::body::Incoming>| (r.status(), r.headers()),
+        );
+        let head = match tokio::time::timeout(timeout, sent).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout {
                 kind: TimeoutKind::Total,
@@ -594,18 +624,27 @@ impl Client {
         body: Bytes,
         host: &HostMetrics,
     ) -> Result<Response, Error> {
-        self.retrying(parts, body, host, |p, b| self.send_once(p, b))
-            .await
+        self.retrying(
+            parts,
+            body,
+            host,
+            |p, b| self.send_once(p, b),
+            |r: &Response| (r.status, &r.headers),
+        )
+        .await
     }
 
-    /// Sends `once` again after a connection error, for idempotent requests, within the
-    /// retry budget, with backoff and jitter.
+    /// Sends `once` again, for idempotent requests, within `max_retries` and the retry
+    /// budget: after a connection error (backoff with jitter), and after a 429 or 503 answer
+    /// (its `Retry-After` when it is at most `max_retry_after`, else backoff; a longer one hands
+    /// the answer back).
     async fn retrying<T, Fut>(
         &self,
         parts: &http::request::Parts,
         body: Bytes,
         host: &HostMetrics,
         once: impl Fn(http::request::Parts, Bytes) -> Fut,
+        head: impl Fn(&T) -> (StatusCode, &http::HeaderMap),
     ) -> Result<T, Error>
     where
         Fut: std::future::Future<Output = Result<T, Error>>,
@@ -632,6 +671,30 @@ impl Client {
                         attempt,
                     )))
                     .await;
+                }
+                Ok(answer) => {
+                    let (status, headers) = head(&answer);
+                    let busy = status == StatusCode::TOO_MANY_REQUESTS
+                        || status == StatusCode::SERVICE_UNAVAILABLE;
+                    if !busy
+                        || !idempotent
+                        || attempt >= retry.max_retries
+                        || retry.max_retry_after.is_zero()
+                    {
+                        return Ok(answer);
+                    }
+                    let wait = match crate::wire::retry_after(headers, SystemTime::now()) {
+                        Some(asked) if asked > retry.max_retry_after => return Ok(answer),
+                        Some(asked) => asked,
+                        None => backoff(retry.backoff, retry.max_backoff, attempt + 1),
+                    };
+                    if !inner.budget.withdraw() {
+                        return Ok(answer);
+                    }
+                    drop(answer);
+                    attempt += 1;
+                    host.retry();
+                    Box::pin(tokio::time::sleep(wait)).await;
                 }
                 other => return other,
             }
@@ -826,6 +889,57 @@ fn same_origin(base: &Uri, value: Option<&HeaderValue>) -> Option<Uri> {
     (uri.scheme() == base.scheme() && uri.authority() == base.authority()).then_some(uri)
 }
 
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// The target of a `Location` field, resolved against `base` (RFC 9110 §10.2.2, RFC 3986
+/// §5): absolute, scheme-relative, absolute-path or relative-path references; a fragment is
+/// dropped.
+fn location(base: &Uri, value: Option<&HeaderValue>) -> Option<Uri> {
+    let value = value?.to_str().ok()?.trim();
+    let value = value.split('#').next().unwrap_or("");
+    if value.is_empty() {
+        return None;
+    }
+    let scheme = base.scheme_str().unwrap_or("http");
+    let text = if value.contains("://") {
+        value.to_owned()
+    } else if let Some(rest) = value.strip_prefix("//") {
+        format!("{scheme}://{rest}")
+    } else if value.starts_with('/') {
+        format!("{scheme}://{}{value}", base.authority()?)
+    } else {
+        let path = base.path();
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        let dir = if dir.is_empty() { "/" } else { dir };
+        format!("{scheme}://{}{dir}{value}", base.authority()?)
+    };
+    text.parse().ok()
+}
+
+/// Turns `parts` into the request a redirect with `status` to `next` asks for.
+fn redirect(parts: &mut http::request::Parts, body: &mut Bytes, status: StatusCode, next: Uri) {
+    use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, PROXY_AUTHORIZATION};
+    let to_get = status == StatusCode::SEE_OTHER && parts.method != Method::HEAD
+        || matches!(status.as_u16(), 301 | 302) && parts.method == Method::POST;
+    if to_get {
+        parts.method = Method::GET;
+        *body = Bytes::new();
+        for name in [CONTENT_TYPE, CONTENT_LENGTH, http::header::CONTENT_ENCODING] {
+            parts.headers.remove(name);
+        }
+    }
+    let same_origin =
+        next.scheme() == parts.uri.scheme() && next.authority() == parts.uri.authority();
+    if !same_origin {
+        for name in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, HOST] {
+            parts.headers.remove(name);
+        }
+    }
+    parts.uri = next;
+}
+
 /// Exponential backoff with jitter: `base * 2^(attempt-1)`, scaled by a random factor in
 /// [0.5, 1), capped at `max`.
 fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
@@ -894,6 +1008,13 @@ impl ClientBuilder {
     /// The cache's bound in bytes.
     pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
         self.config.cache.max_bytes = bytes;
+        self
+    }
+
+    /// Redirects followed per request (default 0: a 3xx is returned as is); see
+    /// [`Config::max_redirects`].
+    pub fn max_redirects(mut self, n: u32) -> Self {
+        self.config.max_redirects = n;
         self
     }
 

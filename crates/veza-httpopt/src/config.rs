@@ -83,6 +83,12 @@ pub struct RetryConfig {
     /// Longest delay between retries. Default 1 s.
     #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human"))]
     pub max_backoff: Duration,
+    /// A `429 Too Many Requests` or `503 Service Unavailable` answer to an idempotent request
+    /// is retried (within `max_retries` and the budget) after its `Retry-After` (seconds or a
+    /// date) when that is at most this long, after the usual backoff when it has none; a longer
+    /// `Retry-After` hands the answer back at once. Default 10 s; zero turns it off.
+    #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human"))]
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryConfig {
@@ -93,6 +99,7 @@ impl Default for RetryConfig {
             min_per_sec: 10,
             backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(10),
         }
     }
 }
@@ -139,6 +146,12 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Retries.
     pub retry: RetryConfig,
+    /// Redirects followed per request (301, 302, 303, 307, 308 with a `Location`). Default 0:
+    /// a 3xx is returned as is. A 303, and a 301 or 302 to a POST, continue as a GET without
+    /// body; 307 and 308 keep the method and body. `Authorization`, `Cookie` and
+    /// `Proxy-Authorization` are not sent to another origin. Past the limit, the request fails
+    /// with [`Error::TooManyRedirects`](crate::Error::TooManyRedirects).
+    pub max_redirects: u32,
     /// The TLS client configuration; `None` (the default) trusts the system's root
     /// certificates. Its ALPN list is replaced by the client's (`h2` when the `http2` feature
     /// is on, and `http/1.1`).
@@ -162,6 +175,7 @@ impl Default for Config {
             user_agent: Some(concat!("veza-httpopt/", env!("CARGO_PKG_VERSION")).to_owned()),
             cache: CacheConfig::default(),
             retry: RetryConfig::default(),
+            max_redirects: 0,
             #[cfg(feature = "rustls")]
             tls: None,
         }

@@ -77,6 +77,11 @@ pub enum Error {
     Status(http::StatusCode),
     /// A body could not be read or written as JSON (feature `json`).
     Json(Source),
+    /// More redirects than `max_redirects` (a loop, or a chain too long).
+    TooManyRedirects {
+        /// The configured limit.
+        limit: u32,
+    },
     /// The body could not be decompressed: corrupt data, or a coding this build cannot decode.
     Decode {
         /// The content coding named by the response.
@@ -211,6 +216,7 @@ impl fmt::Display for Error {
             }
             Error::Status(status) => write!(f, "upstream answered {status}"),
             Error::Json(e) => write!(f, "json: {e}"),
+            Error::TooManyRedirects { limit } => write!(f, "more than {limit} redirects"),
         }
     }
 }
@@ -256,7 +262,8 @@ impl Classify for Error {
             Error::BodyTooLarge { .. }
             | Error::DecodedTooLarge { .. }
             | Error::Decode { .. }
-            | Error::Json(_) => ErrorKind::Internal,
+            | Error::Json(_)
+            | Error::TooManyRedirects { .. } => ErrorKind::Internal,
             Error::Status(status) => status_kind(*status),
         }
     }

@@ -67,8 +67,8 @@
 //!   same limits) but bypasses the cache.
 //! - The cache is in memory only, and does not store partial (206) responses (it answers
 //!   a `Range` request from a stored full one).
-//! - No proxy support, no cookies, no redirects followed (a 3xx is returned as is), no
-//!   `Retry-After` handling, no `tracing` spans yet.
+//! - No proxy support, no cookies, no `tracing` spans yet. Redirects are followed only when
+//!   asked (`max_redirects`); by default a 3xx is returned as is.
 //!
 //! # Features
 //! | feature | default | what |

@@ -116,6 +116,21 @@ pub(crate) fn single_range(spec: &str, len: u64) -> Option<Result<(u64, u64), ()
     }
 }
 
+/// How long `Retry-After` asks to wait (RFC 9110 §10.2.3): delta-seconds (saturated) or an
+/// HTTP date (from `now`; a date in the past is no wait); `None` when absent or invalid.
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Some(secs) = delta_seconds(value) {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 /// A request's `Cache-Control` made canonical like a response's (directive names in lower
 /// case, delta-seconds saturated); nothing is touched when nothing needs it.
 pub(crate) fn normalize_request(headers: &mut HeaderMap) {
@@ -409,6 +424,31 @@ mod tests {
             date(DATE, "Thursday, 18-Aug-50 02:01:18 GMT").as_deref(),
             Some(imf)
         );
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        let now = SystemTime::now();
+        let ra = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            retry_after(&h, now)
+        };
+        assert_eq!(ra("3"), Some(Duration::from_secs(3)));
+        assert_eq!(ra("99999999999999999999"), Some(MAX_DELTA));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(120));
+        let got = ra(&later).unwrap();
+        assert!(
+            got > Duration::from_secs(118) && got <= Duration::from_secs(120),
+            "{got:?}"
+        );
+        assert_eq!(
+            ra(&httpdate::fmt_http_date(now - Duration::from_secs(60))),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(ra("-1"), None);
+        assert_eq!(ra("soon"), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
     }
 
     #[test]
