@@ -213,6 +213,16 @@ impl Client {
             let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
             let method = parts.method.clone();
             let start = Instant::now();
+            #[cfg(feature = "tracing")]
+            let span = tracing::debug_span!(
+                "http.request",
+                method = %method,
+                host = parts.uri.host().unwrap_or(""),
+                path = parts.uri.path(),
+                status = tracing::field::Empty,
+                cache = tracing::field::Empty,
+                duration_ms = tracing::field::Empty,
+            );
             // Without redirects to follow (the default), the request is not kept.
             let (sent, kept) = if limit == 0 {
                 (self.dispatch(parts, body, &host), None)
@@ -220,6 +230,8 @@ impl Client {
                 let sent = self.dispatch(parts.clone(), body.clone(), &host);
                 (sent, Some((parts, body)))
             };
+            #[cfg(feature = "tracing")]
+            let sent = tracing::Instrument::instrument(sent, span.clone());
             let result = match tokio::time::timeout_at(deadline, sent).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::Timeout {
@@ -227,6 +239,19 @@ impl Client {
                     after: timeout,
                 }),
             };
+            #[cfg(feature = "tracing")]
+            {
+                span.record("duration_ms", start.elapsed().as_secs_f64() * 1e3);
+                match &result {
+                    Ok(r) => {
+                        span.record("status", r.status.as_u16());
+                        span.record("cache", tracing::field::debug(r.cache));
+                    }
+                    Err(e) => {
+                        span.record("status", tracing::field::display(e));
+                    }
+                }
+            }
             host.request(
                 &method,
                 result.as_ref().ok().map(Response::status),

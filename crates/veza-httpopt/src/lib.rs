@@ -67,7 +67,7 @@
 //!   same limits) but bypasses the cache.
 //! - The cache is in memory only, and does not store partial (206) responses (it answers
 //!   a `Range` request from a stored full one).
-//! - No proxy support, no cookies, no `tracing` spans yet. Redirects are followed only when
+//! - No proxy support, no cookies, no circuit breaker yet. Redirects are followed only when
 //!   asked (`max_redirects`); by default a 3xx is returned as is.
 //!
 //! # Features
@@ -78,6 +78,7 @@
 //! | `zstd` | yes | decode zstd (the zstd C library) |
 //! | `http2` | yes | HTTP/2 (ALPN over TLS, or prior knowledge) |
 //! | `json` | yes | `RequestBuilder::json` and `Response::json` (serde_json) |
+//! | `tracing` | no | an `http.request` span per request and redirect hop (method, host, path without the query, status, cache, duration) |
 //! | `rustls` | no | HTTPS with rustls (ring), the system's roots or your config |
 //! | `serde` | no | `Serialize`/`Deserialize` for [`Config`], durations as `"30s"` |
 
