@@ -409,6 +409,18 @@ impl HttpCache {
             };
             return Lookup::Fresh(stored.served(now, status));
         }
+        // The common request says nothing about caching: fresh means not stale, and the
+        // stored fields are served as they are (the library's `before_request` would copy and
+        // reformat them only to be replaced). The key already matched the URI, the method
+        // (GET) and the `Vary` fields; a request naming its own `Host` takes the full path.
+        let plain = mode == RequestCache::Default
+            && !req.headers.contains_key(CACHE_CONTROL)
+            && !req.headers.contains_key(http::header::PRAGMA)
+            && !req.headers.contains_key(http::header::HOST);
+        if plain && !stored.policy.is_stale(now) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Fresh(stored.served(now, CacheStatus::Hit));
+        }
         let verdict = if mode == RequestCache::NoCache {
             // Asked as if the request said `no-cache`; the origin gets the request's own fields.
             let mut asked = req.clone();
