@@ -46,6 +46,7 @@ struct Inner {
     budget: TpsBudget,
     metrics: Arc<Metrics>,
     open: Arc<AtomicUsize>,
+    breakers: Option<crate::breaker::Breakers>,
 }
 
 impl Client {
@@ -97,6 +98,7 @@ impl Client {
             ),
             None => None,
         };
+        let config_breaker = config.circuit_breaker.clone();
         Ok(Client {
             inner: Arc::new(Inner {
                 hyper,
@@ -108,6 +110,7 @@ impl Client {
                 budget,
                 metrics,
                 open,
+                breakers: config_breaker.map(crate::breaker::Breakers::new),
             }),
         })
     }
@@ -679,8 +682,23 @@ impl Client {
         inner.budget.deposit();
         let idempotent = parts.method.is_idempotent();
         let mut attempt = 0u32;
+        let circuit = inner
+            .breakers
+            .as_ref()
+            .map(|b| (b, parts.uri.authority().map_or("", |a| a.as_str())));
         loop {
-            match once(parts.clone(), body.clone()).await {
+            if let Some((breakers, host)) = circuit {
+                breakers.admit(host)?;
+            }
+            let outcome = once(parts.clone(), body.clone()).await;
+            if let Some((breakers, host)) = circuit {
+                let failed = crate::breaker::is_failure(match &outcome {
+                    Ok(answer) => Ok(head(answer).0),
+                    Err(e) => Err(e),
+                });
+                breakers.record(host, failed);
+            }
+            match outcome {
                 Err(e)
                     if idempotent
                         && attempt < retry.max_retries
@@ -1033,6 +1051,12 @@ impl ClientBuilder {
     /// The cache's bound in bytes.
     pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
         self.config.cache.max_bytes = bytes;
+        self
+    }
+
+    /// Turns the per-host circuit breaker on ([`crate::BreakerConfig`]).
+    pub fn circuit_breaker(mut self, breaker: crate::BreakerConfig) -> Self {
+        self.config.circuit_breaker = Some(breaker);
         self
     }
 

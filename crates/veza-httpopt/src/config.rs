@@ -62,6 +62,32 @@ impl Default for CacheConfig {
     }
 }
 
+/// A per-host circuit breaker (off by default): after `failures` failures in a row to one
+/// host (connection errors, time-outs, broken exchanges, 502, 503, 504), requests to it fail
+/// at once with [`Error::CircuitOpen`](crate::Error::CircuitOpen) for `open_for`; then one
+/// request goes through as a probe, and closes the circuit or opens it again. Stored
+/// responses are still served meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[non_exhaustive]
+pub struct BreakerConfig {
+    /// Failures in a row that open the circuit. Default 5.
+    pub failures: u32,
+    /// How long it stays open before a probe. Default 10 s.
+    #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human"))]
+    pub open_for: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            open_for: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Retries of idempotent requests after connection errors.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -152,6 +178,8 @@ pub struct Config {
     /// `Proxy-Authorization` are not sent to another origin. Past the limit, the request fails
     /// with [`Error::TooManyRedirects`](crate::Error::TooManyRedirects).
     pub max_redirects: u32,
+    /// The per-host circuit breaker; `None` (the default) is none.
+    pub circuit_breaker: Option<BreakerConfig>,
     /// The TLS client configuration; `None` (the default) trusts the system's root
     /// certificates. Its ALPN list is replaced by the client's (`h2` when the `http2` feature
     /// is on, and `http/1.1`).
@@ -176,6 +204,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             retry: RetryConfig::default(),
             max_redirects: 0,
+            circuit_breaker: None,
             #[cfg(feature = "rustls")]
             tls: None,
         }
@@ -207,6 +236,11 @@ impl Config {
         if let Some(ua) = &self.user_agent {
             if http::HeaderValue::from_str(ua).is_err() {
                 return bad("user_agent is not a valid header value");
+            }
+        }
+        if let Some(b) = &self.circuit_breaker {
+            if b.failures == 0 || b.open_for.is_zero() {
+                return bad("circuit_breaker.failures and open_for must be above zero");
             }
         }
         let c = &self.cache;

@@ -77,6 +77,14 @@ pub enum Error {
     Status(http::StatusCode),
     /// A body could not be read or written as JSON (feature `json`).
     Json(Source),
+    /// The host's circuit is open after failures in a row (`Config::circuit_breaker`): the
+    /// request was not sent.
+    CircuitOpen {
+        /// The host (and port).
+        host: String,
+        /// How long until a probe may go out.
+        retry_in: Duration,
+    },
     /// More redirects than `max_redirects` (a loop, or a chain too long).
     TooManyRedirects {
         /// The configured limit.
@@ -217,6 +225,11 @@ impl fmt::Display for Error {
             Error::Status(status) => write!(f, "upstream answered {status}"),
             Error::Json(e) => write!(f, "json: {e}"),
             Error::TooManyRedirects { limit } => write!(f, "more than {limit} redirects"),
+            Error::CircuitOpen { host, retry_in } => write!(
+                f,
+                "circuit open for {host} after repeated failures; next try in {}",
+                crate::breaker::describe(*retry_in)
+            ),
         }
     }
 }
@@ -255,7 +268,9 @@ impl Classify for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidRequest(_) | Error::InvalidConfig(_) => ErrorKind::InvalidInput,
-            Error::Connect(_) | Error::Transport(_) => ErrorKind::Unavailable,
+            Error::Connect(_) | Error::Transport(_) | Error::CircuitOpen { .. } => {
+                ErrorKind::Unavailable
+            }
             Error::UnknownHost(_) => ErrorKind::NotFound,
             Error::Protocol(_) => ErrorKind::Internal,
             Error::Timeout { .. } => ErrorKind::Timeout,

@@ -67,7 +67,7 @@
 //!   same limits) but bypasses the cache.
 //! - The cache is in memory only, and does not store partial (206) responses (it answers
 //!   a `Range` request from a stored full one).
-//! - No proxy support, no cookies, no circuit breaker yet. Redirects are followed only when
+//! - No proxy support, no cookies. Redirects are followed only when
 //!   asked (`max_redirects`); by default a 3xx is returned as is.
 //!
 //! # Features
@@ -86,6 +86,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+mod breaker;
 mod cache;
 mod client;
 mod coalesce;
@@ -100,7 +101,7 @@ mod wire;
 pub use body::BodyStream;
 pub use cache::HttpCache;
 pub use client::{Client, ClientBuilder, RequestBuilder};
-pub use config::{CacheConfig, CacheMode, Config, RetryConfig};
+pub use config::{BreakerConfig, CacheConfig, CacheMode, Config, RetryConfig};
 pub use error::{Error, Source, TimeoutKind};
 pub use health::UpstreamHealth;
 pub use response::{CacheStatus, RequestCache, Response, StreamingResponse};
