@@ -5,7 +5,10 @@
 //! output crosses the limit, holding at most the limit in memory, and a body that is too
 //! large as sent fails on its `Content-Length` before a byte of it is read.
 
+use std::future::Future as _;
 use std::io::{self, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -340,6 +343,8 @@ pub struct BodyStream {
     decoder: Option<Decoding>,
     received: u64,
     done: bool,
+    /// The read timeout, armed while a frame is awaited.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl std::fmt::Debug for BodyStream {
@@ -372,32 +377,53 @@ impl BodyStream {
             decoder,
             received: 0,
             done: false,
+            timer: None,
         })
     }
 
     /// The next piece of the body (decoded), `None` at its end. An error ends the stream.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// One step of [`chunk`](BodyStream::chunk), as a poll: the frames are read with the
+    /// read timeout armed between them.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Error>> {
+        use http_body::Body as _;
         while !self.done {
-            let frame = match self.limits.read_timeout {
-                Some(t) => tokio::time::timeout(t, self.body.frame())
-                    .await
-                    .map_err(|_| {
+            let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(frame) => {
+                    self.timer = None;
+                    frame
+                }
+                Poll::Pending => {
+                    let Some(t) = self.limits.read_timeout else {
+                        return Poll::Pending;
+                    };
+                    let timer = self
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(t)));
+                    if timer.as_mut().poll(cx).is_ready() {
                         self.done = true;
-                        Error::Timeout {
+                        return Poll::Ready(Err(Error::Timeout {
                             kind: TimeoutKind::Read,
                             after: t,
-                        }
-                    })?,
-                None => self.body.frame().await,
+                        }));
+                    }
+                    return Poll::Pending;
+                }
             };
             let Some(frame) = frame else {
                 self.done = true;
-                return self.finish();
+                return Poll::Ready(self.finish());
             };
-            let frame = frame.map_err(|e| {
-                self.done = true;
-                Error::Transport(Error::source_of(e))
-            })?;
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => {
+                    self.done = true;
+                    return Poll::Ready(Err(Error::Transport(Error::source_of(e))));
+                }
+            };
             let Ok(data) = frame.into_data() else {
                 continue;
             };
@@ -407,28 +433,29 @@ impl BodyStream {
             self.received += data.len() as u64;
             if self.received > self.limits.max_body {
                 self.done = true;
-                return Err(Error::BodyTooLarge {
+                return Poll::Ready(Err(Error::BodyTooLarge {
                     limit: self.limits.max_body,
-                });
+                }));
             }
             let Some((d, name)) = &mut self.decoder else {
-                return Ok(Some(data));
+                return Poll::Ready(Ok(Some(data)));
             };
             if let Err(e) = d.write_all(&data) {
                 self.done = true;
-                return Err(decode_error(
-                    d.sink().exceeded,
+                let exceeded = d.sink().exceeded;
+                return Poll::Ready(Err(decode_error(
+                    exceeded,
                     name,
                     self.limits.max_decoded,
                     e,
-                ));
+                )));
             }
             let out = d.take_output();
             if !out.is_empty() {
-                return Ok(Some(Bytes::from(out)));
+                return Poll::Ready(Ok(Some(Bytes::from(out))));
             }
         }
-        Ok(None)
+        Poll::Ready(Ok(None))
     }
 
     /// The rest of the decoder's output at the end of the body; a truncated stream is an error.
@@ -446,6 +473,26 @@ impl BodyStream {
     /// Bytes received so far, as sent.
     pub fn received(&self) -> u64 {
         self.received
+    }
+}
+
+/// A `BodyStream` is an `http_body::Body`: hand it to hyper or axum as a response body, or
+/// use `http_body_util`'s adapters (`BodyExt::collect`, `BodyDataStream` for a `Stream`).
+impl http_body::Body for BodyStream {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
+        self.get_mut()
+            .poll_chunk(cx)
+            .map(|r| r.transpose().map(|r| r.map(http_body::Frame::data)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.decoder.is_none()
     }
 }
 

@@ -173,3 +173,23 @@ async fn a_stalled_body_times_out_between_chunks() {
         "the stream ended with the error"
     );
 }
+
+#[tokio::test]
+async fn the_stream_is_an_http_body() {
+    use http_body_util::BodyExt;
+    let s = raw(|_, mut stream| async move {
+        read_head(&mut stream).await;
+        let _ = stream.write_all(CHUNKED).await;
+        for i in 0..50 {
+            chunk(&mut stream, format!("{i},").as_bytes()).await;
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    })
+    .await;
+    let c = Client::builder().build().unwrap();
+    let resp = c.get(s.url("/numbers")).send_streaming().await.unwrap();
+    // Collected through http-body-util, as a server framework would pass it on.
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let expected: String = (0..50).map(|i| format!("{i},")).collect();
+    assert_eq!(body, expected.as_bytes());
+}
