@@ -102,6 +102,12 @@ pub fn registered() -> usize {
         .count()
 }
 
+/// How many times a recorder was installed: a component that makes handles lazily compares
+/// it with the value it saw when it made them.
+pub fn epoch() -> u64 {
+    EPOCH.load(Ordering::Acquire)
+}
+
 /// Says that a recorder was just installed: handles made before now are made again, and
 /// every component publishes at once (so nothing waits for the first scrape).
 pub fn recorder_installed() {

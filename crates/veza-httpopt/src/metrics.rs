@@ -4,8 +4,13 @@
 //! read lock and a few atomic adds, not a registry lookup with label hashing. Hosts are a
 //! bounded label (the upstreams a service calls); past [`MAX_HOSTS`] distinct hosts, the rest
 //! are counted under `host="other"`.
+//!
+//! A client may be built, and used, before the recorder is installed: each host's handles
+//! remember the recorder epoch they were made in (`veza_core::publish::epoch`) and are made
+//! again on the first request after an install; the gauges are set from exact values.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -13,6 +18,7 @@ use http::{Method, StatusCode};
 use metrics::{Counter, Gauge, Histogram};
 use parking_lot::RwLock;
 use veza_core::catalog::http_client as cat;
+use veza_core::publish::Late;
 
 /// Distinct `host` label values before the rest are folded into `other`.
 pub(crate) const MAX_HOSTS: usize = 256;
@@ -62,6 +68,8 @@ pub(crate) enum StaleReason {
 #[derive(Debug)]
 pub(crate) struct HostMetrics {
     host: String,
+    /// The recorder epoch these handles belong to.
+    epoch: u64,
     requests: [[OnceLock<Counter>; 6]; 8],
     duration: [OnceLock<Histogram>; 8],
     hits: OnceLock<Counter>,
@@ -73,9 +81,10 @@ pub(crate) struct HostMetrics {
 }
 
 impl HostMetrics {
-    fn new(host: String) -> Self {
+    fn new(host: String, epoch: u64) -> Self {
         HostMetrics {
             host,
+            epoch,
             requests: Default::default(),
             duration: Default::default(),
             hits: OnceLock::new(),
@@ -144,27 +153,33 @@ impl HostMetrics {
     }
 }
 
+/// Connections open, every client of the process together (the gauge has no client label).
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
 /// All of a client's handles.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     hosts: RwLock<HashMap<String, Arc<HostMetrics>>>,
-    open: Gauge,
-    stored: Gauge,
+    open: Late<Gauge>,
+    stored: Late<Gauge>,
 }
 
 impl Metrics {
     pub(crate) fn new() -> Self {
         Metrics {
             hosts: RwLock::new(HashMap::new()),
-            open: metrics::gauge!(cat::CONNECTIONS_OPEN.name),
-            stored: metrics::gauge!(cat::CACHE_STORED.name),
+            open: Late::new(|| metrics::gauge!(cat::CONNECTIONS_OPEN.name)),
+            stored: Late::new(|| metrics::gauge!(cat::CACHE_STORED.name)),
         }
     }
 
     /// The handles for `host`, created on first use.
     pub(crate) fn host(&self, host: &str) -> Arc<HostMetrics> {
+        let epoch = veza_core::publish::epoch();
         if let Some(h) = self.hosts.read().get(host) {
-            return Arc::clone(h);
+            if h.epoch == epoch {
+                return Arc::clone(h);
+            }
         }
         let mut hosts = self.hosts.write();
         let key = if hosts.len() >= MAX_HOSTS && !hosts.contains_key(host) {
@@ -172,15 +187,28 @@ impl Metrics {
         } else {
             host
         };
-        Arc::clone(
-            hosts
-                .entry(key.to_owned())
-                .or_insert_with(|| Arc::new(HostMetrics::new(key.to_owned()))),
-        )
+        let entry = hosts
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(HostMetrics::new(key.to_owned(), epoch)));
+        if entry.epoch != epoch {
+            // A recorder was installed since these handles were made: make them again.
+            *entry = Arc::new(HostMetrics::new(key.to_owned(), epoch));
+        }
+        Arc::clone(entry)
+    }
+
+    /// The gauges' handles, made again if a recorder was installed since.
+    fn gauges(&self) -> (&Gauge, &Gauge) {
+        self.open
+            .refresh(|| metrics::gauge!(cat::CONNECTIONS_OPEN.name));
+        self.stored
+            .refresh(|| metrics::gauge!(cat::CACHE_STORED.name));
+        (self.open.get(), self.stored.get())
     }
 
     pub(crate) fn connection_opened(&self, host: &str) {
-        self.open.increment(1.0);
+        let now_open = OPEN.fetch_add(1, Ordering::Relaxed) + 1;
+        self.gauges().0.set(now_open as f64);
         let h = self.host(host);
         h.opened
             .get_or_init(
@@ -190,11 +218,12 @@ impl Metrics {
     }
 
     pub(crate) fn connection_closed(&self) {
-        self.open.decrement(1.0);
+        let now_open = OPEN.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        self.gauges().0.set(now_open as f64);
     }
 
     pub(crate) fn stored_bytes(&self, bytes: u64) {
-        self.stored.set(bytes as f64);
+        self.gauges().1.set(bytes as f64);
     }
 }
 

@@ -1,12 +1,40 @@
-//! A cache, a database pool, a worker pool, an object pool and a memory budget built *before*
-//! the recorder is installed still export, and their figures move on `/metrics` (scraped over
-//! HTTP) with no `snapshot()` or `stats()` call: each scrape asks every live component.
+//! A cache, a database pool, a worker pool, an object pool, a memory budget and an HTTP client
+//! built (the client even used) *before* the recorder is installed still export, and their
+//! figures move on `/metrics` (scraped over HTTP) with no `snapshot()` or `stats()` call: each
+//! scrape asks every live component, and handles made before the install are made again.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use veza_core::Observe as _;
+
+/// A loopback upstream answering every request `200 ok` and closing the connection.
+async fn tiny_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
 
 /// The value of the series `series` (name with its labels, as rendered), if present.
 fn value(text: &str, series: &str) -> Option<f64> {
@@ -64,6 +92,14 @@ async fn components_built_before_the_install_export_without_snapshots() {
         .name("early_objects")
         .build();
     let budget = veza_mempool::MemoryBudget::new(1 << 40).unwrap();
+    let upstream = tiny_upstream().await;
+    let http = veza_httpopt::Client::builder().build().unwrap();
+    let before = http
+        .get(format!("http://{upstream}/early"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before.status(), 200);
 
     // Then the recorder, and an endpoint.
     let metrics = veza_metrics::Metrics::builder()
@@ -92,10 +128,21 @@ async fn components_built_before_the_install_export_without_snapshots() {
         drop(objects.get());
     }
     budget.sample().unwrap();
+    for _ in 0..2 {
+        let r = http
+            .get(format!("http://{upstream}/late"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let requests =
+        r#"http_client_requests_total{method="GET",host="127.0.0.1",status_class="2xx"}"#;
 
     let text = eventually(&client, &url, "the early components", |t| {
         value(t, r#"cache_hits_total{cache="early_cache"}"#) == Some(10.0)
             && value(t, r#"db_pool_checkout_wait_seconds_count{pool="early_db"}"#) == Some(3.0)
+            && value(t, requests) == Some(2.0)
     })
     .await;
     assert_eq!(
