@@ -47,6 +47,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     open: Arc<AtomicUsize>,
     breakers: Option<crate::breaker::Breakers>,
+    proxies: Option<Arc<hyper_util::client::proxy::matcher::Matcher>>,
 }
 
 impl Client {
@@ -59,7 +60,13 @@ impl Client {
         http.set_connect_timeout(Some(config.connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
-        let connector = Counting::new(tls(http, &config)?, Arc::clone(&open), Arc::clone(&metrics));
+        let proxies = config.proxy.matcher()?.map(Arc::new);
+        let proxied = connector::Proxied::new(http, proxies.clone());
+        let connector = Counting::new(
+            tls(proxied, &config)?,
+            Arc::clone(&open),
+            Arc::clone(&metrics),
+        );
 
         let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
         builder
@@ -111,6 +118,7 @@ impl Client {
                 metrics,
                 open,
                 breakers: config_breaker.map(crate::breaker::Breakers::new),
+                proxies,
             }),
         })
     }
@@ -419,6 +427,20 @@ impl Client {
                 .headers
                 .entry(USER_AGENT)
                 .or_insert_with(|| ua.clone());
+        }
+        // A forward proxy of plain http requests reads its credentials from each request
+        // (an https destination gets them once, on the CONNECT).
+        if parts.uri.scheme() == Some(&http::uri::Scheme::HTTP) {
+            let auth = self.inner.proxies.as_ref().and_then(|m| {
+                m.intercept(&parts.uri)
+                    .and_then(|via| via.basic_auth().cloned())
+            });
+            if let Some(mut auth) = auth {
+                auth.set_sensitive(true);
+                parts
+                    .headers
+                    .insert(http::header::PROXY_AUTHORIZATION, auth);
+            }
         }
         if self.inner.limits.decompress {
             parts
@@ -814,12 +836,12 @@ impl Client {
 }
 
 #[cfg(not(feature = "rustls"))]
-fn tls(http: HttpConnector, _config: &Config) -> Result<connector::Inner, Error> {
+fn tls(http: connector::Proxied, _config: &Config) -> Result<connector::Inner, Error> {
     Ok(http)
 }
 
 #[cfg(feature = "rustls")]
-fn tls(http: HttpConnector, config: &Config) -> Result<connector::Inner, Error> {
+fn tls(http: connector::Proxied, config: &Config) -> Result<connector::Inner, Error> {
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let b = match &config.tls {
         Some(tls) => {
@@ -851,7 +873,6 @@ fn head_of(r: &Response) -> http::response::Parts {
     head
 }
 
-/// RFC 9111 §5.2.1.7: `only-if-cached` with nothing usable stored is answered with 504.
 /// A stored full `200` answering a `Range` request (RFC 9111 §3.4, RFC 9110 §14): the
 /// `206` for one satisfiable byte range, `416` for an unsatisfiable one; the full response
 /// for anything else (several ranges, another unit, an `If-Range` that does not match the
@@ -1051,6 +1072,12 @@ impl ClientBuilder {
     /// The cache's bound in bytes.
     pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
         self.config.cache.max_bytes = bytes;
+        self
+    }
+
+    /// Sends requests through proxies ([`crate::Proxy`]); by default none.
+    pub fn proxy(mut self, proxy: crate::Proxy) -> Self {
+        self.config.proxy = proxy;
         self
     }
 

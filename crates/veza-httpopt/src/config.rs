@@ -62,6 +62,80 @@ impl Default for CacheConfig {
     }
 }
 
+/// Where requests go through a proxy.
+///
+/// Unlike reqwest, the environment is read only when asked ([`Proxy::FromEnv`]): the
+/// upstreams of a service are usually internal, and a proxy variable meant for a shell
+/// should not reroute them silently.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum Proxy {
+    /// Straight to every upstream (the default).
+    #[default]
+    None,
+    /// `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` (either case), read when the
+    /// client is built, as curl and reqwest read them.
+    FromEnv,
+    /// These proxies (`http://[user:password@]host:port`); `no` lists hosts, domains and
+    /// CIDR ranges reached directly (the `NO_PROXY` syntax).
+    Explicit {
+        /// The proxy for `http` destinations.
+        http: Option<String>,
+        /// The proxy for `https` destinations (reached through `CONNECT`).
+        https: Option<String>,
+        /// Destinations reached directly.
+        no: Option<String>,
+    },
+}
+
+impl Proxy {
+    /// The same proxy for every destination.
+    pub fn all(url: impl Into<String>) -> Proxy {
+        let url = url.into();
+        Proxy::Explicit {
+            http: Some(url.clone()),
+            https: Some(url),
+            no: None,
+        }
+    }
+
+    /// The matcher for these settings; an error for a proxy URL that is not `http://host`.
+    pub(crate) fn matcher(
+        &self,
+    ) -> Result<Option<hyper_util::client::proxy::matcher::Matcher>, Error> {
+        use hyper_util::client::proxy::matcher::Matcher;
+        match self {
+            Proxy::None => Ok(None),
+            Proxy::FromEnv => Ok(Some(Matcher::from_env())),
+            Proxy::Explicit { http, https, no } => {
+                for url in [http, https].into_iter().flatten() {
+                    let uri: http::Uri = url.parse().map_err(|e| {
+                        Error::InvalidConfig(format!("proxy {url:?} is not a URL: {e}"))
+                    })?;
+                    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                        return Err(Error::InvalidConfig(format!(
+                            "proxy {url:?} must be http://host:port"
+                        )));
+                    }
+                }
+                let mut b = Matcher::builder();
+                if let Some(v) = http {
+                    b = b.http(v.as_str());
+                }
+                if let Some(v) = https {
+                    b = b.https(v.as_str());
+                }
+                if let Some(v) = no {
+                    b = b.no(v.as_str());
+                }
+                Ok(Some(b.build()))
+            }
+        }
+    }
+}
+
 /// A per-host circuit breaker (off by default): after `failures` failures in a row to one
 /// host (connection errors, time-outs, broken exchanges, 502, 503, 504), requests to it fail
 /// at once with [`Error::CircuitOpen`](crate::Error::CircuitOpen) for `open_for`; then one
@@ -180,6 +254,8 @@ pub struct Config {
     pub max_redirects: u32,
     /// The per-host circuit breaker; `None` (the default) is none.
     pub circuit_breaker: Option<BreakerConfig>,
+    /// Proxies; none by default.
+    pub proxy: Proxy,
     /// The TLS client configuration; `None` (the default) trusts the system's root
     /// certificates. Its ALPN list is replaced by the client's (`h2` when the `http2` feature
     /// is on, and `http/1.1`).
@@ -205,6 +281,7 @@ impl Default for Config {
             retry: RetryConfig::default(),
             max_redirects: 0,
             circuit_breaker: None,
+            proxy: Proxy::None,
             #[cfg(feature = "rustls")]
             tls: None,
         }
@@ -238,6 +315,7 @@ impl Config {
                 return bad("user_agent is not a valid header value");
             }
         }
+        self.proxy.matcher()?;
         if let Some(b) = &self.circuit_breaker {
             if b.failures == 0 || b.open_for.is_zero() {
                 return bad("circuit_breaker.failures and open_for must be above zero");

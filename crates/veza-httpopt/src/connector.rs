@@ -16,11 +16,128 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use crate::metrics::Metrics;
 
 #[cfg(not(feature = "rustls"))]
-pub(crate) type Inner = HttpConnector;
+pub(crate) type Inner = Proxied;
 #[cfg(feature = "rustls")]
-pub(crate) type Inner = hyper_rustls::HttpsConnector<HttpConnector>;
+pub(crate) type Inner = hyper_rustls::HttpsConnector<Proxied>;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// TCP connections, through a proxy when the matcher says so: an `http` destination is
+/// reached by connecting to the proxy (requests then go in absolute form), an `https` one
+/// through a `CONNECT` tunnel (TLS to the destination runs inside it).
+#[derive(Clone)]
+pub(crate) struct Proxied {
+    http: HttpConnector,
+    matcher: Option<Arc<hyper_util::client::proxy::matcher::Matcher>>,
+}
+
+impl std::fmt::Debug for Proxied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxied")
+            .field("proxy", &self.matcher.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxied {
+    pub(crate) fn new(
+        http: HttpConnector,
+        matcher: Option<Arc<hyper_util::client::proxy::matcher::Matcher>>,
+    ) -> Proxied {
+        Proxied { http, matcher }
+    }
+}
+
+type Tcp = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+
+impl tower_service::Service<Uri> for Proxied {
+    type Response = ProxyIo;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<ProxyIo, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let intercept = self.matcher.as_ref().and_then(|m| m.intercept(&dst));
+        let mut http = self.http.clone();
+        Box::pin(async move {
+            let Some(via) = intercept else {
+                let io: Tcp = http.call(dst).await?;
+                return Ok(ProxyIo { io, proxied: false });
+            };
+            if dst.scheme() == Some(&http::uri::Scheme::HTTPS) {
+                let mut tunnel = hyper_util::client::legacy::connect::proxy::Tunnel::new(
+                    via.uri().clone(),
+                    http,
+                );
+                if let Some(auth) = via.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                std::future::poll_fn(|cx| tunnel.poll_ready(cx)).await?;
+                let io: Tcp = tunnel.call(dst).await?;
+                return Ok(ProxyIo { io, proxied: false });
+            }
+            let io: Tcp = http.call(via.uri().clone()).await?;
+            Ok(ProxyIo { io, proxied: true })
+        })
+    }
+}
+
+/// A TCP stream that says whether it goes to a forward proxy (then hyper writes requests in
+/// absolute form).
+#[derive(Debug)]
+pub(crate) struct ProxyIo {
+    io: Tcp,
+    proxied: bool,
+}
+
+impl Connection for ProxyIo {
+    fn connected(&self) -> Connected {
+        self.io.connected().proxy(self.proxied)
+    }
+}
+
+impl Read for ProxyIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl Write for ProxyIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
 
 /// A connector that counts the connections it opens and those still open.
 #[derive(Clone, Debug)]

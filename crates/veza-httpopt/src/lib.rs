@@ -67,7 +67,8 @@
 //!   same limits) but bypasses the cache.
 //! - The cache is in memory only, and does not store partial (206) responses (it answers
 //!   a `Range` request from a stored full one).
-//! - No proxy support, no cookies. Redirects are followed only when
+//! - No cookies, no SOCKS proxies; HTTP proxies (and `CONNECT` for https) only when
+//!   configured ([`Proxy`]), the environment only with [`Proxy::FromEnv`]. Redirects are followed only when
 //!   asked (`max_redirects`); by default a 3xx is returned as is.
 //!
 //! # Features
@@ -101,7 +102,7 @@ mod wire;
 pub use body::BodyStream;
 pub use cache::HttpCache;
 pub use client::{Client, ClientBuilder, RequestBuilder};
-pub use config::{BreakerConfig, CacheConfig, CacheMode, Config, RetryConfig};
+pub use config::{BreakerConfig, CacheConfig, CacheMode, Config, Proxy, RetryConfig};
 pub use error::{Error, Source, TimeoutKind};
 pub use health::UpstreamHealth;
 pub use response::{CacheStatus, RequestCache, Response, StreamingResponse};

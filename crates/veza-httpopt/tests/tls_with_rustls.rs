@@ -1,6 +1,9 @@
 //! With the `rustls` feature: HTTPS to a real TLS server on 127.0.0.1 (a certificate made for
-//! the test), HTTP/2 chosen by ALPN; an untrusted certificate fails to connect, with the reason.
+//! the test), HTTP/2 chosen by ALPN; an untrusted certificate fails to connect, with the reason;
+//! HTTPS through a `CONNECT` proxy.
 #![cfg(feature = "rustls")]
+
+mod common;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -113,4 +116,58 @@ async fn an_untrusted_certificate_fails_to_connect() {
     assert!(matches!(e, Error::Connect(_)), "{e}");
     assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
     assert_eq!(e.kind(), ErrorKind::Unavailable);
+}
+
+#[tokio::test]
+async fn https_goes_through_a_connect_tunnel() {
+    use tokio::io::AsyncWriteExt;
+    let s = tls_server().await;
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = lines.clone();
+    let proxy = common::raw(move |_, mut inbound| {
+        let seen = seen.clone();
+        async move {
+            let Some(head) = common::read_head(&mut inbound).await else {
+                return;
+            };
+            let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            seen.lock().unwrap().push(head);
+            let port = target.rsplit(':').next().unwrap_or("0").to_owned();
+            let Ok(mut outbound) =
+                tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await
+            else {
+                return;
+            };
+            let _ = inbound
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await;
+            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+        }
+    })
+    .await;
+    let c = Client::builder()
+        .proxy(veza_httpopt::Proxy::Explicit {
+            http: None,
+            https: Some(format!("http://bob:pw@{}", proxy.addr)),
+            no: None,
+        })
+        .config(|c| c.tls = Some(trusting(&s.cert)))
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("https://localhost:{}/", s.port))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().unwrap().starts_with("secure"), "{:?}", r.text());
+    let head = lines.lock().unwrap()[0].clone();
+    assert!(
+        head.starts_with(&format!("CONNECT localhost:{} HTTP/1.1", s.port)),
+        "{head}"
+    );
+    let auth = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("proxy-authorization:"))
+        .unwrap_or("");
+    assert!(auth.ends_with("Basic Ym9iOnB3"), "{head}"); // bob:pw, once, on the CONNECT
 }
