@@ -268,7 +268,13 @@ impl Client {
                 result.as_ref().ok().map(Response::status),
                 start.elapsed(),
             );
-            let resp = result?;
+            let mut resp = result?;
+            if self.inner.config.cache.diagnostics {
+                resp.headers.insert(
+                    HeaderName::from_static("x-cache"),
+                    HeaderValue::from_static(resp.cache.as_str()),
+                );
+            }
             let Some((kept_parts, kept_body)) = kept else {
                 return Ok(resp);
             };

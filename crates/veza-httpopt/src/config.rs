@@ -47,6 +47,10 @@ pub struct CacheConfig {
     /// must not wait for each other. Default 30 s.
     #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human"))]
     pub pass_ttl: Duration,
+    /// Adds `x-cache: HIT` (or `MISS`, `REVALIDATED`, `STALE`, `COALESCED`, `BYPASS`) to each
+    /// response handed out, for logs and browser tools downstream. Default off; in code,
+    /// [`Response::cache_status`](crate::Response::cache_status) says the same.
+    pub diagnostics: bool,
 }
 
 impl Default for CacheConfig {
@@ -58,6 +62,7 @@ impl Default for CacheConfig {
             coalesce: true,
             heuristic_fraction: 0.1,
             pass_ttl: Duration::from_secs(30),
+            diagnostics: false,
         }
     }
 }

@@ -50,6 +50,18 @@ pub enum RequestCache {
 }
 
 impl CacheStatus {
+    /// The `x-cache` value of this status (upper case: `HIT`, `MISS`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Bypass => "BYPASS",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::Coalesced => "COALESCED",
+        }
+    }
+
     /// Whether upstream was not asked for this response (a fresh or stale hit).
     pub fn from_cache(self) -> bool {
         matches!(self, CacheStatus::Hit | CacheStatus::Stale)

@@ -917,6 +917,35 @@ fn cases() -> Vec<Case> {
         }),
         case!(
             "client",
+            "x-cache diagnostics when asked, and only then",
+            async {
+                let o =
+                    Origin::new(|_, _| (200, fields(&[("cache-control", "max-age=3600")]), "body"))
+                        .await;
+                let c = Client::builder()
+                    .config(|c| c.cache.diagnostics = true)
+                    .build()
+                    .unwrap();
+                let first = get(&c, &o.url()).await;
+                let second = get(&c, &o.url()).await;
+                let x = |r: &Response| {
+                    r.headers()
+                        .get("x-cache")
+                        .map(|v| v.to_str().unwrap().to_owned())
+                };
+                check!(
+                    x(&first).as_deref() == Some("MISS") && x(&second).as_deref() == Some("HIT"),
+                    "{:?} {:?}",
+                    x(&first),
+                    x(&second)
+                );
+                let plain = get(&client(), &o.url()).await;
+                check!(x(&plain).is_none(), "x-cache without asking");
+                Ok(())
+            }
+        ),
+        case!(
+            "client",
             "RequestCache overrides leave the origin's request as built",
             async {
                 let o = Origin::new(|_, h| {
