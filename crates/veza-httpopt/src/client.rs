@@ -312,42 +312,61 @@ impl Client {
         req: http::Request<Bytes>,
         timeout: Duration,
     ) -> Result<crate::StreamingResponse, Error> {
-        let (mut parts, body) = req.into_parts();
+        let (mut parts, mut body) = req.into_parts();
         self.prepare(&mut parts)?;
-        let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
-        let start = Instant::now();
-        let sent = self.retrying(
-            &parts,
-            body,
-            &host,
-            |p, b| self.send_head(p, b),
-            |r: &http::Response<hyper::body::Incoming>| (r.status(), r.headers()),
-        );
-        let head = match tokio::time::timeout(timeout, sent).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                kind: TimeoutKind::Total,
-                after: timeout,
-            }),
-        };
-        host.request(
-            &parts.method,
-            head.as_ref().ok().map(http::Response::status),
-            start.elapsed(),
-        );
-        let (mut head, incoming) = head?.into_parts();
-        crate::wire::hop_by_hop(&mut head.headers);
-        let success = head.status.is_success() || head.status.is_redirection();
-        if let (Some(cache), false, true) = (&self.inner.cache, parts.method.is_safe(), success) {
-            cache.invalidate(&parts.uri);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let limit = self.inner.config.max_redirects;
+        let mut hops = 0u32;
+        loop {
+            let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
+            let start = Instant::now();
+            let sent = self.retrying(
+                &parts,
+                body.clone(),
+                &host,
+                |p, b| self.send_head(p, b),
+                |r: &http::Response<hyper::body::Incoming>| (r.status(), r.headers()),
+            );
+            let head = match tokio::time::timeout_at(deadline, sent).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Timeout {
+                    kind: TimeoutKind::Total,
+                    after: timeout,
+                }),
+            };
+            host.request(
+                &parts.method,
+                head.as_ref().ok().map(http::Response::status),
+                start.elapsed(),
+            );
+            let (mut head, incoming) = head?.into_parts();
+            crate::wire::hop_by_hop(&mut head.headers);
+            let success = head.status.is_success() || head.status.is_redirection();
+            if let (Some(cache), false, true) = (&self.inner.cache, parts.method.is_safe(), success)
+            {
+                cache.invalidate(&parts.uri);
+            }
+            if limit > 0 && is_redirect(head.status) {
+                if let Some(next) = location(&parts.uri, head.headers.get(LOCATION)) {
+                    if hops == limit {
+                        return Err(Error::TooManyRedirects { limit });
+                    }
+                    hops += 1;
+                    drop(incoming); // the redirect's own body is not read
+                    redirect(&mut parts, &mut body, head.status, next);
+                    self.prepare(&mut parts)?;
+                    continue;
+                }
+            }
+            let body =
+                crate::body::BodyStream::new(incoming, &mut head.headers, self.inner.limits)?;
+            return Ok(crate::StreamingResponse {
+                status: head.status,
+                version: head.version,
+                headers: head.headers,
+                body,
+            });
         }
-        let body = crate::body::BodyStream::new(incoming, &mut head.headers, self.inner.limits)?;
-        Ok(crate::StreamingResponse {
-            status: head.status,
-            version: head.version,
-            headers: head.headers,
-            body,
-        })
     }
 
     /// The cache, when it is on.

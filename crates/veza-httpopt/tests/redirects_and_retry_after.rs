@@ -202,3 +202,20 @@ async fn retry_after_is_honoured_on_503_and_429() {
         (2, 1, 1, 3)
     );
 }
+
+#[tokio::test]
+async fn a_streamed_request_follows_redirects_too() {
+    let (s, _) = origin(|path, _| match path {
+        "/old" => (308, to("/new")),
+        _ => (200, vec![]),
+    })
+    .await;
+    let c = Client::builder().max_redirects(2).build().unwrap();
+    let mut r = c.get(s.url("/old")).send_streaming().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = Vec::new();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    assert_eq!(body, b"at /new");
+}
