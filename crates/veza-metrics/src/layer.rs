@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -13,6 +14,7 @@ use metrics::{Counter, Gauge, Histogram};
 use tower_layer::Layer;
 use tower_service::Service;
 use veza_core::catalog::http as catalog;
+use veza_core::publish::Late;
 
 /// The route label of a path that matches no template.
 pub const UNMATCHED: &str = "unmatched";
@@ -180,9 +182,11 @@ pub struct HttpMetricsLayer {
 #[derive(Debug)]
 struct Shared {
     routes: Routes,
-    in_flight: Gauge,
+    in_flight: Late<Gauge>,
+    /// Requests in flight now (so that handles made after an install start right).
+    in_flight_now: AtomicI64,
     /// One slot per (method, route), created on first use.
-    slots: Vec<OnceLock<SlotHandles>>,
+    slots: Late<Box<[OnceLock<SlotHandles>]>>,
 }
 
 #[derive(Debug)]
@@ -195,16 +199,16 @@ struct SlotHandles {
 }
 
 impl HttpMetricsLayer {
-    /// A layer labelling requests with `routes`. Install the recorder first.
+    /// A layer labelling requests with `routes`. The recorder may be installed before or
+    /// after: handles made before an install are made again on the next request.
     pub fn new(routes: Routes) -> HttpMetricsLayer {
-        let slots = (0..(METHODS.len() + 1) * (routes.len() + 1))
-            .map(|_| OnceLock::new())
-            .collect();
+        let count = (METHODS.len() + 1) * (routes.len() + 1);
         HttpMetricsLayer {
             shared: Arc::new(Shared {
-                in_flight: metrics::gauge!(catalog::REQUESTS_IN_FLIGHT.name),
+                in_flight: Late::new(|| metrics::gauge!(catalog::REQUESTS_IN_FLIGHT.name)),
+                in_flight_now: AtomicI64::new(0),
+                slots: Late::new(|| empty_slots(count)),
                 routes,
-                slots,
             }),
         }
     }
@@ -227,7 +231,9 @@ impl Shared {
             index / (self.routes.len() + 1),
             index % (self.routes.len() + 1),
         );
-        self.slots[index].get_or_init(|| {
+        let count = self.slots.get().len();
+        self.slots.refresh(|| empty_slots(count));
+        self.slots.get()[index].get_or_init(|| {
             let method = METHODS.get(m).map_or("OTHER", Method::as_str);
             let route = self
                 .routes
@@ -286,11 +292,34 @@ pub struct HttpMetrics<S> {
 }
 
 /// Leaves the in-flight gauge when the request ends, however it ends.
-struct InFlight(Gauge);
+struct InFlight(Arc<Shared>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        self.0.in_flight_now.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.get().decrement(1.0);
+    }
+}
+
+/// One empty slot per (method, route).
+fn empty_slots(count: usize) -> Box<[OnceLock<SlotHandles>]> {
+    (0..count).map(|_| OnceLock::new()).collect()
+}
+
+impl Shared {
+    /// Enters a request in the in-flight gauge. Handles made again after an install start
+    /// from the requests already in flight, so the gauge stays right across the switch.
+    fn enter(self: &Arc<Self>) -> InFlight {
+        let now = self.in_flight_now.fetch_add(1, Ordering::Relaxed) + 1;
+        if self
+            .in_flight
+            .refresh(|| metrics::gauge!(catalog::REQUESTS_IN_FLIGHT.name))
+        {
+            self.in_flight.get().set(now as f64);
+        } else {
+            self.in_flight.get().increment(1.0);
+        }
+        InFlight(Arc::clone(self))
     }
 }
 
@@ -310,8 +339,7 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let shared = self.shared.clone();
-        shared.in_flight.increment(1.0);
-        let guard = InFlight(shared.in_flight.clone());
+        let guard = shared.enter();
         let started = Instant::now();
         let slot = shared.slot_index(req.method(), req.uri().path());
         let future = self.inner.call(req);
