@@ -1,7 +1,7 @@
 //! Reading a response body within limits: size as sent, size once decoded, time between bytes.
 //!
 //! Decompression is push-based: each frame is written into a streaming decoder whose output
-//! sink refuses to grow past `max_decoded_size`, so a compression bomb fails as soon as its
+//! sink refuses to take more than `max_decoded_size` in all, so a compression bomb fails as its
 //! output crosses the limit, holding at most the limit in memory, and a body that is too
 //! large as sent fails on its `Content-Length` before a byte of it is read.
 
@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, HeaderMap};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::Error;
@@ -222,13 +221,8 @@ fn content_coding(headers: &HeaderMap) -> Option<String> {
 type Decoding = (Box<Decoder>, &'static str);
 
 /// The declared length (refused past the limit before a byte is read) and the decoder for
-/// the body's coding, when it has one this build decodes; `presize`: reserve the decoder's
-/// output for a body read whole.
-fn start(
-    headers: &HeaderMap,
-    limits: Limits,
-    presize: bool,
-) -> Result<(Option<u64>, Option<Decoding>), Error> {
+/// the body's coding, when it has one this build decodes.
+fn start(headers: &HeaderMap, limits: Limits) -> Result<(Option<u64>, Option<Decoding>), Error> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -240,13 +234,8 @@ fn start(
     }
     let decoder = match content_coding(headers).filter(|_| limits.decompress) {
         Some(coding) => {
-            let capacity = if presize {
-                declared.unwrap_or(0).saturating_mul(4).min(1 << 20) as usize
-            } else {
-                0
-            };
             let sink = Capped {
-                buf: Vec::with_capacity(capacity),
+                buf: Vec::new(),
                 total: 0,
                 limit: limits.max_decoded,
                 exceeded: false,
@@ -262,74 +251,32 @@ fn start(
 /// `Content-Encoding` and `Content-Length` are removed from `headers` (they described the
 /// bytes as sent).
 pub(crate) async fn read(
-    mut body: Incoming,
+    body: Incoming,
     headers: &mut HeaderMap,
     limits: Limits,
 ) -> Result<Bytes, Error> {
-    let (declared, mut decoder) = start(headers, limits, true)?;
-
+    let mut stream = BodyStream::new(body, headers, limits)?;
+    // A body in one frame is handed on as it came, without a copy.
     let mut first: Option<Bytes> = None;
     let mut rest: Option<BytesMut> = None;
-    let mut received: u64 = 0;
-    loop {
-        let frame = match limits.read_timeout {
-            Some(t) => tokio::time::timeout(t, body.frame())
-                .await
-                .map_err(|_| Error::Timeout {
-                    kind: TimeoutKind::Read,
-                    after: t,
-                })?,
-            None => body.frame().await,
-        };
-        let Some(frame) = frame else { break };
-        let frame = frame.map_err(|e| Error::Transport(Error::source_of(e)))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
-        }
-        received += data.len() as u64;
-        if received > limits.max_body {
-            return Err(Error::BodyTooLarge {
-                limit: limits.max_body,
-            });
-        }
-        match &mut decoder {
-            Some((d, name)) => {
-                if let Err(e) = d.write_all(&data) {
-                    return Err(decode_error(d.sink().exceeded, name, limits.max_decoded, e));
-                }
+    while let Some(data) = stream.chunk().await? {
+        match (&mut first, &mut rest) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let cap = stream.declared.unwrap_or(0).max(stream.received) as usize;
+                let mut buf = BytesMut::with_capacity(cap);
+                buf.extend_from_slice(f);
+                buf.extend_from_slice(&data);
+                rest = Some(buf);
             }
-            None => match (&mut first, &mut rest) {
-                (None, _) => first = Some(data),
-                (Some(f), None) => {
-                    let cap = declared.unwrap_or(0).max(received) as usize;
-                    let mut buf = BytesMut::with_capacity(cap);
-                    buf.extend_from_slice(f);
-                    buf.extend_from_slice(&data);
-                    rest = Some(buf);
-                }
-                (Some(_), Some(buf)) => buf.extend_from_slice(&data),
-            },
+            (Some(_), Some(buf)) => buf.extend_from_slice(&data),
         }
     }
-    match decoder {
-        Some((d, name)) => {
-            let exceeded = d.sink().exceeded;
-            let out = d
-                .finish()
-                .map_err(|e| decode_error(exceeded, name, limits.max_decoded, e))?;
-            headers.remove(CONTENT_ENCODING);
-            headers.remove(CONTENT_LENGTH);
-            Ok(Bytes::from(out))
-        }
-        None => Ok(match (first, rest) {
-            (_, Some(buf)) => buf.freeze(),
-            (Some(f), None) => f,
-            (None, None) => Bytes::new(),
-        }),
-    }
+    Ok(match (first, rest) {
+        (_, Some(buf)) => buf.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
 }
 
 /// A response body read as it arrives, under the same limits as a body read whole: at most
@@ -341,6 +288,8 @@ pub struct BodyStream {
     body: Incoming,
     limits: Limits,
     decoder: Option<Decoding>,
+    /// The length the head declared (as sent), if any.
+    declared: Option<u64>,
     received: u64,
     done: bool,
     /// The read timeout, armed while a frame is awaited.
@@ -366,7 +315,7 @@ impl BodyStream {
         headers: &mut HeaderMap,
         limits: Limits,
     ) -> Result<BodyStream, Error> {
-        let (_, decoder) = start(headers, limits, false)?;
+        let (declared, decoder) = start(headers, limits)?;
         if decoder.is_some() {
             headers.remove(CONTENT_ENCODING);
             headers.remove(CONTENT_LENGTH);
@@ -375,6 +324,7 @@ impl BodyStream {
             body,
             limits,
             decoder,
+            declared,
             received: 0,
             done: false,
             timer: None,

@@ -5,7 +5,7 @@
 //! while the circuit is open: the breaker sits in front of the network, not the cache.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::StatusCode;
 use parking_lot::Mutex;
@@ -83,9 +83,4 @@ pub(crate) fn is_failure(outcome: Result<StatusCode, &Error>) -> bool {
             Error::Connect(_) | Error::Timeout { .. } | Error::Transport(_) | Error::Protocol(_)
         ),
     }
-}
-
-/// How long a circuit stays open, for messages.
-pub(crate) fn describe(retry_in: Duration) -> String {
-    format!("{} ms", retry_in.as_millis())
 }

@@ -279,19 +279,38 @@ impl Client {
                 return Ok(resp);
             };
             (parts, body) = (kept_parts, kept_body);
-            if !is_redirect(resp.status) {
+            if !self.next_hop(&mut parts, &mut body, resp.status, &resp.headers, &mut hops)? {
                 return Ok(resp);
             }
-            let Some(next) = location(&parts.uri, resp.headers.get(LOCATION)) else {
-                return Ok(resp); // a 3xx without a usable Location is the answer
-            };
-            if hops == limit {
-                return Err(Error::TooManyRedirects { limit });
-            }
-            hops += 1;
-            redirect(&mut parts, &mut body, resp.status, next);
-            self.prepare(&mut parts)?;
         }
+    }
+
+    /// When redirects are on and `status` is a redirect with a usable `Location`, turns
+    /// `parts` and `body` into the next hop's request and returns `true`; `false` when the
+    /// response is the answer (a 3xx without a usable `Location` included). Past
+    /// `max_redirects`, [`Error::TooManyRedirects`].
+    fn next_hop(
+        &self,
+        parts: &mut http::request::Parts,
+        body: &mut Bytes,
+        status: StatusCode,
+        headers: &http::HeaderMap,
+        hops: &mut u32,
+    ) -> Result<bool, Error> {
+        let limit = self.inner.config.max_redirects;
+        if limit == 0 || !is_redirect(status) {
+            return Ok(false);
+        }
+        let Some(next) = location(&parts.uri, headers.get(LOCATION)) else {
+            return Ok(false);
+        };
+        if *hops == limit {
+            return Err(Error::TooManyRedirects { limit });
+        }
+        *hops += 1;
+        redirect(parts, body, status, next);
+        self.prepare(parts)?;
+        Ok(true)
     }
 
     /// Sends a request built with `http::Request` and returns as soon as the response head
@@ -315,7 +334,6 @@ impl Client {
         let (mut parts, mut body) = req.into_parts();
         self.prepare(&mut parts)?;
         let deadline = tokio::time::Instant::now() + timeout;
-        let limit = self.inner.config.max_redirects;
         let mut hops = 0u32;
         loop {
             let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
@@ -346,17 +364,8 @@ impl Client {
             {
                 cache.invalidate(&parts.uri);
             }
-            if limit > 0 && is_redirect(head.status) {
-                if let Some(next) = location(&parts.uri, head.headers.get(LOCATION)) {
-                    if hops == limit {
-                        return Err(Error::TooManyRedirects { limit });
-                    }
-                    hops += 1;
-                    drop(incoming); // the redirect's own body is not read
-                    redirect(&mut parts, &mut body, head.status, next);
-                    self.prepare(&mut parts)?;
-                    continue;
-                }
+            if self.next_hop(&mut parts, &mut body, head.status, &head.headers, &mut hops)? {
+                continue; // the redirect's own body is dropped unread
             }
             let body =
                 crate::body::BodyStream::new(incoming, &mut head.headers, self.inner.limits)?;
@@ -546,7 +555,7 @@ impl Client {
             // The miss and stale paths are boxed: their futures (coalescing, revalidation) are
             // several times the size of the common paths', and every request would otherwise
             // carry, move and allocate that size.
-            Lookup::Miss => Box::pin(self.miss(cache, parts, body, host)).await,
+            Lookup::Miss => Box::pin(self.miss(cache, parts, body, host, mode)).await,
             Lookup::Stale(stored, conditional, now) => {
                 Box::pin(self.stale(cache, stored, parts, conditional, host, now)).await
             }
@@ -559,13 +568,9 @@ impl Client {
         parts: http::request::Parts,
         body: Bytes,
         host: &HostMetrics,
+        mode: RequestCache,
     ) -> Result<Response, Error> {
         host.miss();
-        let mode = parts
-            .extensions
-            .get::<RequestCache>()
-            .copied()
-            .unwrap_or_default();
         if only_if_cached(&parts, mode) {
             return Ok(gateway_timeout());
         }
@@ -596,12 +601,9 @@ impl Client {
             self.refresh_in_background(Arc::clone(&stored), parts, conditional);
             return Ok(stored.stale_response(now));
         }
-        let mode = parts
-            .extensions
-            .get::<RequestCache>()
-            .copied()
-            .unwrap_or_default();
-        if only_if_cached(&parts, mode) {
+        // The typed `OnlyIfCached` never gets here (its lookup serves any stored response):
+        // only the request directive can ask for a 504 now.
+        if has_directive(&parts.headers, "only-if-cached") {
             return Ok(gateway_timeout());
         }
         let revalidate = || self.revalidate(cache, &stored, &parts, conditional, host);

@@ -227,8 +227,8 @@ impl fmt::Display for Error {
             Error::TooManyRedirects { limit } => write!(f, "more than {limit} redirects"),
             Error::CircuitOpen { host, retry_in } => write!(
                 f,
-                "circuit open for {host} after repeated failures; next try in {}",
-                crate::breaker::describe(*retry_in)
+                "circuit open for {host} after repeated failures; next try in {} ms",
+                retry_in.as_millis()
             ),
         }
     }

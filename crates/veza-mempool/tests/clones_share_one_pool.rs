@@ -36,10 +36,10 @@ fn pool_clones_in_threads_share_idle_objects_and_counts() {
         "objects were reused across clones: {stats:?}"
     );
     assert_eq!(stats.in_use, 0);
-    // An owned guard holds a clone of the pool: it can outlive every other handle.
+    // An owned guard holds a clone of the pool: it moves into a thread and goes back to the
+    // pool it came from.
     let owned = pool.get_owned();
     let idle_before = pool.idle();
-    drop(pool);
     let moved = std::thread::spawn(move || {
         let mut owned = owned;
         owned.push(2);
@@ -47,8 +47,26 @@ fn pool_clones_in_threads_share_idle_objects_and_counts() {
     })
     .join()
     .unwrap();
-    drop(moved); // goes back to the pool it came from, still alive inside the guard
-    assert!(idle_before < 64);
+    drop(moved);
+    assert_eq!(pool.idle(), idle_before + 1);
+
+    // And it keeps the pool alive past every other handle; the pool goes with the last one.
+    let alive = Arc::new(());
+    let a = alive.clone();
+    let lone = Pool::builder(move || {
+        let _keep = &a;
+        Vec::<u8>::new()
+    })
+    .build();
+    let guard = lone.get_owned();
+    drop(lone);
+    assert_eq!(Arc::strong_count(&alive), 2, "the guard keeps the pool");
+    drop(guard);
+    assert_eq!(
+        Arc::strong_count(&alive),
+        1,
+        "the pool went with its last guard"
+    );
 }
 
 #[test]

@@ -25,18 +25,14 @@ pub(crate) struct Shared {
     pub(crate) metrics: Late<PoolMetrics>,
 }
 
-impl Shared {
-    pub(crate) fn publish(&self) {
-        self.metrics
-            .get()
-            .publish(&self.counters, self.queue.len_by_priority());
-    }
-}
-
+/// Publishes the exact counters and the current gauges, making the handles again first if a
+/// recorder was installed since (called at each scrape, and by the workers as they go).
 impl Publish for Shared {
     fn publish(&self) {
         self.metrics.refresh(|| PoolMetrics::new(&self.config.name));
-        Shared::publish(self);
+        self.metrics
+            .get()
+            .publish(&self.counters, self.queue.len_by_priority());
     }
 }
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
+use veza_core::publish::Publish as _;
+
 use crate::metrics::{PUBLISH_EVERY, SAMPLE_EVERY, WorkerSlot};
 use crate::pool::Shared;
 use crate::queue::{Envelope, Fairness};
