@@ -1,13 +1,21 @@
 //! The outside tools the tests use beyond PostgreSQL: `promtool` (Debian's `prometheus`) checks
-//! scrapes and rules, `pgbouncer` runs the pool's transaction-mode suite. `cargo xtask test`
+//! scrapes and rules, the reference OpenMetrics parser (Debian's `python3-prometheus-client`)
+//! checks OpenMetrics scrapes, `pgbouncer` runs the pool's transaction-mode suite. `cargo xtask test`
 //! installs the missing ones through `apt-get` when it runs as root on a Debian-like machine,
 //! and otherwise says what to install (the tests that need them require them in CI).
 
 use std::path::Path;
 use std::process::Command;
 
-/// (the command, the Debian package that has it)
-const TOOLS: &[(&str, &str)] = &[("promtool", "prometheus"), ("pgbouncer", "pgbouncer")];
+/// (the command, or an absolute path, and the Debian package that has it)
+const TOOLS: &[(&str, &str)] = &[
+    ("promtool", "prometheus"),
+    ("pgbouncer", "pgbouncer"),
+    (
+        "/usr/lib/python3/dist-packages/prometheus_client",
+        "python3-prometheus-client",
+    ),
+];
 
 /// Installs what is missing, when it can; never fails the run (the tests say what they lack).
 pub(crate) fn ensure() {
@@ -43,8 +51,12 @@ pub(crate) fn ensure() {
     }
 }
 
-/// Whether `cmd` is on the PATH or in /usr/sbin (where Debian puts daemons).
+/// Whether `cmd` is on the PATH or in /usr/sbin (where Debian puts daemons), or, given as an
+/// absolute path, exists.
 fn found(cmd: &str) -> bool {
+    if cmd.starts_with('/') {
+        return Path::new(cmd).exists();
+    }
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)

@@ -14,14 +14,13 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 use crate::error::Error;
+use crate::recorder::Format;
 use crate::server::ServerLimits;
 use crate::setup::Metrics;
 
 /// Where the endpoint listens unless told otherwise: loopback only.
 pub const DEFAULT_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9000);
-
-const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A running `/metrics` endpoint; stops when dropped.
 pub struct Exporter {
@@ -196,10 +195,12 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET /metrics\n");
     }
-    let body = metrics.render();
+    let format = negotiate(req.headers());
+    let body = metrics.render_as(format);
     let builder = Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, TEXT_FORMAT);
+        .header(header::CONTENT_TYPE, format.content_type())
+        .header(header::VARY, "accept, accept-encoding");
     let response = if accepts_gzip(req.headers()) {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         let compressed = gz.write_all(body.as_bytes()).and_then(|()| gz.finish());
@@ -221,6 +222,36 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
+/// OpenMetrics when `Accept` names `application/openmetrics-text` (without `q=0`), as
+/// Prometheus asks by default; the Prometheus text format otherwise.
+fn negotiate(headers: &http::HeaderMap) -> Format {
+    let open = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !parts.any(zero_q)
+        });
+    if open {
+        Format::OpenMetrics
+    } else {
+        Format::Prometheus
+    }
+}
+
+/// `q=0`, `q=0.0`, `q = 0.000`: not acceptable.
+fn zero_q(param: &str) -> bool {
+    let param = param.replace(' ', "");
+    param
+        .strip_prefix("q=")
+        .or_else(|| param.strip_prefix("Q="))
+        .and_then(|q| q.parse::<f32>().ok())
+        .is_some_and(|q| q == 0.0)
+}
+
 /// Whether `Accept-Encoding` allows gzip (present, and not with `q=0`).
 fn accepts_gzip(headers: &http::HeaderMap) -> bool {
     headers
@@ -231,8 +262,7 @@ fn accepts_gzip(headers: &http::HeaderMap) -> bool {
         .any(|item| {
             let mut parts = item.split(';').map(str::trim);
             let coding = parts.next().unwrap_or("");
-            let zero = parts.any(|p| p.replace(' ', "") == "q=0" || p == "q=0.0");
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !parts.any(zero_q)
         })
 }
 
@@ -253,5 +283,24 @@ mod tests {
         assert!(!accepts_gzip(&headers("gzip;q=0")));
         assert!(!accepts_gzip(&headers("identity")));
         assert!(!accepts_gzip(&http::HeaderMap::new()));
+        assert!(!accepts_gzip(&headers("gzip; q=0.000")));
+    }
+
+    #[test]
+    fn openmetrics_is_negotiated() {
+        let accept = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(header::ACCEPT, v.parse().unwrap());
+            negotiate(&h)
+        };
+        // What Prometheus 2.x and 3.x send.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(accept(prometheus), Format::OpenMetrics);
+        assert_eq!(accept("text/plain"), Format::Prometheus);
+        assert_eq!(
+            accept("application/openmetrics-text; q=0"),
+            Format::Prometheus
+        );
+        assert_eq!(negotiate(&http::HeaderMap::new()), Format::Prometheus);
     }
 }

@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use veza_core::catalog::{MetricDef, MetricKind};
 
+use crate::recorder::Format;
+
 /// Something that produces metric families when scraped: the process and system collectors,
 /// or your own.
 pub trait Collector: Send + Sync {
@@ -69,15 +71,29 @@ impl Family {
     }
 }
 
-/// Appends `families` in the Prometheus text format (0.0.4), each sample with the `global`
-/// labels after its own.
-pub(crate) fn encode(families: &[Family], global: &[(String, String)], out: &mut String) {
+/// Appends `families` in `format`, each sample with the `global` labels after its own.
+pub(crate) fn encode(
+    families: &[Family],
+    global: &[(String, String)],
+    format: Format,
+    out: &mut String,
+) {
     for family in families.iter().filter(|f| !f.is_empty()) {
         let def = family.def;
-        let _ = writeln!(out, "# HELP {} {}", def.name, escape_help(def.help));
-        let _ = writeln!(out, "# TYPE {} {}", def.name, def.kind.as_str());
+        let counter = def.kind == MetricKind::Counter;
+        // OpenMetrics names a counter family without `_total` and its samples with it.
+        let (family_name, sample_name) = match format {
+            Format::OpenMetrics if counter => {
+                let base = def.name.strip_suffix("_total").unwrap_or(def.name);
+                (base, std::borrow::Cow::Owned(format!("{base}_total")))
+            }
+            _ => (def.name, std::borrow::Cow::Borrowed(def.name)),
+        };
+        let help = escape_help(def.help, format);
+        let _ = writeln!(out, "# HELP {family_name} {help}");
+        let _ = writeln!(out, "# TYPE {family_name} {}", def.kind.as_str());
         for sample in &family.samples {
-            out.push_str(def.name);
+            out.push_str(&sample_name);
             let own = def
                 .labels
                 .iter()
@@ -86,7 +102,10 @@ pub(crate) fn encode(families: &[Family], global: &[(String, String)], out: &mut
             let all = own.chain(global.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             for (i, (name, value)) in all.enumerate() {
                 out.push(if i == 0 { '{' } else { ',' });
-                let _ = write!(out, "{name}=\"{}\"", escape_label(value));
+                out.push_str(name);
+                out.push_str("=\"");
+                escape_label_into(out, value);
+                out.push('"');
             }
             if !sample.labels.is_empty() || !global.is_empty() {
                 out.push('}');
@@ -98,7 +117,8 @@ pub(crate) fn encode(families: &[Family], global: &[(String, String)], out: &mut
     }
 }
 
-fn push_value(out: &mut String, v: f64) {
+/// A sample value as Prometheus spells it (`NaN`, `+Inf`, `-Inf`, shortest decimal).
+pub(crate) fn push_value(out: &mut String, v: f64) {
     if v.is_nan() {
         out.push_str("NaN");
     } else if v.is_infinite() {
@@ -108,14 +128,29 @@ fn push_value(out: &mut String, v: f64) {
     }
 }
 
-fn escape_help(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\n', "\\n")
+/// HELP text: backslashes and newlines escaped, and double quotes in OpenMetrics.
+pub(crate) fn escape_help(s: &str, format: Format) -> String {
+    let s = s.replace('\\', "\\\\").replace('\n', "\\n");
+    match format {
+        Format::OpenMetrics => s.replace('"', "\\\""),
+        Format::Prometheus => s,
+    }
 }
 
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A label value, escaped (`\\`, `\"`, `\n`) onto `out`.
+pub(crate) fn escape_label_into(out: &mut String, s: &str) {
+    if !s.contains(['\\', '"', '\n']) {
+        out.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -133,7 +168,7 @@ mod tests {
             Family::new(&catalog::system::LOAD_AVERAGE), // empty: omitted
         ];
         let mut out = String::new();
-        encode(&families, &[], &mut out);
+        encode(&families, &[], Format::Prometheus, &mut out);
         assert_eq!(
             out,
             "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
@@ -154,7 +189,7 @@ mod tests {
         ];
         let global = [("service".to_owned(), "api".to_owned())];
         let mut out = String::new();
-        encode(&families, &global, &mut out);
+        encode(&families, &global, Format::Prometheus, &mut out);
         assert!(
             out.contains("process_cpu_seconds_total{service=\"api\"} 1\n"),
             "{out}"

@@ -10,21 +10,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! - [`MetricsBuilder::install`] installs the `metrics-exporter-prometheus` recorder as the
-//!   global `metrics` recorder, describes every metric of `veza_core::catalog` (help and unit),
-//!   gives histograms named `_seconds` or `_bytes` real buckets ([`SECONDS_BUCKETS`],
-//!   [`BYTES_BUCKETS`]) instead of summaries, and runs the recorder's upkeep on a thread, so it
-//!   works with or without an async runtime. Every Veza crate then reports through it, and
-//!   every live pool, cache and worker pool publishes its figures at each scrape, whether it
-//!   was built before or after the install. [`MetricsBuilder::global_label`] adds `service`,
-//!   `instance` and the like to every series; [`MetricsBuilder::buckets`] sets one
-//!   histogram's buckets.
+//! - [`MetricsBuilder::install`] installs veza-metrics' own [`Recorder`] as the global
+//!   `metrics` recorder and describes every metric of `veza_core::catalog` (help and unit).
+//!   Counters and histograms count in per-thread slots (a load and a store, no atomic
+//!   read-modify-write), summed at scrape; histograms are bucketed when recorded
+//!   ([`SECONDS_BUCKETS`] for `_seconds`, [`BYTES_BUCKETS`] for `_bytes`, else
+//!   [`DEFAULT_BUCKETS`]). Every Veza crate then reports through it, and every live pool, cache
+//!   and worker pool publishes its figures at each scrape, whether it was built before or after
+//!   the install. [`MetricsBuilder::global_label`] adds `service`, `instance` and the like to
+//!   every series; [`MetricsBuilder::buckets`] sets one histogram's buckets;
+//!   [`MetricsBuilder::idle_timeout`] drops series nobody records into any more.
 //! - [`ProcessCollector`] and [`SystemCollector`] read `/proc` at scrape time, not per request:
 //!   real CPU seconds (the guide's gauge returned 0.0), memory, file descriptors, threads, page
 //!   faults, context switches, I/O; the machine's CPU by mode, load, memory, swap, disks,
 //!   network and filesystems. Linux first; elsewhere the crate builds and reports the rest.
 //! - [`Metrics::serve`] answers `GET /metrics` (loopback by default) in the Prometheus text
-//!   format, gzip-compressed when the scraper asks.
+//!   format, or OpenMetrics 1.0 when the scraper's `Accept` asks ([`Format`]), gzip-compressed
+//!   when the scraper accepts it.
 //! - [`HttpMetricsLayer`] is a `tower::Layer` for hyper and axum servers: requests by method,
 //!   route template and status, durations, response sizes, in-flight requests. [`Routes`]
 //!   keeps the `route` label bounded whatever paths clients send.
@@ -59,6 +61,7 @@ mod process;
 mod procfs;
 #[cfg(feature = "pprof")]
 mod profile;
+mod recorder;
 mod server;
 mod setup;
 mod system;
@@ -68,11 +71,11 @@ pub use error::Error;
 pub use exporter::{DEFAULT_ADDR, Exporter};
 pub use family::{Collector, Family};
 pub use layer::{HttpMetrics, HttpMetricsLayer, Routes, UNMATCHED};
-pub use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 pub use monitor::{PerformanceMonitor, PerformanceSnapshot};
 pub use process::{ProcessCollector, ProcessSample};
+pub use recorder::{Format, Recorder};
 pub use server::{ConnectionSlot, ConnectionSlots, ServerLimits};
-pub use setup::{BYTES_BUCKETS, Config, Metrics, MetricsBuilder, SECONDS_BUCKETS};
+pub use setup::{BYTES_BUCKETS, Config, DEFAULT_BUCKETS, Metrics, MetricsBuilder, SECONDS_BUCKETS};
 pub use system::SystemCollector;
 
 /// The `metrics` facade, re-exported so a service can emit (`metrics::counter!`) without a

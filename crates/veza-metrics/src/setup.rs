@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::time::Instant;
+
 use metrics::Unit as MUnit;
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
 use veza_core::catalog::{self, Group, MetricKind, Unit};
 
 use crate::error::Error;
 use crate::family::{Collector, Family, encode};
 use crate::process::ProcessCollector;
+use crate::recorder::{BucketRules, Buckets, Format, Recorder, Registry};
 use crate::system::SystemCollector;
 
 /// Histogram buckets for durations, in seconds: 0.5 ms to 10 s.
@@ -34,6 +34,10 @@ pub const BYTES_BUCKETS: &[f64] = &[
     4_194_304.0,
     16_777_216.0,
 ];
+/// Histogram buckets for any other histogram: the Prometheus clients' defaults.
+pub const DEFAULT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The recorder's settings as a value, for configuration files (`serde`, durations as
 /// `"5s"`; every field optional). Apply them with [`MetricsBuilder::config`].
@@ -49,9 +53,15 @@ pub const BYTES_BUCKETS: &[f64] = &[
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {
-    /// How often the exporter's upkeep runs (draining histogram samples). Default 5 s.
+    /// How often the upkeep looks for idle series (with an [`idle_timeout`](Self::idle_timeout)).
+    /// Default 5 s.
     #[serde(with = "veza_core::duration::human")]
     pub upkeep_interval: Duration,
+    /// Drop a series that no handle holds and whose value has not changed for this long
+    /// (label values that come and go: a finished job, a closed tenant). It comes back, from
+    /// zero, when recorded again. Default none: series stay.
+    #[serde(with = "veza_core::duration::human::option")]
+    pub idle_timeout: Option<Duration>,
     /// Whether to collect the process figures at scrape time. Default yes.
     pub process_metrics: bool,
     /// Whether to collect the machine's figures at scrape time. Default yes.
@@ -65,6 +75,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             upkeep_interval: Duration::from_secs(5),
+            idle_timeout: None,
             process_metrics: true,
             system_metrics: true,
             global_labels: std::collections::BTreeMap::new(),
@@ -75,6 +86,7 @@ impl Default for Config {
 /// Sets up Prometheus metrics: `Metrics::builder().install()?`.
 pub struct MetricsBuilder {
     upkeep: Duration,
+    idle_timeout: Option<Duration>,
     process: bool,
     system: bool,
     collectors: Vec<Box<dyn Collector>>,
@@ -87,6 +99,7 @@ impl Default for MetricsBuilder {
         let c = Config::default();
         MetricsBuilder {
             upkeep: c.upkeep_interval,
+            idle_timeout: c.idle_timeout,
             process: c.process_metrics,
             system: c.system_metrics,
             collectors: Vec::new(),
@@ -101,6 +114,7 @@ impl MetricsBuilder {
     /// [`collector`](Self::collector) and buckets set with [`buckets`](Self::buckets) stay).
     pub fn config(mut self, config: &Config) -> Self {
         self.upkeep = config.upkeep_interval;
+        self.idle_timeout = config.idle_timeout;
         self.process = config.process_metrics;
         self.system = config.system_metrics;
         self.global_labels = config
@@ -112,7 +126,8 @@ impl MetricsBuilder {
     }
 
     /// Adds the label `name="value"` to every series, the recorder's and the collectors'
-    /// (metrics-exporter-prometheus' `add_global_label`). A name that is not a Prometheus
+    /// (metrics-exporter-prometheus' `add_global_label`); a series that sets the label itself
+    /// keeps its own value. A name that is not a Prometheus
     /// label name, starts with `__`, or is a label of a catalog metric is refused at build.
     pub fn global_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let name = name.into();
@@ -123,7 +138,8 @@ impl MetricsBuilder {
 
     /// Histogram buckets (upper bounds, in the metric's base unit) for the metric named
     /// exactly `metric`, instead of the defaults ([`SECONDS_BUCKETS`] for `_seconds`,
-    /// [`BYTES_BUCKETS`] for `_bytes`). Bounds must be finite and strictly increasing.
+    /// [`BYTES_BUCKETS`] for `_bytes`, [`DEFAULT_BUCKETS`] otherwise). Bounds must be finite
+    /// and strictly increasing, at most 1,000 of them.
     pub fn buckets(mut self, metric: impl Into<String>, bounds: &[f64]) -> Self {
         let metric = metric.into();
         self.buckets.retain(|(m, _)| *m != metric);
@@ -131,9 +147,18 @@ impl MetricsBuilder {
         self
     }
 
-    /// How often the exporter's upkeep runs (draining histogram samples); default 5 s.
+    /// How often the upkeep looks for idle series; default 5 s.
     pub fn upkeep_interval(mut self, every: Duration) -> Self {
         self.upkeep = every;
+        self
+    }
+
+    /// Drops a series that no handle holds and whose value has not changed for `after`
+    /// (metrics-exporter-prometheus' `idle_timeout`, without its cost on every update: the
+    /// upkeep compares values instead of stamping each one). A kept handle's series never
+    /// goes. See [`Config::idle_timeout`].
+    pub fn idle_timeout(mut self, after: Duration) -> Self {
+        self.idle_timeout = Some(after);
         self
     }
 
@@ -155,62 +180,72 @@ impl MetricsBuilder {
         self
     }
 
-    /// Installs the global recorder and describes every catalog metric. Histograms whose name
-    /// carries `_seconds` or `_bytes` get real buckets. Works with or without an async runtime:
-    /// upkeep runs on its own thread.
+    /// Installs the global recorder and describes every catalog metric. Histograms get real
+    /// buckets ([`SECONDS_BUCKETS`] for `_seconds`, [`BYTES_BUCKETS`] for `_bytes`, else
+    /// [`DEFAULT_BUCKETS`]), counted when recorded. Works with or without an async runtime.
     pub fn install(self) -> Result<Metrics, Error> {
-        let handle = self.prometheus()?.install_recorder().map_err(|e| match e {
-            metrics_exporter_prometheus::BuildError::FailedToSetGlobalRecorder(_) => {
-                Error::AlreadyInstalled
-            }
-            other => Error::Config(other.to_string()),
-        })?;
+        let (recorder, metrics) = self.build()?;
+        metrics::set_global_recorder(recorder).map_err(|_| Error::AlreadyInstalled)?;
         describe_catalog();
         // Components built before now hold handles of no recorder: they make them again.
         veza_core::publish::recorder_installed();
-        Ok(self.finish(handle))
+        Ok(metrics)
     }
 
     /// Builds the recorder without installing it (for tests and benchmarks that install it
-    /// themselves or use it locally): returns the recorder and the handle.
-    pub fn build(self) -> Result<(PrometheusRecorder, Metrics), Error> {
-        let recorder = self.prometheus()?.build_recorder();
-        let handle = recorder.handle();
-        Ok((recorder, self.finish(handle)))
+    /// themselves or use it with `metrics::with_local_recorder`): returns the recorder and the
+    /// handle that renders it. The catalog is described when installed; describe it on a local
+    /// recorder with [`Metrics::describe_catalog`].
+    pub fn build(self) -> Result<(Recorder, Metrics), Error> {
+        let registry = Arc::new(self.registry()?);
+        let recorder = Recorder {
+            registry: Arc::clone(&registry),
+        };
+        Ok((recorder, self.finish(registry)))
     }
 
-    fn prometheus(&self) -> Result<PrometheusBuilder, Error> {
+    fn registry(&self) -> Result<Registry, Error> {
         if self.upkeep.is_zero() {
             // The upkeep thread would spin.
             return Err(Error::Config(
                 "upkeep_interval must be above zero".to_owned(),
             ));
         }
-        let config = |e: metrics_exporter_prometheus::BuildError| Error::Config(e.to_string());
-        let mut builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), BYTES_BUCKETS))
-            .map_err(config)?;
         for (metric, bounds) in &self.buckets {
             let increasing = bounds.windows(2).all(|w| w[0] < w[1]);
-            if bounds.is_empty() || !increasing || bounds.iter().any(|b| !b.is_finite()) {
+            if bounds.is_empty()
+                || bounds.len() > 1000
+                || !increasing
+                || bounds.iter().any(|b| !b.is_finite())
+            {
                 return Err(Error::Config(format!(
-                    "buckets for {metric} must be finite and strictly increasing"
+                    "buckets for {metric} must be finite and strictly increasing, 1 to 1000 of them"
                 )));
             }
-            // A full-name matcher wins over the suffix ones (the exporter tries it first).
-            builder = builder
-                .set_buckets_for_metric(Matcher::Full(metric.clone()), bounds)
-                .map_err(config)?;
         }
-        for (name, value) in &self.global_labels {
+        for (name, _) in &self.global_labels {
             check_label_name(name)?;
-            builder = builder.add_global_label(name.clone(), value.clone());
         }
-        Ok(builder)
+        let rules = BucketRules {
+            full: self
+                .buckets
+                .iter()
+                .map(|(metric, bounds)| (metric.clone(), Buckets::new(bounds)))
+                .collect(),
+            suffix: vec![
+                ("_seconds".to_owned(), Buckets::new(SECONDS_BUCKETS)),
+                ("_bytes".to_owned(), Buckets::new(BYTES_BUCKETS)),
+            ],
+            default: Buckets::new(DEFAULT_BUCKETS),
+        };
+        Ok(Registry::new(
+            self.global_labels.clone(),
+            rules,
+            self.idle_timeout,
+        ))
     }
 
-    fn finish(self, handle: PrometheusHandle) -> Metrics {
+    fn finish(self, registry: Arc<Registry>) -> Metrics {
         let mut collectors = self.collectors;
         if self.process {
             collectors.push(Box::new(ProcessCollector::new()));
@@ -219,27 +254,29 @@ impl MetricsBuilder {
             collectors.push(Box::new(SystemCollector::new()));
         }
         let inner = Arc::new(Inner {
-            handle,
+            registry,
             collectors,
             global_labels: self.global_labels,
             stop: AtomicBool::new(false),
             render_lock: Mutex::new(()),
         });
-        let upkeep = Arc::downgrade(&inner);
-        let every = self.upkeep;
-        std::thread::Builder::new()
-            .name("veza-metrics-upkeep".to_owned())
-            .spawn(move || {
-                while let Some(inner) = upkeep.upgrade() {
-                    if inner.stop.load(Relaxed) {
-                        return;
+        if self.idle_timeout.is_some() {
+            let upkeep = Arc::downgrade(&inner);
+            let every = self.upkeep;
+            std::thread::Builder::new()
+                .name("veza-metrics-upkeep".to_owned())
+                .spawn(move || {
+                    while let Some(inner) = upkeep.upgrade() {
+                        if inner.stop.load(Relaxed) {
+                            return;
+                        }
+                        inner.registry.expire_idle(Instant::now());
+                        drop(inner);
+                        std::thread::sleep(every);
                     }
-                    inner.handle.run_upkeep();
-                    drop(inner);
-                    std::thread::sleep(every);
-                }
-            })
-            .expect("spawning the metrics upkeep thread");
+                })
+                .expect("spawning the metrics upkeep thread");
+        }
         Metrics { inner }
     }
 }
@@ -297,7 +334,7 @@ fn describe_catalog() {
 }
 
 struct Inner {
-    handle: PrometheusHandle,
+    registry: Arc<Registry>,
     collectors: Vec<Box<dyn Collector>>,
     global_labels: Vec<(String, String)>,
     stop: AtomicBool,
@@ -328,24 +365,36 @@ impl Metrics {
     /// its figures first (`veza_core::publish::publish_all`), so they are current without any
     /// `snapshot()` call.
     pub fn render(&self) -> String {
+        self.render_as(Format::Prometheus)
+    }
+
+    /// [`render`](Self::render) in `format` (the exporter picks OpenMetrics when the scraper
+    /// asks for it).
+    pub fn render_as(&self, format: Format) -> String {
         let _one_at_a_time = self
             .inner
             .render_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         veza_core::publish::publish_all();
-        let mut out = self.inner.handle.render();
+        let mut out = String::new();
+        self.inner.registry.render(format, &mut out);
         let mut families: Vec<Family> = Vec::new();
         for collector in &self.inner.collectors {
             collector.collect(&mut families);
         }
-        encode(&families, &self.inner.global_labels, &mut out);
+        encode(&families, &self.inner.global_labels, format, &mut out);
+        if format == Format::OpenMetrics {
+            out.push_str("# EOF\n");
+        }
         out
     }
 
-    /// The underlying exporter handle.
-    pub fn prometheus(&self) -> &PrometheusHandle {
-        &self.inner.handle
+    /// Describes every catalog metric (help text) to the recorder in use on this thread: what
+    /// [`MetricsBuilder::install`] does for the global one, for a recorder used with
+    /// `metrics::with_local_recorder`.
+    pub fn describe_catalog() {
+        describe_catalog();
     }
 }
 

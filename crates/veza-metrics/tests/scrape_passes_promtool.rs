@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::io::Read;
 use std::time::Duration;
 
 use veza_metrics::{Business, HttpMetricsLayer, Routes};
@@ -66,43 +65,15 @@ fn the_scraped_text_passes_promtool() {
     assert_eq!(status, 404);
 }
 
-/// Runs `promtool check metrics`; without promtool, fails in CI (which installs it) and skips
-/// elsewhere with a note.
-#[allow(
-    clippy::print_stderr,
-    reason = "the note says why the check was skipped"
-)]
+/// Runs `promtool check metrics` (skipped outside CI without promtool).
 fn promtool_accepts(text: &str) {
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("promtool not found ({e}): install Debian's `prometheus` to run this check");
-            return;
-        }
-        Err(e) => panic!("promtool is required in CI (apt-get install prometheus): {e}"),
+    let Some((ok, out, err)) =
+        common::pipe_through("promtool", &["check", "metrics"], "prometheus", text)
+    else {
+        return;
     };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let complaints = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "promtool rejected the text:\n{complaints}"
-    );
+    let complaints = format!("{out}{err}");
+    assert!(ok, "promtool rejected the text:\n{complaints}");
     assert!(
         complaints.trim().is_empty(),
         "promtool lint complaints:\n{complaints}"

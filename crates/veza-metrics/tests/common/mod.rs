@@ -77,3 +77,45 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[size + 2..];
     }
 }
+
+/// Runs `program args` with `text` on its stdin; returns its exit status, stdout and stderr, or
+/// `None` when the program is not there (a skip outside CI, a failure in CI, which installs
+/// `package`).
+#[allow(
+    clippy::print_stderr,
+    reason = "the note says why the check was skipped"
+)]
+pub(crate) fn pipe_through(
+    program: &str,
+    args: &[&str],
+    package: &str,
+    text: &str,
+) -> Option<(bool, String, String)> {
+    use std::process::{Command, Stdio};
+    let spawned = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("{program} not found ({e}): install Debian's `{package}` to run this check");
+            return None;
+        }
+        Err(e) => panic!("{program} is required in CI (apt-get install {package}): {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
