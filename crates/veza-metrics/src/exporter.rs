@@ -160,9 +160,13 @@ async fn accept_loop(
     }
 }
 
-/// `/metrics`, and with the `pprof` feature `/debug/pprof/profile` and
-/// `/debug/pprof/flamegraph`.
+/// `/metrics`, with the `pprof` feature `/debug/pprof/profile` and `/debug/pprof/flamegraph`,
+/// and with `heap-profile` `/debug/pprof/heap`.
 async fn route(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    #[cfg(feature = "heap-profile")]
+    if req.uri().path() == "/debug/pprof/heap" {
+        return crate::heap::profile().await;
+    }
     #[cfg(feature = "pprof")]
     {
         use crate::profile::{Kind, profile, seconds};

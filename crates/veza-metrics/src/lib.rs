@@ -20,6 +20,9 @@
 //!   the install. [`MetricsBuilder::global_label`] adds `service`, `instance` and the like to
 //!   every series; [`MetricsBuilder::buckets`] sets one histogram's buckets;
 //!   [`MetricsBuilder::idle_timeout`] drops series nobody records into any more.
+//! - [`RuntimeCollector`] reads the tokio runtime's figures at scrape time (alive tasks,
+//!   workers, global queue, busy seconds and parks per worker, busy ratio); the builder adds
+//!   one for the runtime it runs in.
 //! - [`ProcessCollector`] and [`SystemCollector`] read `/proc` at scrape time, not per request:
 //!   real CPU seconds (the guide's gauge returned 0.0), memory, file descriptors, threads, page
 //!   faults, context switches, I/O; the machine's CPU by mode, load, memory, swap, disks,
@@ -42,6 +45,7 @@
 //! | feature | default | what it enables |
 //! |---|---|---|
 //! | `pprof` | no | `GET /debug/pprof/profile?seconds=N` (a gzipped pprof protobuf for `go tool pprof`) and `/debug/pprof/flamegraph?seconds=N` (SVG) on the metrics endpoint; one profile at a time, 1 to 300 s |
+//! | `heap-profile` | no | `GET /debug/pprof/heap`: a heap profile (pprof, symbolized) from jemalloc's sampling profiler, and [`heap::Jemalloc`] for the global allocator; setup in [`heap`] |
 //! | `tracing` | no | a `WARN` event (target `veza_metrics::exporter`) for each connection the exporter could not serve and each failed accept |
 //!
 //! # Supported Rust versions
@@ -54,6 +58,9 @@ mod business;
 mod error;
 mod exporter;
 mod family;
+#[cfg(feature = "heap-profile")]
+#[cfg_attr(docsrs, doc(cfg(feature = "heap-profile")))]
+pub mod heap;
 mod layer;
 mod monitor;
 mod process;
@@ -62,6 +69,7 @@ mod procfs;
 #[cfg(feature = "pprof")]
 mod profile;
 mod recorder;
+mod runtime;
 mod server;
 mod setup;
 mod system;
@@ -74,6 +82,7 @@ pub use layer::{HttpMetrics, HttpMetricsLayer, Routes, UNMATCHED};
 pub use monitor::{PerformanceMonitor, PerformanceSnapshot};
 pub use process::{ProcessCollector, ProcessSample};
 pub use recorder::{Format, Recorder};
+pub use runtime::RuntimeCollector;
 pub use server::{ConnectionSlot, ConnectionSlots, ServerLimits};
 pub use setup::{BYTES_BUCKETS, Config, DEFAULT_BUCKETS, Metrics, MetricsBuilder, SECONDS_BUCKETS};
 pub use system::SystemCollector;

@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::family::{Collector, Family, encode};
 use crate::process::ProcessCollector;
 use crate::recorder::{BucketRules, Buckets, Format, Recorder, Registry};
+use crate::runtime::RuntimeCollector;
 use crate::system::SystemCollector;
 
 /// Histogram buckets for durations, in seconds: 0.5 ms to 10 s.
@@ -66,6 +67,9 @@ pub struct Config {
     pub process_metrics: bool,
     /// Whether to collect the machine's figures at scrape time. Default yes.
     pub system_metrics: bool,
+    /// Whether to collect the figures of the tokio runtime the builder runs in (tasks, workers,
+    /// queue, busy time), when it runs in one. Default yes.
+    pub runtime_metrics: bool,
     /// Labels added to every series (`service`, `instance`, `region`), so that one Prometheus
     /// tells the instances apart. Default none.
     pub global_labels: std::collections::BTreeMap<String, String>,
@@ -78,6 +82,7 @@ impl Default for Config {
             idle_timeout: None,
             process_metrics: true,
             system_metrics: true,
+            runtime_metrics: true,
             global_labels: std::collections::BTreeMap::new(),
         }
     }
@@ -89,6 +94,7 @@ pub struct MetricsBuilder {
     idle_timeout: Option<Duration>,
     process: bool,
     system: bool,
+    runtime: bool,
     collectors: Vec<Box<dyn Collector>>,
     global_labels: Vec<(String, String)>,
     buckets: Vec<(String, Vec<f64>)>,
@@ -102,6 +108,7 @@ impl Default for MetricsBuilder {
             idle_timeout: c.idle_timeout,
             process: c.process_metrics,
             system: c.system_metrics,
+            runtime: c.runtime_metrics,
             collectors: Vec::new(),
             global_labels: Vec::new(),
             buckets: Vec::new(),
@@ -117,6 +124,7 @@ impl MetricsBuilder {
         self.idle_timeout = config.idle_timeout;
         self.process = config.process_metrics;
         self.system = config.system_metrics;
+        self.runtime = config.runtime_metrics;
         self.global_labels = config
             .global_labels
             .iter()
@@ -171,6 +179,15 @@ impl MetricsBuilder {
     /// Whether to collect the machine's figures at scrape time (default yes).
     pub fn system_metrics(mut self, on: bool) -> Self {
         self.system = on;
+        self
+    }
+
+    /// Whether to collect the figures of the tokio runtime [`build`](Self::build) or
+    /// [`install`](Self::install) runs in, when it runs in one (default yes): alive tasks,
+    /// workers, the global queue, each worker's busy seconds and parks, the busy ratio since
+    /// the previous scrape. Other runtimes: [`RuntimeCollector`](crate::RuntimeCollector).
+    pub fn runtime_metrics(mut self, on: bool) -> Self {
+        self.runtime = on;
         self
     }
 
@@ -253,6 +270,11 @@ impl MetricsBuilder {
         if self.system {
             collectors.push(Box::new(SystemCollector::new()));
         }
+        if self.runtime {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                collectors.push(Box::new(RuntimeCollector::new(runtime)));
+            }
+        }
         let inner = Arc::new(Inner {
             registry,
             collectors,
@@ -287,6 +309,7 @@ impl fmt::Debug for MetricsBuilder {
             .field("upkeep", &self.upkeep)
             .field("process", &self.process)
             .field("system", &self.system)
+            .field("runtime", &self.runtime)
             .field("collectors", &self.collectors.len())
             .finish()
     }
@@ -509,6 +532,65 @@ mod tests {
                 .to_string();
             assert!(err.contains("strictly increasing"), "{bounds:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_runtime_it_is_built_in_is_in_the_scrape() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let (_recorder, metrics) = rt.block_on(async {
+            Metrics::builder()
+                .process_metrics(false)
+                .system_metrics(false)
+                .build()
+                .unwrap()
+        });
+        let first = metrics.render();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let stopped = std::sync::Mutex::new(stopped);
+        let busy = rt.spawn(async move {
+            // Busy on a worker for 300 ms, then a task that waits.
+            let end = std::time::Instant::now() + Duration::from_millis(300);
+            while std::time::Instant::now() < end {
+                std::hint::black_box(0u64);
+            }
+        });
+        let waiting = rt.spawn(async move {
+            let _ = tokio::task::spawn_blocking(move || stopped.lock().unwrap().recv()).await;
+        });
+        rt.block_on(busy).unwrap();
+        let text = metrics.render();
+        stop.send(()).unwrap();
+        rt.block_on(waiting).unwrap();
+        assert!(first.contains("runtime_workers 2\n"), "{first}");
+        assert!(
+            !first.contains("runtime_busy_ratio"),
+            "no ratio before a second scrape"
+        );
+        assert!(text.contains("runtime_tasks_alive 1\n"), "{text}");
+        assert!(text.contains("runtime_global_queue_depth "), "{text}");
+        let busy: f64 = ["0", "1"]
+            .iter()
+            .map(|w| {
+                let prefix = format!("runtime_worker_busy_seconds_total{{worker=\"{w}\"}} ");
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&prefix))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or_else(|| panic!("worker {w} in {text}"))
+            })
+            .sum();
+        assert!(busy >= 0.25, "{busy} s busy in {text}");
+        let ratio: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("runtime_busy_ratio "))
+            .and_then(|v| v.parse().ok())
+            .expect("a ratio on the second scrape");
+        assert!(ratio > 0.0 && ratio <= 1.0, "{ratio}");
+        let (_recorder, off) =
+            rt.block_on(async { Metrics::builder().runtime_metrics(false).build().unwrap() });
+        assert!(!off.render().contains("runtime_workers"));
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub const ROUTES: &[&str] = &[
     "/healthz",
     "/readyz",
     "/metrics",
+    "/debug/pprof/heap",
 ];
 
 /// A user as the API returns it.
@@ -455,6 +456,7 @@ async fn route(
         (Method::GET, ["healthz"]) => Ok(text(StatusCode::OK, "ok\n")),
         (Method::GET, ["readyz"]) => Ok(ready(state).await),
         (Method::GET, ["metrics"]) => Ok(text(StatusCode::OK, state.metrics.render())),
+        (Method::GET, ["debug", "pprof", "heap"]) => Ok(heap_profile().await),
         (Method::POST, ["users"]) => sign_up(state, req).await,
         (Method::GET, ["users"]) => list_users(state, req.uri().query()).await,
         (Method::POST, ["users", "import"]) => import(state, req).await,
@@ -544,6 +546,25 @@ fn json(state: &State, status: u16, value: &impl Serialize) -> Response<Full<Byt
         http::HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// The heap profile (jemalloc's sampling profiler, pprof format), when the process started
+/// with it on (`_RJEM_MALLOC_CONF=prof:true,prof_active:true`); 503 saying how otherwise.
+async fn heap_profile() -> Response<Full<Bytes>> {
+    match veza_metrics::heap::dump_pprof().await {
+        Ok(pprof) => {
+            let mut r = Response::new(Full::new(Bytes::from(pprof)));
+            r.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/octet-stream"),
+            );
+            r
+        }
+        Err(e @ veza_metrics::heap::Error::Dump(_)) => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
+        }
+        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

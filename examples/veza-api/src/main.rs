@@ -8,6 +8,12 @@
 
 use veza_api::Config;
 
+/// jemalloc, for heap profiles at `/debug/pprof/heap` (start with
+/// `_RJEM_MALLOC_CONF=prof:true,prof_active:true,lg_prof_sample:19` to turn its profiler on).
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOC: veza_metrics::heap::Jemalloc = veza_metrics::heap::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::load(std::env::args().skip(1))?;

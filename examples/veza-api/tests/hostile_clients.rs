@@ -24,6 +24,11 @@ struct Service {
 
 impl Service {
     fn start(name: &str, extra: &str) -> Service {
+        Service::start_with_env(name, extra, &[])
+    }
+
+    /// [`Service::start`] with these environment variables set.
+    fn start_with_env(name: &str, extra: &str, env: &[(&str, &str)]) -> Service {
         let schema = format!("veza_api_h{}_{name}", std::process::id());
         let dir = std::env::temp_dir().join(format!("veza-api-{schema}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -37,6 +42,7 @@ impl Service {
             .arg("--config")
             .arg(&config)
             .env("DATABASE_URL", common::database_url())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -86,15 +92,20 @@ impl Service {
 
     /// `GET path` on a connection of its own; the status code.
     async fn get(&self, path: &str) -> u16 {
+        status_of(&self.get_raw(path).await)
+    }
+
+    /// `GET path` on a connection of its own; the whole response, head and body.
+    async fn get_raw(&self, path: &str) -> Vec<u8> {
         let mut s = TcpStream::connect(self.addr).await.unwrap();
         let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
             .await
-            .expect("an answer within 5 s")
+            .expect("an answer within 10 s")
             .unwrap();
-        status_of(&out)
+        out
     }
 
     async fn stop(self) {
@@ -326,4 +337,32 @@ async fn stalled_large_bodies_hold_no_more_than_the_body_budget() {
         .unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text());
     svc.stop().await;
+}
+
+/// The reference service runs on jemalloc: started with its profiler on, it serves heap
+/// profiles (gzipped pprof); without, it answers 503 and says how to turn it on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_heap_profiles_when_started_with_the_profiler() {
+    let conf = "prof:true,prof_active:true,lg_prof_sample:19";
+    let on = Service::start_with_env("heap_on", "", &[("_RJEM_MALLOC_CONF", conf)]);
+    let response = on.get_raw("/debug/pprof/heap").await;
+    assert_eq!(status_of(&response), 200);
+    let body_at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let body = &response[body_at..];
+    assert!(
+        body.starts_with(&[0x1f, 0x8b]) && body.len() > 100,
+        "a gzipped profile: {} bytes",
+        body.len()
+    );
+    on.stop().await;
+
+    let off = Service::start("heap_off", "");
+    let response = off.get_raw("/debug/pprof/heap").await;
+    assert_eq!(status_of(&response), 503);
+    assert!(String::from_utf8_lossy(&response).contains("_RJEM_MALLOC_CONF"));
+    off.stop().await;
 }
