@@ -342,11 +342,17 @@ where
         let guard = shared.enter();
         let started = Instant::now();
         let slot = shared.slot_index(req.method(), req.uri().path());
+        let trace_id = crate::exemplar::traceparent_trace_id(req.headers()).map(str::to_owned);
         let future = self.inner.call(req);
         Box::pin(async move {
             let result = future.await;
             let slot = shared.slot(slot);
-            slot.duration.record(started.elapsed());
+            let took = started.elapsed();
+            match &trace_id {
+                // The request's trace on the duration bucket it fell in (OpenMetrics scrapes).
+                Some(id) => crate::exemplar::with_trace_id(id, || slot.duration.record(took)),
+                None => slot.duration.record(took),
+            }
             match &result {
                 Ok(response) => {
                     slot.count(response.status().as_u16());

@@ -56,6 +56,7 @@
 
 mod business;
 mod error;
+pub mod exemplar;
 mod exporter;
 mod family;
 #[cfg(feature = "heap-profile")]

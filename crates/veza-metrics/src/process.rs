@@ -128,7 +128,6 @@ mod linux {
         page: u64,
         boot_time: u64,
         stat: ProcFile,
-        status: ProcFile,
         io: ProcFile,
     }
 
@@ -141,7 +140,6 @@ mod linux {
                 page: rustix::param::page_size() as u64,
                 boot_time: field(&buf, "btime")?,
                 stat: ProcFile::open("/proc/self/stat"),
-                status: ProcFile::open("/proc/self/status"),
                 io: ProcFile::open("/proc/self/io"),
             })
         }
@@ -155,17 +153,25 @@ mod linux {
         let f: Vec<u64> = numbers(after).collect();
         // Field n of proc(5) is f[n - 3].
         let at = |n: usize| f.get(n - 3).copied().unwrap_or(0);
-        s.page_faults = (at(10), at(12));
         s.cpu_seconds = (at(14) + at(15)) as f64 / c.ticks;
         s.threads = at(20);
         s.start_time_seconds = c.boot_time as f64 + at(22) as f64 / c.ticks;
         s.virtual_bytes = at(23);
         s.resident_bytes = at(24) * c.page;
 
-        if c.status.read_into(buf) {
+        // Page faults and context switches of every thread, live or ended: getrusage is a
+        // syscall where /proc/self/status is a page of text, and the switches there count
+        // the main thread only.
+        if let Ok(usage) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        {
+            let count = |n: std::ffi::c_long| u64::try_from(n).unwrap_or(0);
+            s.page_faults = (
+                count(usage.minor_page_faults()),
+                count(usage.major_page_faults()),
+            );
             s.context_switches = (
-                field(buf, "voluntary_ctxt_switches").unwrap_or(0),
-                field(buf, "nonvoluntary_ctxt_switches").unwrap_or(0),
+                count(usage.voluntary_context_switches()),
+                count(usage.involuntary_context_switches()),
             );
         }
         if c.io.read_into(buf) {
@@ -198,5 +204,20 @@ mod tests {
         assert!(s.start_time_seconds > now - 3600.0 && s.start_time_seconds <= now + 1.0);
         assert!(s.open_fds.unwrap() >= 3);
         assert!(s.max_fds.unwrap() >= s.open_fds.unwrap());
+        assert!(
+            s.page_faults.0 > 0,
+            "a process that allocated has minor faults"
+        );
+        // A thread that sleeps switches voluntarily; an ended thread's switches still count.
+        let before = s.context_switches.0;
+        std::thread::spawn(|| {
+            for _ in 0..5 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+        .join()
+        .unwrap();
+        let after = ProcessCollector::new().sample().unwrap().context_switches.0;
+        assert!(after >= before + 5, "{before} then {after}");
     }
 }

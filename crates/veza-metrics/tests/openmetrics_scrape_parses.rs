@@ -19,6 +19,8 @@ for family in text_string_to_metric_families(sys.stdin.read()):
     for s in family.samples:
         labels = ",".join(f'{k}={v}' for k, v in sorted(s.labels.items()))
         print(f"{family.type} {s.name}{{{labels}}} {s.value}")
+        if s.exemplar:
+            print(f"exemplar {s.name}{{{labels}}} {s.exemplar.labels['trace_id']} {s.exemplar.value}")
 "#;
 
 #[test]
@@ -30,6 +32,11 @@ fn openmetrics_is_served_on_request_and_parses() {
     metrics::histogram!(veza_core::catalog::db::QUERY_DURATION.name, "pool" => "om", "statement" => "s")
         .record(Duration::from_millis(30));
     metrics::counter!("custom_events", "kind" => "a\"b").increment(3);
+    // An exemplar, as the tower layer leaves for a request with a `traceparent`.
+    let traced = metrics::histogram!(veza_core::catalog::http::REQUEST_DURATION.name, "method" => "GET", "route" => "/om");
+    veza_metrics::exemplar::with_trace_id("4bf92f3577b34da6a3ce929d0e0e4736", || {
+        traced.record(0.2);
+    });
 
     let exporter = metrics.serve("127.0.0.1:0".parse().unwrap()).unwrap();
     let (status, headers, body) = common::get(
@@ -67,6 +74,7 @@ fn openmetrics_is_served_on_request_and_parses() {
         "histogram db_query_duration_seconds_count{pool=om,statement=s} 1\n",
         "counter custom_events_total{kind=a\"b} 3\n",
         "counter process_cpu_seconds_total{} ",
+        "exemplar http_request_duration_seconds_bucket{le=0.25,method=GET,route=/om} 4bf92f3577b34da6a3ce929d0e0e4736 0.2\n",
     ] {
         assert!(
             parsed.contains(expected),

@@ -120,4 +120,34 @@ fn requests_are_counted_by_route_and_status_with_bounded_labels() {
     routes.sort_unstable();
     routes.dedup();
     assert_eq!(routes, ["/users/{id}", "unmatched"]);
+
+    // A traced request leaves its trace id on its duration bucket (OpenMetrics).
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let traceparent = format!("00-{trace}-b7ad6b7169203331-01");
+    assert_eq!(
+        common::get(addr, "/users/7", &[("traceparent", &traceparent)]).0,
+        200
+    );
+    let open = metrics.render_as(veza_metrics::Format::OpenMetrics);
+    let with_exemplar: Vec<&str> = open
+        .lines()
+        .filter(|l| {
+            l.starts_with(
+                "http_request_duration_seconds_bucket{method=\"GET\",route=\"/users/{id}\"",
+            )
+        })
+        .filter(|l| l.contains(&format!("# {{trace_id=\"{trace}\"}}")))
+        .collect();
+    assert_eq!(
+        with_exemplar.len(),
+        1,
+        "one bucket holds the exemplar:\n{open}"
+    );
+    // A malformed traceparent leaves none.
+    assert_eq!(
+        common::get(addr, "/users/8", &[("traceparent", "00-nothex-01")]).0,
+        200
+    );
+    let open = metrics.render_as(veza_metrics::Format::OpenMetrics);
+    assert!(!open.contains("nothex"));
 }

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use metrics::{
@@ -21,6 +21,7 @@ use metrics::{
     SharedString, Unit,
 };
 
+use crate::exemplar::{self, Exemplar};
 use crate::family::{escape_help, escape_label_into, push_value};
 use shard::{Shards, Slots};
 
@@ -147,6 +148,28 @@ impl GaugeFn for GaugeSeries {
 struct HistogramSeries {
     buckets: Arc<Buckets>,
     slots: Slots,
+    /// Each bucket's latest exemplar, made on the first one.
+    exemplars: OnceLock<Box<[Mutex<Option<Exemplar>>]>>,
+}
+
+impl HistogramSeries {
+    #[cold]
+    fn keep_exemplar(&self, bucket: usize, exemplar: Exemplar) {
+        let all = self.exemplars.get_or_init(|| {
+            (0..=self.buckets.bounds.len())
+                .map(|_| Mutex::new(None))
+                .collect()
+        });
+        *all[bucket].lock().unwrap_or_else(PoisonError::into_inner) = Some(exemplar);
+    }
+
+    fn exemplar(&self, bucket: usize) -> Option<Exemplar> {
+        let all = self.exemplars.get()?;
+        all[bucket]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl HistogramFn for HistogramSeries {
@@ -167,6 +190,9 @@ impl HistogramFn for HistogramSeries {
         // `count as f64` is exact up to 2^53 observations at once.
         self.slots
             .add_with_sum(bucket, n, sum, value * count as f64);
+        if let Some(exemplar) = exemplar::current(value) {
+            self.keep_exemplar(bucket, exemplar);
+        }
     }
 }
 
@@ -291,7 +317,11 @@ impl Registry {
             Kind::Histogram => {
                 let buckets = self.buckets.for_name(&name);
                 let slots = Slots::new(buckets.bounds.len() + 2);
-                Series::Histogram(Arc::new(HistogramSeries { buckets, slots }))
+                Series::Histogram(Arc::new(HistogramSeries {
+                    buckets,
+                    slots,
+                    exemplars: OnceLock::new(),
+                }))
             }
         };
         let labels = self.label_text(key);
@@ -388,7 +418,7 @@ impl Registry {
                         out.push('\n');
                     }
                     Series::Histogram(s) => {
-                        write_histogram(out, name, labels, s, &shards, &mut int);
+                        write_histogram(out, name, labels, s, &shards, format, &mut int);
                     }
                 }
             }
@@ -456,6 +486,7 @@ fn write_histogram(
     labels: &str,
     s: &HistogramSeries,
     shards: &Shards,
+    format: Format,
     int: &mut itoa::Buffer,
 ) {
     let n = s.buckets.bounds.len();
@@ -477,6 +508,16 @@ fn write_histogram(
         out.push_str(s.buckets.le.get(i).map_or("+Inf", String::as_str));
         out.push_str("\"} ");
         out.push_str(int.format(cumulative));
+        if format == Format::OpenMetrics {
+            if let Some(e) = s.exemplar(i) {
+                out.push_str(" # ");
+                out.push_str(&e.labels);
+                out.push(' ');
+                push_value(out, e.value);
+                out.push(' ');
+                push_value(out, e.at);
+            }
+        }
         out.push('\n');
     }
     out.push_str(name);
@@ -667,6 +708,28 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line}in\n{text}");
         }
+    }
+
+    #[test]
+    fn exemplars_show_in_openmetrics_on_their_bucket() {
+        let r = recorder(&[], None);
+        let h = metrics::with_local_recorder(&r, || metrics::histogram!("wait_seconds"));
+        h.record(0.05);
+        crate::exemplar::with_trace_id("abc123", || h.record(0.5));
+        let open = render(&r, Format::OpenMetrics);
+        let line = open
+            .lines()
+            .find(|l| l.starts_with("wait_seconds_bucket{le=\"1\"}"))
+            .unwrap();
+        assert!(
+            line.starts_with("wait_seconds_bucket{le=\"1\"} 2 # {trace_id=\"abc123\"} 0.5 "),
+            "{line}"
+        );
+        assert!(
+            !open.contains("le=\"0.1\"} 1 #"),
+            "no exemplar where none was given: {open}"
+        );
+        assert!(!render(&r, Format::Prometheus).contains("trace_id"));
     }
 
     #[test]
