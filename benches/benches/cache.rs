@@ -18,6 +18,7 @@ fn main() {
     let bench = Bench::from_args("cache");
     hit_read(&bench);
     zipf_hit_ratio(&bench);
+    replay_get_insert(&bench);
     sorted_search(&bench);
 }
 
@@ -155,6 +156,52 @@ fn zipf_hit_ratio(bench: &Bench) {
             }),
         ],
     );
+}
+
+/// One thread replaying Zipf(0.99) requests over 1,000,000 keys through a capacity-10,000
+/// cache, inserting on every miss: requests per second, hits and misses alike (the work of a
+/// cache-aside service, measured as a user would write it with each crate).
+fn replay_get_insert(bench: &Bench) {
+    let case = Case::new(
+        "cache/replay_get_insert",
+        "one thread, Zipf(0.99) over 1,000,000 keys, capacity 10,000: get, insert on miss",
+        Metric::Throughput,
+        "requests/s",
+        "veza-cache",
+    );
+    if !bench.wants(case.id()) {
+        return;
+    }
+    let requests = if bench.quick() { 500_000 } else { 2_000_000 };
+    let keys = zipf_keys(1_000_000, 0.99, requests, 3);
+    bench.run(
+        &case,
+        vec![
+            Contender::new("veza-cache", || {
+                let cache = Cache::<u64, u64>::new(10_000).expect("cache");
+                replay(&keys, |k| cache.get(&k), |k| cache.insert(k, k))
+            }),
+            Contender::new("quick_cache", || {
+                let cache = quick_cache::sync::Cache::<u64, u64>::new(10_000);
+                replay(&keys, |k| cache.get(&k), |k| cache.insert(k, k))
+            }),
+            Contender::new("moka", || {
+                let cache = moka::sync::Cache::<u64, u64>::new(10_000);
+                replay(&keys, |k| cache.get(&k), |k| cache.insert(k, k))
+            }),
+        ],
+    );
+}
+
+/// Requests per second of `get`, then `insert` on a miss, over `keys`.
+fn replay(keys: &[u64], get: impl Fn(u64) -> Option<u64>, insert: impl Fn(u64)) -> f64 {
+    let start = Instant::now();
+    for &k in keys {
+        if black_box(get(k)).is_none() {
+            insert(k);
+        }
+    }
+    keys.len() as f64 / start.elapsed().as_secs_f64()
 }
 
 fn ratio(keys: &[u64], mut request: impl FnMut(u64) -> bool) -> f64 {

@@ -224,12 +224,22 @@ where
         self.s.counters.add(Event::Insert, 1);
     }
 
-    /// A stored value with its expiry and, with a time to idle, its idle clock.
+    /// A stored value with its expiry and, with a time to idle, its idle clock. The clock is
+    /// read only when one of the two is configured.
+    #[inline]
     pub(crate) fn value_slot(&self, value: V, ttl: Option<Duration>) -> Slot<V> {
+        if ttl.is_none() && self.s.idle.is_none() {
+            return Slot::Value {
+                value,
+                expires: None,
+                touched: None,
+            };
+        }
         let now = Instant::now();
         Slot::Value {
             value,
-            expires: ttl.map(|t| now + t),
+            // A time to live too long to add to the clock never expires.
+            expires: ttl.and_then(|t| now.checked_add(t)),
             touched: self
                 .s
                 .idle

@@ -226,8 +226,9 @@ where
                 self.s.counters.add(Event::Insert, 1);
             }
             Ok(None) => match self.s.negative_ttl {
+                // A negative time to live too long to add to the clock: as long as it can be.
                 Some(ttl) => insert(Slot::Absent {
-                    expires: Instant::now() + ttl,
+                    expires: far_deadline(Instant::now(), ttl),
                 }),
                 None => {
                     // Hand "absent" to the waiters, then forget it.
@@ -254,7 +255,7 @@ where
                     .remove_if(key, |s| matches!(s, Slot::Failed(_)));
             }
         }
-        let _ = self.stats(); // publish after each load: loads are rare and slow anyway
+        // No stats pass here: the metrics are published at each scrape (veza_core::publish).
         outcome
     }
 }
@@ -298,6 +299,18 @@ impl<V> Entry<V> {
     pub fn is_fresh(&self) -> bool {
         self.source == Source::Loaded
     }
+}
+
+/// `now + ttl`, or the latest instant a year at a time below it when that overflows.
+fn far_deadline(now: Instant, ttl: std::time::Duration) -> Instant {
+    const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+    now.checked_add(ttl)
+        .or_else(|| {
+            (0..200)
+                .rev()
+                .find_map(|years| now.checked_add(YEAR * years))
+        })
+        .unwrap_or(now)
 }
 
 /// Any loader error, shared.

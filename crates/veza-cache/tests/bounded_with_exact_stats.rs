@@ -176,3 +176,21 @@ fn a_full_cache_holds_nearly_its_capacity_and_never_more() {
         assert!(cache.len() as u64 <= capacity);
     }
 }
+
+#[test]
+fn a_time_to_live_too_long_for_the_clock_never_expires_and_never_panics() {
+    let cache = Cache::<u32, u32>::builder()
+        .max_entries(100)
+        .negative_ttl(Duration::MAX)
+        .build()
+        .unwrap();
+    cache.insert_with_ttl(1, 10, Duration::MAX);
+    assert_eq!(cache.get(&1), Some(10));
+    let absent = cache.try_get_or_load_opt(&2, || Ok::<_, std::io::Error>(None));
+    assert_eq!(absent.unwrap(), None);
+    // Cached as absent: the loader is not called again.
+    let again = cache.try_get_or_load_opt(&2, || -> Result<Option<u32>, std::io::Error> {
+        panic!("the absence was cached")
+    });
+    assert_eq!(again.unwrap(), None);
+}
