@@ -97,6 +97,7 @@ mod cgroup;
 mod config;
 mod error;
 mod guard;
+mod local;
 mod metrics;
 mod pool;
 mod recycle;

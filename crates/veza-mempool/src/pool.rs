@@ -9,6 +9,7 @@ use veza_core::{Observe, PoolStats};
 
 use crate::budget::{Pressure, Trim};
 use crate::guard::{Home, Pooled, PooledOwned};
+use crate::local::{self, Locals};
 use crate::metrics::{Counts, Discard, PUBLISH_EVERY, PoolMetrics};
 use crate::recycle::Recycle;
 use crate::shard::{Sharded, share};
@@ -86,8 +87,13 @@ impl<T> fmt::Debug for Closures<T> {
 /// - On return the object is reset (a closure, or [`Recycle`]), then kept only while the pool
 ///   holds less than its cap (`max_idle` objects, or a total weight when a weigher is set);
 ///   otherwise it is dropped and counted as a discard. The pool never holds more than its cap.
-/// - Objects are kept in per-core shards, each behind its own lock, so threads rarely contend;
-///   a thread whose shard is empty takes from the others before creating.
+/// - Each thread keeps one idle object per pool in a private slot (Go's `sync.Pool` does the
+///   same): a thread that gets an object back after giving one takes no lock at all. The slot
+///   holds its object inside room it reserved against the cap, and counts what it does, so the
+///   cap and the statistics stay exact. Behind the slots, objects are kept in per-core shards,
+///   each behind its own lock; a thread whose shard is empty takes from the others before
+///   creating. A trim or a pressure change empties the calling thread's slot at once and the
+///   other threads' slots when those threads next use the pool or end.
 /// - Statistics through [`Observe`] (`PoolStats`), catalog metrics (`mempool_*`, current at
 ///   every scrape), and [`Trim`] so a [`MemoryBudget`](crate::MemoryBudget) can shrink it
 ///   under pressure.
@@ -113,6 +119,8 @@ pub(crate) struct Core<T, P> {
     detached: AtomicU64,
     name: String,
     metrics: Late<PoolMetrics>,
+    /// The threads' private slots.
+    pub(crate) locals: Locals,
 }
 
 /// One shard: idle objects and the counts of what happened here.
@@ -120,6 +128,8 @@ struct Stack<T> {
     items: Vec<T>,
     /// Total weight of `items` (their number without a weigher).
     weight: u64,
+    /// Room reserved by threads' private slots (the objects they hold fit in it).
+    reserved: u64,
     /// This shard's share of the pool's cap at each pressure level (normal, high, critical).
     caps: [u64; 3],
     counts: Counts,
@@ -176,6 +186,7 @@ impl<T: Send + 'static, P: Policy<T> + 'static> Pool<T, P> {
             shards: Sharded::new(|index, count| Stack {
                 items: Vec::new(),
                 weight: 0,
+                reserved: 0,
                 caps: caps(max_weight, index, count),
                 counts: Counts::default(),
                 published: Counts::default(),
@@ -187,13 +198,14 @@ impl<T: Send + 'static, P: Policy<T> + 'static> Pool<T, P> {
             detached: AtomicU64::new(0),
             metrics: Late::new(|| PoolMetrics::new(name)),
             name: name.to_owned(),
+            locals: Locals::new(),
         });
         veza_core::publish::register(&core);
         Pool { s: core }
     }
 }
 
-impl<T, P: Policy<T>> Pool<T, P> {
+impl<T: Send + 'static, P: Policy<T> + 'static> Pool<T, P> {
     /// An idle object, or a new one when none is idle.
     pub fn get(&self) -> Pooled<'_, T, Self> {
         Pooled::new(self, self.take(), ())
@@ -210,17 +222,24 @@ impl<T, P: Policy<T>> Pool<T, P> {
         &self.s.name
     }
 
-    /// Idle objects now.
+    /// Idle objects now (in the shards and in threads' private slots).
     pub fn idle(&self) -> usize {
         let mut idle = 0;
         self.s.shards.for_each(|s| idle += s.items.len());
-        idle
+        idle + self.s.locals.totals().2 as usize
     }
 
-    /// Drops idle objects until at most `keep` remain (counted as trimmed discards).
+    /// Drops idle objects until at most `keep` remain in the shards (counted as trimmed
+    /// discards). The calling thread's private slot is emptied too; other threads' slots
+    /// give their object up the next time those threads use the pool, or when they end.
     pub fn trim_to(&self, keep: usize) {
         let count = self.s.shards.len();
         let mut dropped = Vec::new();
+        self.s.locals.epoch.fetch_add(1, Relaxed);
+        if let Some(item) = local::drain_own(&self.s) {
+            self.s.count_discard(Discard::Trimmed);
+            dropped.push(item);
+        }
         for index in 0..count {
             let mut shard = self.s.shards.lock(index);
             let keep_here = share(keep, index, count);
@@ -236,6 +255,10 @@ impl<T, P: Policy<T>> Pool<T, P> {
 
     #[inline]
     pub(crate) fn take(&self) -> T {
+        // Fastest: this thread's private slot, no lock.
+        if let Some(item) = local::take(&self.s) {
+            return item;
+        }
         let home = self.s.shards.home();
         // Fast path: this thread's own shard.
         if let Some(item) = self.pop_from(&mut self.s.shards.lock(home)) {
@@ -272,11 +295,16 @@ impl<T, P: Policy<T>> Pool<T, P> {
         self.s.policy.reset(&mut item);
         let weight = self.weight_of(&item);
         let level = usize::from(self.s.pressure.load(Relaxed)).min(2);
+        // Fastest: this thread's private slot, no lock (room reserved once).
+        let item = match local::put(&self.s, item, weight, level) {
+            Ok(()) => return,
+            Err(item) => item,
+        };
         let home = self.s.shards.home();
         let count = self.s.shards.len();
         for k in 0..count {
             let mut shard = self.s.shards.lock((home + k) & (count - 1));
-            if shard.weight + weight <= shard.caps[level] {
+            if shard.weight + shard.reserved + weight <= shard.caps[level] {
                 shard.items.push(item);
                 shard.weight += weight;
                 shard.counts.returns += 1;
@@ -289,9 +317,7 @@ impl<T, P: Policy<T>> Pool<T, P> {
     }
 
     pub(crate) fn count_discard(&self, why: Discard) {
-        let mut home = self.s.shards.lock(self.s.shards.home());
-        home.counts.discard(why);
-        self.maybe_publish(&mut home);
+        self.s.count_discard(why);
     }
 
     fn weight_of(&self, item: &T) -> u64 {
@@ -299,14 +325,7 @@ impl<T, P: Policy<T>> Pool<T, P> {
     }
 
     fn maybe_publish(&self, shard: &mut Stack<T>) {
-        shard.unpublished += 1;
-        if shard.unpublished >= PUBLISH_EVERY {
-            shard.unpublished = 0;
-            self.s
-                .metrics
-                .get()
-                .publish_delta(&shard.counts, &mut shard.published);
-        }
+        self.s.maybe_publish(shard);
     }
 
     fn totals(&self) -> (Counts, u64, u64) {
@@ -315,7 +334,65 @@ impl<T, P: Policy<T>> Pool<T, P> {
 }
 
 impl<T, P: Policy<T>> Core<T, P> {
-    /// Sums every shard; publishes the metrics on the way.
+    pub(crate) fn count_discard(&self, why: Discard) {
+        let mut home = self.shards.lock(self.shards.home());
+        home.counts.discard(why);
+        self.maybe_publish(&mut home);
+    }
+
+    fn maybe_publish(&self, shard: &mut Stack<T>) {
+        shard.unpublished += 1;
+        if shard.unpublished >= PUBLISH_EVERY {
+            shard.unpublished = 0;
+            self.metrics
+                .get()
+                .publish_delta(&shard.counts, &mut shard.published);
+        }
+    }
+
+    /// Reserves `weight` of room for a private slot, first giving back its current
+    /// reservation (`held` in shard `at`): the shard it lands in, or `None` when no shard has
+    /// room at pressure `level`.
+    pub(crate) fn reserve(&self, held: u64, at: usize, weight: u64, level: usize) -> Option<usize> {
+        if held > 0 {
+            self.unreserve(at, held);
+        }
+        let home = self.shards.home();
+        let count = self.shards.len();
+        (0..count).map(|k| (home + k) & (count - 1)).find(|&index| {
+            let mut shard = self.shards.lock(index);
+            let room = shard.weight + shard.reserved + weight <= shard.caps[level];
+            if room {
+                shard.reserved += weight;
+            }
+            room
+        })
+    }
+
+    /// Gives back room a private slot had reserved in shard `at`.
+    pub(crate) fn unreserve(&self, at: usize, weight: u64) {
+        let mut shard = self.shards.lock(at);
+        shard.reserved = shard.reserved.saturating_sub(weight);
+    }
+
+    /// Puts an object that left a private slot (already reset and counted as returned) into a
+    /// shard with room, or drops it as trimmed.
+    pub(crate) fn stash(&self, item: T, weight: u64) {
+        let level = usize::from(self.pressure.load(Relaxed)).min(2);
+        let mut item = Some(item);
+        let kept = self.shards.find_map(|shard| {
+            (shard.weight + shard.reserved + weight <= shard.caps[level]).then(|| {
+                shard.items.push(item.take().expect("once"));
+                shard.weight += weight;
+            })
+        });
+        if kept.is_none() {
+            self.count_discard(Discard::Trimmed);
+        }
+        drop(item); // outside the locks
+    }
+
+    /// Sums every shard and private slot; publishes the metrics on the way.
     fn totals(&self) -> (Counts, u64, u64) {
         let metrics = self.metrics.get();
         let (mut counts, mut idle, mut weight) = (Counts::default(), 0, 0);
@@ -325,6 +402,23 @@ impl<T, P: Policy<T>> Core<T, P> {
             idle += shard.items.len() as u64;
             weight += shard.weight;
         });
+        let (hits, returns, private_idle, private_weight) = self.locals.totals();
+        let private = Counts {
+            hits,
+            returns,
+            ..Counts::default()
+        };
+        metrics.publish_delta(
+            &private,
+            &mut self
+                .locals
+                .published
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        counts.add(&private);
+        idle += private_idle;
+        weight += private_weight;
         let retained = if self.policy.weighs_bytes() {
             weight
         } else {
@@ -341,12 +435,17 @@ impl<T: Send, P: Policy<T>> Publish for Core<T, P> {
             // The counts so far went to no recorder: the new handles get all of them.
             self.shards
                 .for_each(|shard| shard.published = Counts::default());
+            *self
+                .locals
+                .published
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Counts::default();
         }
         let _ = self.totals();
     }
 }
 
-impl<T, P: Policy<T>> Home<T> for Pool<T, P> {
+impl<T: Send + 'static, P: Policy<T> + 'static> Home<T> for Pool<T, P> {
     type Hint = ();
 
     fn give_back(&self, item: T, _hint: ()) {
@@ -358,7 +457,7 @@ impl<T, P: Policy<T>> Home<T> for Pool<T, P> {
     }
 }
 
-impl<T, P: Policy<T>> Observe for Pool<T, P> {
+impl<T: Send + 'static, P: Policy<T> + 'static> Observe for Pool<T, P> {
     type Snapshot = PoolStats;
 
     /// `max_size` is the cap (in weight units with a weigher); `in_use` counts objects handed
@@ -386,7 +485,7 @@ impl<T, P: Policy<T>> Observe for Pool<T, P> {
     }
 }
 
-impl<T: Send, P: Policy<T>> Trim for Pool<T, P> {
+impl<T: Send + 'static, P: Policy<T> + 'static> Trim for Pool<T, P> {
     /// Under high pressure the pool keeps at most half its cap, under critical pressure
     /// nothing; back to normal, the full cap applies again.
     fn on_pressure(&self, pressure: Pressure) {
@@ -400,15 +499,22 @@ impl<T: Send + 'static, P: Policy<T> + 'static> crate::budget::Attach for Pool<T
     }
 }
 
-impl<T: Send, P: Policy<T>> Trim for Core<T, P> {
+impl<T: Send + 'static, P: Policy<T> + 'static> Trim for Core<T, P> {
+    /// Private slots see the new caps through the epoch: this thread's is emptied now, the
+    /// others' when their threads next use the pool or end.
     fn on_pressure(&self, pressure: Pressure) {
         self.pressure.store(pressure as u8, Relaxed);
+        self.locals.epoch.fetch_add(1, Relaxed);
         let count = self.shards.len();
         let mut dropped = Vec::new();
+        if let Some(item) = local::drain_own(self) {
+            self.count_discard(Discard::Trimmed);
+            dropped.push(item);
+        }
         for index in 0..count {
             let mut shard = self.shards.lock(index);
             let cap = shard.caps[pressure as usize];
-            while shard.weight > cap {
+            while shard.weight + shard.reserved > cap {
                 let Some(item) = shard.items.pop() else { break };
                 shard.weight -= self.policy.weigh(&item);
                 shard.counts.discard(Discard::Trimmed);
@@ -419,7 +525,7 @@ impl<T: Send, P: Policy<T>> Trim for Core<T, P> {
     }
 }
 
-impl<T, P: Policy<T>> fmt::Debug for Pool<T, P> {
+impl<T: Send + 'static, P: Policy<T> + 'static> fmt::Debug for Pool<T, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("name", &self.s.name)
@@ -508,7 +614,7 @@ impl<T: Send + 'static> PoolBuilder<T> {
             let weight = pool.weight_of(&item);
             let mut item = Some(item);
             let kept = pool.s.shards.find_map(|shard| {
-                (shard.weight + weight <= shard.caps[0]).then(|| {
+                (shard.weight + shard.reserved + weight <= shard.caps[0]).then(|| {
                     shard.items.push(item.take().expect("once"));
                     shard.weight += weight;
                 })

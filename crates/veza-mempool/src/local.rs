@@ -1,0 +1,288 @@
+//! Per-thread private slots in front of the shards: the common case (a thread gets an object
+//! and gives it back) takes no lock at all, like the private slot of Go's `sync.Pool`.
+//!
+//! Each thread keeps, per pool it uses, one idle object in a thread-local slot. Giving an
+//! object back fills the slot when it is empty; getting one empties it. The cap stays exact:
+//! a slot holds an object only inside room it reserved in a shard (under that shard's lock,
+//! once, then kept), so the shards plus the slots never hold more than the cap. The counts
+//! stay exact: each slot counts its hits and returns in atomics only its thread writes (a
+//! load and a store), summed into the pool's statistics.
+//!
+//! Trims and memory pressure bump the pool's epoch: the calling thread's slot is emptied at
+//! once, another thread's when it next uses the pool, and every slot when its thread ends (its
+//! object goes back to a shard, its reservation and counts to the pool). A slot whose pool is
+//! gone is dropped the next time its thread makes a slot.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use crate::pool::{Core, Policy};
+
+/// What one thread's slot of one pool counts, readable by the pool.
+#[derive(Debug, Default)]
+pub(crate) struct SlotCounts {
+    pub(crate) hits: AtomicU64,
+    pub(crate) returns: AtomicU64,
+    /// 1 while the slot holds an object.
+    pub(crate) idle: AtomicU64,
+    /// The weight of the object it holds.
+    pub(crate) held: AtomicU64,
+}
+
+impl SlotCounts {
+    /// Adds one: only the slot's thread writes these.
+    #[inline]
+    fn bump(counter: &AtomicU64) {
+        counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+}
+
+/// The pool's side: its id, its epoch, the live slots' counts and the ended ones' totals.
+#[derive(Debug, Default)]
+pub(crate) struct Locals {
+    id: u64,
+    /// Bumped by trims and pressure: slots of an older epoch give their object up.
+    pub(crate) epoch: AtomicU64,
+    pub(crate) live: Mutex<Vec<Arc<SlotCounts>>>,
+    /// Hits and returns of slots whose thread ended.
+    pub(crate) retired: Mutex<(u64, u64)>,
+    /// What the metrics have seen of the slots' counts.
+    pub(crate) published: Mutex<crate::metrics::Counts>,
+}
+
+impl Locals {
+    pub(crate) fn new() -> Locals {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Locals {
+            id: NEXT.fetch_add(1, Relaxed),
+            ..Locals::default()
+        }
+    }
+
+    /// (hits, returns, idle objects, their weight) over every slot, ended ones included.
+    pub(crate) fn totals(&self) -> (u64, u64, u64, u64) {
+        // Both locks at once (in the order a slot that ends takes them), so a slot moving from
+        // live to retired is counted once.
+        let retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut hits, mut returns) = *retired;
+        let (mut idle, mut weight) = (0, 0);
+        for c in live.iter() {
+            hits += c.hits.load(Relaxed);
+            returns += c.returns.load(Relaxed);
+            idle += c.idle.load(Relaxed);
+            weight += c.held.load(Relaxed);
+        }
+        (hits, returns, idle, weight)
+    }
+}
+
+/// One thread's slot of one pool.
+struct Private<T, P: Policy<T>> {
+    core: Weak<Core<T, P>>,
+    item: Option<T>,
+    weight: u64,
+    /// Room reserved in shard `shard` (0: none).
+    reserved: u64,
+    shard: usize,
+    epoch: u64,
+    counts: Arc<SlotCounts>,
+}
+
+/// A slot, whatever its pool's types.
+trait Slot {
+    fn pool_id(&self) -> u64;
+    fn pool_gone(&self) -> bool;
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Send + 'static, P: Policy<T> + 'static> Slot for Private<T, P> {
+    fn pool_id(&self) -> u64 {
+        self.core.upgrade().map_or(0, |c| c.locals.id)
+    }
+    fn pool_gone(&self) -> bool {
+        self.core.strong_count() == 0
+    }
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+thread_local! {
+    /// (pool id, slot) for each pool this thread used.
+    static SLOTS: RefCell<Vec<(u64, Box<dyn Slot>)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<T, P: Policy<T>> Private<T, P> {
+    /// Gives up the object and the reservation (to the shard they came from).
+    fn release(&mut self, core: &Core<T, P>) -> Option<T> {
+        let item = self.item.take();
+        if item.is_some() {
+            self.counts.idle.store(0, Relaxed);
+            self.counts.held.store(0, Relaxed);
+        }
+        if self.reserved > 0 {
+            core.unreserve(self.shard, self.reserved);
+            self.reserved = 0;
+        }
+        item
+    }
+}
+
+impl<T, P: Policy<T>> Drop for Private<T, P> {
+    /// The thread ended (or the slot was swept): the object goes back to a shard, the
+    /// reservation and the counts to the pool.
+    fn drop(&mut self) {
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let item = self.release(&core);
+        {
+            let mut retired = core
+                .locals
+                .retired
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            retired.0 += self.counts.hits.load(Relaxed);
+            retired.1 += self.counts.returns.load(Relaxed);
+            let mut live = core
+                .locals
+                .live
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            live.retain(|c| !Arc::ptr_eq(c, &self.counts));
+        }
+        if let Some(item) = item {
+            // Already reset; back into a shard if there is room, counted as neither a hit nor
+            // a return a second time.
+            core.stash(item, self.weight);
+        }
+    }
+}
+
+/// This thread's idle object for `core`, without a lock; `None` when its slot is empty.
+#[inline]
+pub(crate) fn take<T: Send + 'static, P: Policy<T> + 'static>(core: &Core<T, P>) -> Option<T> {
+    SLOTS
+        .try_with(|slots| {
+            let mut slots = slots.try_borrow_mut().ok()?;
+            let private = find::<T, P>(&mut slots, core.locals.id)?;
+            let item = private.item.take()?;
+            SlotCounts::bump(&private.counts.hits);
+            private.counts.idle.store(0, Relaxed);
+            private.counts.held.store(0, Relaxed);
+            Some(item)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Keeps `item` (reset, of `weight`) in this thread's slot for `core`; gives it back when the
+/// slot is full or no room can be reserved.
+#[inline]
+pub(crate) fn put<T: Send + 'static, P: Policy<T> + 'static>(
+    core: &Arc<Core<T, P>>,
+    item: T,
+    weight: u64,
+    level: usize,
+) -> Result<(), T> {
+    let mut item = Some(item);
+    let mut dropped = None;
+    let done = SLOTS.try_with(|slots| {
+        let Ok(mut slots) = slots.try_borrow_mut() else {
+            return false;
+        };
+        let epoch = core.locals.epoch.load(Relaxed);
+        let private = match find::<T, P>(&mut slots, core.locals.id) {
+            Some(p) => p,
+            None => make(&mut slots, core, epoch),
+        };
+        if private.epoch != epoch {
+            // A trim or a pressure change since: start again from the current caps.
+            dropped = private.release(core);
+            private.epoch = epoch;
+        }
+        if private.item.is_some() {
+            return false;
+        }
+        if private.reserved < weight {
+            match core.reserve(private.reserved, private.shard, weight, level) {
+                Some(shard) => {
+                    private.shard = shard;
+                    private.reserved = weight;
+                }
+                None => return false,
+            }
+        }
+        private.item = item.take();
+        private.weight = weight;
+        SlotCounts::bump(&private.counts.returns);
+        private.counts.held.store(weight, Relaxed);
+        private.counts.idle.store(1, Relaxed);
+        true
+    });
+    drop(dropped); // outside the borrow: its drop may use a pool
+    match (done, item) {
+        (Ok(true), _) => Ok(()),
+        (_, Some(item)) => Err(item),
+        (_, None) => Ok(()),
+    }
+}
+
+/// Empties this thread's slot for `core` now (a trim from this thread); other threads' slots
+/// see the new epoch on their next use.
+pub(crate) fn drain_own<T: Send + 'static, P: Policy<T> + 'static>(core: &Core<T, P>) -> Option<T> {
+    SLOTS
+        .try_with(|slots| {
+            let mut slots = slots.try_borrow_mut().ok()?;
+            let private = find::<T, P>(&mut slots, core.locals.id)?;
+            private.epoch = core.locals.epoch.load(Relaxed);
+            private.release(core)
+        })
+        .ok()
+        .flatten()
+}
+
+#[inline]
+fn find<T: Send + 'static, P: Policy<T> + 'static>(
+    slots: &mut [(u64, Box<dyn Slot>)],
+    id: u64,
+) -> Option<&mut Private<T, P>> {
+    slots
+        .iter_mut()
+        .find(|(pool, _)| *pool == id)
+        .and_then(|(_, slot)| slot.as_any().downcast_mut::<Private<T, P>>())
+}
+
+#[cold]
+fn make<'a, T: Send + 'static, P: Policy<T> + 'static>(
+    slots: &'a mut Vec<(u64, Box<dyn Slot>)>,
+    core: &Arc<Core<T, P>>,
+    epoch: u64,
+) -> &'a mut Private<T, P> {
+    // Slots of pools that are gone go now (their objects with them).
+    slots.retain(|(_, slot)| !slot.pool_gone());
+    let counts = Arc::new(SlotCounts::default());
+    core.locals
+        .live
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Arc::clone(&counts));
+    let private: Private<T, P> = Private {
+        core: Arc::downgrade(core),
+        item: None,
+        weight: 0,
+        reserved: 0,
+        shard: 0,
+        epoch,
+        counts,
+    };
+    debug_assert_eq!(private.pool_id(), core.locals.id);
+    slots.push((core.locals.id, Box::new(private)));
+    let (_, slot) = slots.last_mut().expect("just pushed");
+    slot.as_any()
+        .downcast_mut::<Private<T, P>>()
+        .expect("the type just pushed")
+}

@@ -1,0 +1,117 @@
+//! The per-thread private slots (a thread's get after its own return takes no lock) keep the
+//! pool's promises: the cap counts what the slots hold, the statistics count what they do, a
+//! thread that ends gives its slot's object back, and trims and pressure reach the slots.
+
+use std::sync::mpsc;
+
+use veza_core::Observe;
+use veza_mempool::{Pool, Pressure, Trim};
+
+#[test]
+fn the_cap_counts_the_private_slot() {
+    for cap in [0usize, 1, 2, 5] {
+        let pool = Pool::new(Vec::<u8>::new, cap);
+        let held: Vec<_> = (0..cap + 3).map(|_| pool.get()).collect();
+        drop(held);
+        assert_eq!(pool.idle(), cap, "cap {cap}");
+        let stats = pool.snapshot();
+        assert_eq!(stats.returns, cap as u64, "cap {cap}");
+        assert_eq!(stats.discards, 3, "cap {cap}");
+        // Taking them all again: hits for what was kept (the private slot first), misses after.
+        let again: Vec<_> = (0..cap + 3).map(|_| pool.get()).collect();
+        let stats = pool.snapshot();
+        assert_eq!((stats.hits, stats.misses), (cap as u64, cap as u64 + 6));
+        assert_eq!(pool.idle(), 0);
+        drop(again);
+    }
+}
+
+#[test]
+fn the_same_object_comes_back_to_the_same_thread_and_is_counted() {
+    let pool = Pool::recycling(|| String::with_capacity(32), 4);
+    let first = pool.get().as_ptr();
+    for _ in 0..1000 {
+        let mut s = pool.get();
+        assert_eq!(s.as_ptr(), first, "the private slot's object");
+        assert!(s.is_empty(), "reset on return");
+        s.push_str("dirty");
+    }
+    let stats = pool.snapshot();
+    assert_eq!((stats.hits, stats.misses, stats.returns), (1000, 1, 1001));
+    assert_eq!((stats.idle, stats.in_use), (1, 0));
+}
+
+#[test]
+fn a_thread_that_ends_gives_its_object_back() {
+    let pool = Pool::new(Vec::<u8>::new, 4);
+    let worker = pool.clone();
+    std::thread::spawn(move || {
+        drop(worker.get());
+        drop(worker.get());
+    })
+    .join()
+    .unwrap();
+    assert_eq!(pool.idle(), 1, "in a shard now");
+    let stats = pool.snapshot();
+    assert_eq!((stats.hits, stats.misses, stats.returns), (1, 1, 2));
+    // And it is handed out again, from the shard.
+    drop(pool.get());
+    assert_eq!(pool.snapshot().hits, 2);
+}
+
+#[test]
+fn pressure_empties_this_threads_slot_now_and_anothers_on_its_next_use() {
+    let pool = Pool::new(Vec::<u8>::new, 8);
+    let (go, wait) = mpsc::channel::<()>();
+    let (done, finished) = mpsc::channel::<usize>();
+    let worker = pool.clone();
+    let thread = std::thread::spawn(move || {
+        drop(worker.get()); // into this thread's slot
+        done.send(worker.idle()).unwrap();
+        wait.recv().unwrap();
+        // Its next use sees the pressure: the slot's object is given up, not kept.
+        drop(worker.get());
+        done.send(worker.idle()).unwrap();
+    });
+    assert_eq!(finished.recv().unwrap(), 1);
+    drop(pool.get()); // the main thread's slot too
+    assert_eq!(pool.idle(), 2);
+    pool.on_pressure(Pressure::Critical);
+    assert_eq!(
+        pool.idle(),
+        1,
+        "the main thread's slot at once, the worker's later"
+    );
+    go.send(()).unwrap();
+    assert_eq!(
+        finished.recv().unwrap(),
+        0,
+        "nothing kept under critical pressure"
+    );
+    thread.join().unwrap();
+    assert_eq!(pool.idle(), 0);
+    pool.on_pressure(Pressure::Normal);
+    drop(pool.get());
+    assert_eq!(pool.idle(), 1, "kept again once the pressure is gone");
+}
+
+#[test]
+fn a_reset_that_uses_a_pool_does_not_trip_over_the_slots() {
+    let inner = Pool::new(Vec::<u8>::new, 4);
+    let for_reset = inner.clone();
+    let outer = Pool::builder(String::new)
+        .reset(move |s: &mut String| {
+            // Another pool's get and return while this pool's return is under way.
+            let mut scratch = for_reset.get();
+            scratch.extend_from_slice(s.as_bytes());
+            s.clear();
+        })
+        .max_idle(4)
+        .build();
+    for _ in 0..10 {
+        let mut s = outer.get();
+        s.push('x');
+    }
+    assert_eq!(outer.snapshot().returns, 10);
+    assert_eq!(inner.snapshot().returns, 10);
+}
