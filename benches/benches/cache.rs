@@ -14,6 +14,10 @@ use std::time::Instant;
 use veza_benches::{Bench, Case, Contender, Metric, SplitMix64, zipf_keys};
 use veza_cache::{Cache, SortedIndex};
 
+/// Counts allocations per operation (`Case::ops`).
+#[global_allocator]
+static ALLOC: veza_benches::CountingAlloc = veza_benches::CountingAlloc;
+
 fn main() {
     let bench = Bench::from_args("cache");
     hit_read(&bench);
@@ -36,6 +40,7 @@ fn hit_read(bench: &Bench) {
         return;
     }
     let per_thread = if bench.quick() { 1_000_000 } else { 4_000_000 };
+    let case = case.ops(2 * per_thread);
     let mut rng = SplitMix64::new(7);
     let keys: Arc<Vec<u64>> = Arc::new((0..per_thread).map(|_| rng.next_u64() % ENTRIES).collect());
 
@@ -173,6 +178,7 @@ fn replay_get_insert(bench: &Bench) {
         return;
     }
     let requests = if bench.quick() { 500_000 } else { 2_000_000 };
+    let case = case.ops(requests);
     let keys = zipf_keys(1_000_000, 0.99, requests, 3);
     bench.run(
         &case,
@@ -223,6 +229,7 @@ fn sorted_search(bench: &Bench) {
     }
     const N: usize = 10_000_000;
     let lookups = if bench.quick() { 2_000_000 } else { 10_000_000 };
+    let case = case.ops(lookups);
     let mut rng = SplitMix64::new(11);
     let mut sorted: Vec<u64> = (0..N).map(|_| rng.next_u64() >> 1 << 1).collect(); // even keys
     sorted.sort_unstable();

@@ -23,6 +23,10 @@ const SAMPLES: usize = 31;
 /// Checks out a connection, runs `SELECT 1`, and returns how long the checkout waited.
 type Checkout = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Duration> + Send>> + Send + Sync>;
 
+/// Counts allocations per operation (`Case::ops`).
+#[global_allocator]
+static ALLOC: veza_benches::CountingAlloc = veza_benches::CountingAlloc;
+
 fn main() {
     let bench = Bench::from_args("dbpool");
     let select1 = Case::new(
@@ -84,6 +88,8 @@ fn main() {
             ("deadpool", deadpool(&url)),
         ]
     });
+    // Allocations per query for the throughput case (the tail case repeats the same work).
+    let select1 = select1.ops(TASKS * per_task);
     for (case, want_tail) in [(&select1, false), (&tail, true)] {
         let runs: Vec<Contender<'_>> = contenders
             .iter()
@@ -233,7 +239,7 @@ async fn queries(bench: &Bench, url: &str, batch: &Case, deep: &Case) {
     };
     tokio::task::block_in_place(|| {
         bench.run(
-            batch,
+            &batch.clone().ops(rows.len()),
             vec![
                 Contender::new("veza-dbpool", || {
                     truncate(&pool);
@@ -262,7 +268,8 @@ async fn queries(bench: &Bench, url: &str, batch: &Case, deep: &Case) {
                         tx.commit().await.expect("commit");
                     });
                     few.len() as f64 / t.elapsed().as_secs_f64()
-                }),
+                })
+                .ops(few.len()),
             ],
         );
     });
@@ -291,7 +298,7 @@ async fn queries(bench: &Bench, url: &str, batch: &Case, deep: &Case) {
         let cursor = before[0].cursor();
         tokio::task::block_in_place(|| {
             bench.run(
-                deep,
+                &deep.clone().ops(1),
                 vec![
                     Contender::new("veza-dbpool", || {
                         let t = Instant::now();

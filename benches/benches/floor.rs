@@ -7,6 +7,10 @@ use std::time::Instant;
 
 use veza_benches::{Bench, Case, Contender, Metric};
 
+/// Counts allocations per operation (`Case::ops`).
+#[global_allocator]
+static ALLOC: veza_benches::CountingAlloc = veza_benches::CountingAlloc;
+
 fn main() {
     let bench = Bench::from_args("floor");
     channel_handoff(&bench);
@@ -23,6 +27,7 @@ fn channel_handoff(bench: &Bench) {
         "crossbeam-channel",
     );
     let trips = if bench.quick() { 20_000 } else { 100_000 };
+    let case = case.ops(trips as usize);
     bench.run(
         &case,
         vec![

@@ -30,6 +30,10 @@ const IN_FLIGHT: usize = 16;
 
 type Get = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = usize> + Send>> + Send + Sync>;
 
+/// Counts allocations per operation (`Case::ops`).
+#[global_allocator]
+static ALLOC: veza_benches::CountingAlloc = veza_benches::CountingAlloc;
+
 fn main() {
     let bench = Bench::from_args("httpopt");
     let seq = Case::new(
@@ -94,7 +98,7 @@ fn main() {
                 })
             })
             .collect();
-        bench.run(case, runs);
+        bench.run(&case.clone().ops(n), runs);
     }
 
     let hits: Vec<(&str, Get)> = vec![
@@ -119,7 +123,7 @@ fn main() {
             })
         })
         .collect();
-    bench.run(&hit, runs);
+    bench.run(&hit.ops(n), runs);
 }
 
 /// `n` GETs from `tasks` tasks; requests per second. Checks that the server saw each one.

@@ -14,6 +14,10 @@ use veza_mempool::BufferPool;
 
 const SIZE: usize = 64 * 1024;
 
+/// Counts allocations per operation (`Case::ops`).
+#[global_allocator]
+static ALLOC: veza_benches::CountingAlloc = veza_benches::CountingAlloc;
+
 fn main() {
     let bench = Bench::from_args("mempool");
     let ops = if bench.quick() { 200_000 } else { 1_000_000 };
@@ -48,7 +52,8 @@ fn buffer_64k(bench: &Bench, ops: usize) {
         Metric::Latency,
         "ns",
         "veza-mempool",
-    );
+    )
+    .ops(ops);
     let veza = veza_pool();
     let raw = raw_pool();
     bench.run(
@@ -79,7 +84,8 @@ fn buffer_64k(bench: &Bench, ops: usize) {
                         black_box(&v);
                     }
                 })
-            }),
+            })
+            .ops(ops / 10),
         ],
     );
 }
@@ -93,7 +99,8 @@ fn buffer_64k_2threads(bench: &Bench, ops: usize) {
         Metric::Latency,
         "ns",
         "veza-mempool",
-    );
+    )
+    .ops(2 * ops);
     let veza = veza_pool();
     let raw = raw_pool();
     bench.run(

@@ -10,6 +10,10 @@ use prometheus::core::Collector as _;
 use veza_benches::{Bench, Case, Contender, Metric};
 use veza_metrics::{Collector as _, Metrics, ProcessCollector};
 
+/// Counts allocations per operation (`Case::ops`).
+#[global_allocator]
+static ALLOC: veza_benches::CountingAlloc = veza_benches::CountingAlloc;
+
 fn main() {
     let bench = Bench::from_args("metrics");
     let ops = if bench.quick() { 2_000_000 } else { 10_000_000 };
@@ -86,7 +90,8 @@ fn counter_inc(bench: &Bench, ops: usize) {
         Metric::Latency,
         "ns",
         "veza-metrics",
-    );
+    )
+    .ops(ops);
     counters(bench, &case, OneThread(ops));
 }
 
@@ -97,7 +102,8 @@ fn counter_inc_2threads(bench: &Bench, ops: usize) {
         Metric::Latency,
         "ns",
         "veza-metrics",
-    );
+    )
+    .ops(2 * ops);
     counters(bench, &case, TwoThreads(ops));
 }
 
@@ -154,7 +160,8 @@ fn histogram_record(bench: &Bench, ops: usize) {
         Metric::Latency,
         "ns",
         "veza-metrics",
-    );
+    )
+    .ops(ops);
     let (recorder, _m) = ours();
     let labelled = || metrics::histogram!("http_request_duration_seconds", "method" => "GET", "route" => "/users/{id}");
     let histogram = metrics::with_local_recorder(&recorder, labelled);
@@ -206,7 +213,8 @@ fn render_10k(bench: &Bench) {
         Metric::Latency,
         "ns",
         "veza-metrics",
-    );
+    )
+    .ops(1);
     let (recorder, m) = ours();
     let exporter = exporter();
     let handle = exporter.handle();
@@ -265,6 +273,7 @@ fn process_sample(bench: &Bench) {
     let ours = ProcessCollector::new();
     let peer = prometheus::process_collector::ProcessCollector::for_self();
     const N: usize = 200;
+    let case = case.ops(N);
     bench.run(
         &case,
         vec![

@@ -15,6 +15,10 @@ use veza_workers::{Priority, WorkerPool};
 const WORKERS: usize = 2;
 const CAPACITY: usize = 1000;
 
+/// Counts allocations per operation (`Case::ops`).
+#[global_allocator]
+static ALLOC: veza_benches::CountingAlloc = veza_benches::CountingAlloc;
+
 fn main() {
     let bench = Bench::from_args("workers");
     tiny_jobs(&bench);
@@ -44,6 +48,7 @@ fn tiny_jobs(bench: &Bench) {
         "veza-workers",
     );
     let n = if bench.quick() { 200_000 } else { 1_000_000 };
+    let case = case.ops(n);
     bench.run(
         &case,
         vec![
@@ -98,7 +103,8 @@ fn tiny_jobs(bench: &Bench) {
                 }
                 pool.wait_and_stop(jobs);
                 rate(jobs, start.elapsed())
-            }),
+            })
+            .ops(n / 50),
             Contender::new("crossbeam-minimal", || {
                 let pool = minimal::Pool::new(WORKERS, CAPACITY);
                 let start = Instant::now();
@@ -123,6 +129,7 @@ fn idle_latency(bench: &Bench) {
         "veza-workers",
     );
     let probes = if bench.quick() { 40 } else { 100 };
+    let case = case.ops(probes);
     let veza = veza_pool(CAPACITY);
     let rayon = rayon::ThreadPoolBuilder::new()
         .num_threads(WORKERS)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 
 use crate::format::{format_duration, format_value};
-use crate::schema::{CaseRecord, median};
+use crate::schema::{Allocs, CaseRecord, median};
 
 /// What a case measures, which also says whether higher is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,8 @@ pub struct Case {
     ours: String,
     samples: usize,
     quick_samples: usize,
+    /// Operations per sample, for allocations per operation.
+    ops: Option<u64>,
 }
 
 impl Case {
@@ -57,7 +59,17 @@ impl Case {
             ours: ours.to_owned(),
             samples: 15,
             quick_samples: 5,
+            ops: None,
         }
+    }
+
+    /// The operations one sample performs (in this run: mind `--quick`): the case then
+    /// records allocations and bytes per operation for every contender (one extra, counting
+    /// sample each). A contender that does a different number says so with
+    /// [`Contender::ops`].
+    pub fn ops(mut self, ops: usize) -> Case {
+        self.ops = Some(ops.max(1) as u64);
+        self
     }
 
     /// Samples per contender in a full run and in a quick run (defaults 15 and 5).
@@ -77,6 +89,7 @@ impl Case {
 pub struct Contender<'a> {
     name: String,
     sample: Box<dyn FnMut() -> f64 + 'a>,
+    ops: Option<u64>,
 }
 
 impl<'a> Contender<'a> {
@@ -85,7 +98,14 @@ impl<'a> Contender<'a> {
         Contender {
             name: name.to_owned(),
             sample: Box::new(sample),
+            ops: None,
         }
+    }
+
+    /// The operations one of this contender's samples performs, when not the case's.
+    pub fn ops(mut self, ops: usize) -> Self {
+        self.ops = Some(ops.max(1) as u64);
+        self
     }
 }
 
@@ -211,7 +231,31 @@ impl Bench {
                 self.progress(case, round, rounds, &c.name, value, started, done, total);
             }
         }
-        let record = self.record(case, samples, None);
+        let mut record = self.record(case, samples, None);
+        if let Some(case_ops) = case.ops {
+            for c in &mut contenders {
+                let ops = c.ops.unwrap_or(case_ops) as f64;
+                let counted = crate::alloc::count(|| {
+                    std::hint::black_box((c.sample)());
+                });
+                let Some((allocs, bytes)) = counted else {
+                    eprintln!(
+                        "  {:<32} no CountingAlloc installed: allocations not counted",
+                        case.id
+                    );
+                    break;
+                };
+                let per_op = Allocs {
+                    per_op: allocs as f64 / ops,
+                    bytes_per_op: bytes as f64 / ops,
+                };
+                eprintln!(
+                    "  {:<32} {:<26} {:>10.3} allocs/op {:>12.1} B/op",
+                    case.id, c.name, per_op.per_op, per_op.bytes_per_op
+                );
+                record.allocs.insert(c.name.clone(), per_op);
+            }
+        }
         if self.only.is_none() {
             self.write(&record);
         }
@@ -262,6 +306,7 @@ impl Bench {
                 .collect(),
             samples,
             skipped,
+            allocs: IndexMap::new(),
         }
     }
 

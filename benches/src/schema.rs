@@ -1,5 +1,6 @@
-//! The records of `report.json`, schema 1 (see BENCHMARKS.md), shared by the suites that write
-//! them and by `xtask`, which reads them back.
+//! The records of `report.json`, schema 2 (see BENCHMARKS.md), shared by the suites that write
+//! them and by `xtask`, which reads them back. Schema 2 adds `allocs` to a case; schema 1
+//! reports read back with it empty.
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// The whole report: `target/veza-bench/report.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
-    /// Always 1.
+    /// 2 (1 before allocations per operation were recorded).
     pub schema: u32,
     /// `"quick"` or `"full"`.
     pub mode: String,
@@ -53,6 +54,19 @@ pub struct CaseRecord {
     pub samples: IndexMap<String, Vec<f64>>,
     /// Why the case did not run, when it did not.
     pub skipped: Option<String>,
+    /// Allocations per operation of each contender (schema 2; empty when the case does not
+    /// count them, and in schema 1 reports).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub allocs: IndexMap<String, Allocs>,
+}
+
+/// What one operation allocates, from a counting sample.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Allocs {
+    /// Heap allocations (and reallocations) per operation.
+    pub per_op: f64,
+    /// Bytes allocated per operation (not net of frees).
+    pub bytes_per_op: f64,
 }
 
 impl CaseRecord {
@@ -99,6 +113,7 @@ mod tests {
             results,
             samples: IndexMap::new(),
             skipped: None,
+            allocs: IndexMap::new(),
         }
     }
 

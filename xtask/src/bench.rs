@@ -121,7 +121,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
     let cases = read_records(&records_path)?;
     let report = Report {
-        schema: 1,
+        schema: 2,
         mode: if opts.quick { "quick" } else { "full" }.to_owned(),
         git_rev: git_rev(),
         host: host(),

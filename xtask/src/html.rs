@@ -63,9 +63,12 @@ fn section(case: &CaseRecord, targets: &[Target]) -> String {
         return html;
     }
     html.push_str(&chart(case).unwrap_or_else(|e| format!("<p>chart failed: {}</p>", esc(&e))));
-    html.push_str(
-        "<table><tr><th>contender</th><th>median</th><th>ours vs this</th><th>target</th></tr>\n",
-    );
+    let allocs = !case.allocs.is_empty();
+    html.push_str(if allocs {
+        "<table><tr><th>contender</th><th>median</th><th>allocs/op</th><th>bytes/op</th><th>ours vs this</th><th>target</th></tr>\n"
+    } else {
+        "<table><tr><th>contender</th><th>median</th><th>ours vs this</th><th>target</th></tr>\n"
+    });
     for (name, median) in &case.results {
         let ratio = case.ratio_against(name);
         let target = targets
@@ -83,9 +86,15 @@ fn section(case: &CaseRecord, targets: &[Target]) -> String {
             (false, Some(r), None) => (format!("{r:.2}"), String::new()),
             (false, None, _) => ("–".to_owned(), String::new()),
         };
+        let alloc_cells = if allocs {
+            let (per_op, bytes) = crate::report::alloc_cells(case, name);
+            format!("<td>{per_op}</td><td>{bytes}</td>")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{ratio_text}</td><td>{target_text}</td></tr>",
+            "<tr><td>{}</td><td>{}</td>{alloc_cells}<td>{ratio_text}</td><td>{target_text}</td></tr>",
             esc(name),
             esc(&format_value(*median, &case.unit))
         );

@@ -140,7 +140,12 @@ fn case_table(case: &CaseRecord) -> String {
         let _ = writeln!(md, "Skipped: {reason}\n");
         return md;
     }
-    md.push_str("| contender | median | min | max | samples | ours vs this |\n|---|---:|---:|---:|---:|---:|\n");
+    let allocs = !case.allocs.is_empty();
+    md.push_str(if allocs {
+        "| contender | median | min | max | samples | allocs/op | bytes/op | ours vs this |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    } else {
+        "| contender | median | min | max | samples | ours vs this |\n|---|---:|---:|---:|---:|---:|\n"
+    });
     for (name, median) in &case.results {
         let samples = case.samples.get(name).map_or(&[][..], Vec::as_slice);
         let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
@@ -151,9 +156,15 @@ fn case_table(case: &CaseRecord) -> String {
             case.ratio_against(name)
                 .map_or("–".to_owned(), |r| format!("{r:.2}"))
         };
+        let alloc_cells = if allocs {
+            let (per_op, bytes) = alloc_cells(case, name);
+            format!(" {per_op} | {bytes} |")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             md,
-            "| {name} | {} | {} | {} | {} | {ratio} |",
+            "| {name} | {} | {} | {} | {} |{alloc_cells} {ratio} |",
             format_value(*median, &case.unit),
             format_value(min, &case.unit),
             format_value(max, &case.unit),
@@ -162,6 +173,36 @@ fn case_table(case: &CaseRecord) -> String {
     }
     md.push('\n');
     md
+}
+
+/// A contender's allocations and bytes per operation as table cells (`–` when not counted).
+pub(crate) fn alloc_cells(case: &CaseRecord, name: &str) -> (String, String) {
+    match case.allocs.get(name) {
+        Some(a) => (format_count(a.per_op), format_count(a.bytes_per_op)),
+        None => ("–".to_owned(), "–".to_owned()),
+    }
+}
+
+/// 0, 0.002, 1.5, 12, 65,536: enough digits to tell small counts apart.
+fn format_count(v: f64) -> String {
+    if v == 0.0 {
+        "0".to_owned()
+    } else if v < 0.01 {
+        format!("{v:.4}")
+    } else if v < 10.0 {
+        format!("{v:.2}")
+    } else {
+        let whole = v.round() as u64;
+        let digits = whole.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    }
 }
 
 /// Our median in `new` against `base`, case by case. Returns the text and the number of cases
@@ -268,6 +309,38 @@ mod tests {
             started_at: rfc3339(0),
             cases: vec![case],
         }
+    }
+
+    #[test]
+    fn allocations_show_when_recorded_and_old_reports_still_render() {
+        // A schema 1 report: no `allocs`, no columns for them.
+        let old = report(3.0, 2.0);
+        let md = markdown(&old, &[], &[]);
+        assert!(
+            md.contains("| contender | median | min | max | samples | ours vs this |"),
+            "{md}"
+        );
+        assert!(!md.contains("allocs/op"));
+        // Schema 2: counted for one contender, not for the other.
+        let mut new = report(3.0, 2.0);
+        new.schema = 2;
+        new.cases[0].allocs.insert(
+            "veza".into(),
+            veza_benches::Allocs {
+                per_op: 0.0005,
+                bytes_per_op: 65_536.0,
+            },
+        );
+        let md = markdown(&new, &[], &[]);
+        assert!(md.contains("| allocs/op | bytes/op |"), "{md}");
+        assert!(md.contains("| 1 | 0.0005 | 65,536 | (ours) |"), "{md}");
+        assert!(md.contains("| 1 | – | – | 1.50 |"), "{md}");
+        let html = crate::html::page(&new, &[], &[]);
+        assert!(html.contains("<td>0.0005</td><td>65,536</td>"), "{html}");
+        // And it reads back.
+        let json = serde_json::to_string(&new).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.cases[0].allocs, new.cases[0].allocs);
     }
 
     #[test]
