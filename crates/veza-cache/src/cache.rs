@@ -12,7 +12,7 @@ use veza_core::publish::{Late, Publish};
 use veza_core::{CacheStats, Observe};
 
 use crate::config::CacheBuilder;
-use crate::entry::{Hooks, Idle, Slot, Weigher};
+use crate::entry::{Hooks, Idle, NEVER, Slot, Weigher, deadline, nanos};
 use crate::stats::{CacheMetrics, Counters, Event};
 
 /// What a lookup found.
@@ -176,7 +176,7 @@ where
                 expires,
                 touched,
             } => {
-                let timed = expires.is_some() || touched.is_some();
+                let timed = expires != NEVER || touched.is_some();
                 let now = if timed { Some(Instant::now()) } else { None };
                 let idle_too_long = || match (&touched, self.s.idle, now) {
                     (Some(t), Some(idle), Some(now)) => {
@@ -191,7 +191,8 @@ where
                     }
                     _ => false,
                 };
-                if expires.is_some_and(|e| now.is_some_and(|n| n >= e)) || idle_too_long() {
+                let past = |n: Instant| expires != NEVER && nanos(n) >= expires;
+                if now.is_some_and(past) || idle_too_long() {
                     self.remove_expired(key);
                     Lookup::Missing
                 } else {
@@ -199,7 +200,7 @@ where
                 }
             }
             Slot::Absent { expires } => {
-                if Instant::now() >= expires {
+                if expires != NEVER && nanos(Instant::now()) >= expires {
                     self.remove_expired(key);
                     Lookup::Missing
                 } else {
@@ -231,15 +232,15 @@ where
         if ttl.is_none() && self.s.idle.is_none() {
             return Slot::Value {
                 value,
-                expires: None,
+                expires: NEVER,
                 touched: None,
             };
         }
         let now = Instant::now();
         Slot::Value {
             value,
-            // A time to live too long to add to the clock never expires.
-            expires: ttl.and_then(|t| now.checked_add(t)),
+            // A time to live too long to count never expires.
+            expires: ttl.map_or(NEVER, |t| deadline(now, t)),
             touched: self
                 .s
                 .idle

@@ -226,14 +226,14 @@ where
                 self.s.counters.add(Event::Insert, 1);
             }
             Ok(None) => match self.s.negative_ttl {
-                // A negative time to live too long to add to the clock: as long as it can be.
+                // A negative time to live too long to count never expires.
                 Some(ttl) => insert(Slot::Absent {
-                    expires: far_deadline(Instant::now(), ttl),
+                    expires: crate::entry::deadline(Instant::now(), ttl),
                 }),
                 None => {
                     // Hand "absent" to the waiters, then forget it.
                     insert(Slot::Absent {
-                        expires: Instant::now(),
+                        expires: crate::entry::nanos(Instant::now()),
                     });
                     self.s.inner.remove_if(key, |s| {
                         matches!(s, Slot::Absent { .. }) && s.expired(Instant::now(), None)
@@ -299,18 +299,6 @@ impl<V> Entry<V> {
     pub fn is_fresh(&self) -> bool {
         self.source == Source::Loaded
     }
-}
-
-/// `now + ttl`, or the latest instant a year at a time below it when that overflows.
-fn far_deadline(now: Instant, ttl: std::time::Duration) -> Instant {
-    const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
-    now.checked_add(ttl)
-        .or_else(|| {
-            (0..200)
-                .rev()
-                .find_map(|years| now.checked_add(YEAR * years))
-        })
-        .unwrap_or(now)
 }
 
 /// Any loader error, shared.
