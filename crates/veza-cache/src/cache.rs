@@ -31,8 +31,8 @@ pub(crate) type Inner<K, V> =
 /// A bounded, concurrent, in-process cache.
 ///
 /// Backed by [`quick_cache`] (S3-FIFO eviction, sharded read-write locks): a hit takes a
-/// shard's read lock, clones the value, and adds one to a thread-sharded hit counter. Values
-/// are cloned on every read, so wrap large ones in `Arc`.
+/// shard's read lock, clones the value, and adds one to a hit counter only the calling thread
+/// writes. Values are cloned on every read, so wrap large ones in `Arc`.
 ///
 /// - Capacity in entries, or in weight with a weigher ([`CacheBuilder::max_weight`]). The
 ///   capacity is split evenly over quick_cache's shards (4 per core, fewer for small caches,
