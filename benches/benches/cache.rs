@@ -22,6 +22,8 @@ fn main() {
     let bench = Bench::from_args("cache");
     hit_read(&bench);
     zipf_hit_ratio(&bench);
+    scan_mix_hit_ratio(&bench);
+    shifting_hit_ratio(&bench);
     replay_get_insert(&bench);
     sorted_search(&bench);
 }
@@ -125,33 +127,84 @@ fn zipf_hit_ratio(bench: &Bench) {
     }
     let requests = if bench.quick() { 1_000_000 } else { 3_000_000 };
     let keys = zipf_keys(1_000_000, 0.99, requests, 1);
+    hit_ratios(bench, &case, &keys);
+}
+
+/// Keys of a loop over 1.2x the capacity, far from the Zipf keys.
+const LOOP_BASE: u64 = 1 << 40;
+/// Keys of the sliding working set, far from both.
+const WINDOW_BASE: u64 = 1 << 41;
+
+/// Half a cyclic scan over 1.2x the capacity (which LRU and plain FIFO keep missing), half
+/// Zipf(0.99) over 1,000,000 keys, interleaved: the shape an admission filter is for.
+fn scan_mix_hit_ratio(bench: &Bench) {
+    let case = Case::new(
+        "cache/scan_mix_hit_ratio",
+        "hit ratio, capacity 10,000: half a cyclic scan over 12,000 keys, half Zipf(0.99) over 1,000,000 keys, interleaved, insert on miss",
+        Metric::Ratio,
+        "ratio",
+        "veza-cache",
+    )
+    .samples(3, 1);
+    if !bench.wants(case.id()) {
+        return;
+    }
+    let requests = if bench.quick() { 1_000_000 } else { 3_000_000 };
+    let zipf = zipf_keys(1_000_000, 0.99, requests / 2, 5);
+    let keys: Vec<u64> = zipf
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &z)| [LOOP_BASE + (i as u64 % 12_000), z])
+        .collect();
+    hit_ratios(bench, &case, &keys);
+}
+
+/// Zipf(0.99) for the first half (frequency wins), then a working set of 5,000 keys sliding
+/// forward by one key every 4 requests (recency wins): a cache must adapt half-way.
+fn shifting_hit_ratio(bench: &Bench) {
+    let case = Case::new(
+        "cache/shifting_hit_ratio",
+        "hit ratio, capacity 10,000: Zipf(0.99) over 1,000,000 keys for half the requests, then a 5,000-key working set sliding one key every 4 requests, insert on miss",
+        Metric::Ratio,
+        "ratio",
+        "veza-cache",
+    )
+    .samples(3, 1);
+    if !bench.wants(case.id()) {
+        return;
+    }
+    let requests = if bench.quick() { 1_000_000 } else { 3_000_000 };
+    let mut keys = zipf_keys(1_000_000, 0.99, requests / 2, 9);
+    let mut rng = SplitMix64::new(13);
+    keys.extend((0..requests / 2).map(|i| {
+        let start = i as u64 / 4;
+        WINDOW_BASE + start + rng.next_u64() % 5_000
+    }));
+    hit_ratios(bench, &case, &keys);
+}
+
+/// Replays `keys` (get, insert on miss) through a fresh cache of 10,000 of each contender,
+/// one thread: the hit ratio.
+fn hit_ratios(bench: &Bench, case: &Case, keys: &[u64]) {
     bench.run(
-        &case,
+        case,
         vec![
             Contender::new("veza-cache", || {
                 let cache = Cache::<u64, u64>::new(10_000).expect("cache");
-                ratio(&keys, |k| {
-                    let hit = cache.get(&k).is_some();
-                    if !hit {
-                        cache.insert(k, k);
-                    }
-                    hit
-                })
+                fill_ratio(keys, |k| cache.get(&k), |k| cache.insert(k, k))
             }),
             Contender::new("quick_cache", || {
                 let cache = quick_cache::sync::Cache::<u64, u64>::new(10_000);
-                ratio(&keys, |k| {
-                    let hit = cache.get(&k).is_some();
-                    if !hit {
-                        cache.insert(k, k);
-                    }
-                    hit
-                })
+                fill_ratio(keys, |k| cache.get(&k), |k| cache.insert(k, k))
+            }),
+            Contender::new("moka", || {
+                let cache = moka::sync::Cache::<u64, u64>::new(10_000);
+                fill_ratio(keys, |k| cache.get(&k), |k| cache.insert(k, k))
             }),
             Contender::new("lru", || {
                 let mut cache =
                     lru::LruCache::<u64, u64>::new(NonZeroUsize::new(10_000).expect("non-zero"));
-                ratio(&keys, |k| {
+                ratio(keys, |k| {
                     let hit = cache.get(&k).is_some();
                     if !hit {
                         cache.put(k, k);
@@ -208,6 +261,17 @@ fn replay(keys: &[u64], get: impl Fn(u64) -> Option<u64>, insert: impl Fn(u64)) 
         }
     }
     keys.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The hit ratio of `get`, then `insert` on a miss, over `keys`.
+fn fill_ratio(keys: &[u64], get: impl Fn(u64) -> Option<u64>, insert: impl Fn(u64)) -> f64 {
+    ratio(keys, |k| {
+        let hit = get(k).is_some();
+        if !hit {
+            insert(k);
+        }
+        hit
+    })
 }
 
 fn ratio(keys: &[u64], mut request: impl FnMut(u64) -> bool) -> f64 {
