@@ -561,7 +561,28 @@ mod tests {
             let _ = tokio::task::spawn_blocking(move || stopped.lock().unwrap().recv()).await;
         });
         rt.block_on(busy).unwrap();
-        let text = metrics.render();
+        // A worker hands its busy time to the runtime's metrics when it parks, a moment after
+        // the task ends: scrape until it shows (at most 5 s).
+        let busy_of = |text: &str| -> f64 {
+            ["0", "1"]
+                .iter()
+                .map(|w| {
+                    let prefix = format!("runtime_worker_busy_seconds_total{{worker=\"{w}\"}} ");
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(&prefix))
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or_else(|| panic!("worker {w} in {text}"))
+                })
+                .sum()
+        };
+        let mut text = metrics.render();
+        for _ in 0..100 {
+            if busy_of(&text) >= 0.25 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            text = metrics.render();
+        }
         stop.send(()).unwrap();
         rt.block_on(waiting).unwrap();
         assert!(first.contains("runtime_workers 2\n"), "{first}");
@@ -577,16 +598,7 @@ mod tests {
             .expect("alive tasks");
         assert!((1.0..=2.0).contains(&alive), "{alive} in {text}");
         assert!(text.contains("runtime_global_queue_depth "), "{text}");
-        let busy: f64 = ["0", "1"]
-            .iter()
-            .map(|w| {
-                let prefix = format!("runtime_worker_busy_seconds_total{{worker=\"{w}\"}} ");
-                text.lines()
-                    .find_map(|l| l.strip_prefix(&prefix))
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or_else(|| panic!("worker {w} in {text}"))
-            })
-            .sum();
+        let busy = busy_of(&text);
         assert!(busy >= 0.25, "{busy} s busy in {text}");
         let ratio: f64 = text
             .lines()
