@@ -114,18 +114,13 @@ fn two_threads(
 /// Hit ratio of a capacity-10,000 cache under Zipf(0.99) requests over 1,000,000 keys, filling
 /// on every miss.
 fn zipf_hit_ratio(bench: &Bench) {
-    let case = Case::new(
+    let Some((case, requests)) = ratio_case(
+        bench,
         "cache/zipf_hit_ratio",
         "hit ratio, Zipf(0.99) requests over 1,000,000 keys, capacity 10,000, insert on miss",
-        Metric::Ratio,
-        "ratio",
-        "veza-cache",
-    )
-    .samples(3, 1);
-    if !bench.wants(case.id()) {
+    ) else {
         return;
-    }
-    let requests = if bench.quick() { 1_000_000 } else { 3_000_000 };
+    };
     let keys = zipf_keys(1_000_000, 0.99, requests, 1);
     hit_ratios(bench, &case, &keys);
 }
@@ -138,18 +133,13 @@ const WINDOW_BASE: u64 = 1 << 41;
 /// Half a cyclic scan over 1.2x the capacity (which LRU and plain FIFO keep missing), half
 /// Zipf(0.99) over 1,000,000 keys, interleaved: the shape an admission filter is for.
 fn scan_mix_hit_ratio(bench: &Bench) {
-    let case = Case::new(
+    let Some((case, requests)) = ratio_case(
+        bench,
         "cache/scan_mix_hit_ratio",
         "hit ratio, capacity 10,000: half a cyclic scan over 12,000 keys, half Zipf(0.99) over 1,000,000 keys, interleaved, insert on miss",
-        Metric::Ratio,
-        "ratio",
-        "veza-cache",
-    )
-    .samples(3, 1);
-    if !bench.wants(case.id()) {
+    ) else {
         return;
-    }
-    let requests = if bench.quick() { 1_000_000 } else { 3_000_000 };
+    };
     let zipf = zipf_keys(1_000_000, 0.99, requests / 2, 5);
     let keys: Vec<u64> = zipf
         .iter()
@@ -162,18 +152,13 @@ fn scan_mix_hit_ratio(bench: &Bench) {
 /// Zipf(0.99) for the first half (frequency wins), then a working set of 5,000 keys sliding
 /// forward by one key every 4 requests (recency wins): a cache must adapt half-way.
 fn shifting_hit_ratio(bench: &Bench) {
-    let case = Case::new(
+    let Some((case, requests)) = ratio_case(
+        bench,
         "cache/shifting_hit_ratio",
         "hit ratio, capacity 10,000: Zipf(0.99) over 1,000,000 keys for half the requests, then a 5,000-key working set sliding one key every 4 requests, insert on miss",
-        Metric::Ratio,
-        "ratio",
-        "veza-cache",
-    )
-    .samples(3, 1);
-    if !bench.wants(case.id()) {
+    ) else {
         return;
-    }
-    let requests = if bench.quick() { 1_000_000 } else { 3_000_000 };
+    };
     let mut keys = zipf_keys(1_000_000, 0.99, requests / 2, 9);
     let mut rng = SplitMix64::new(13);
     keys.extend((0..requests / 2).map(|i| {
@@ -181,6 +166,14 @@ fn shifting_hit_ratio(bench: &Bench) {
         WINDOW_BASE + start + rng.next_u64() % 5_000
     }));
     hit_ratios(bench, &case, &keys);
+}
+
+/// A hit-ratio case (3 samples, 1 in a quick run: replays are deterministic) and its number of
+/// requests, when the filters want it.
+fn ratio_case(bench: &Bench, id: &str, what: &str) -> Option<(Case, usize)> {
+    let case = Case::new(id, what, Metric::Ratio, "ratio", "veza-cache").samples(3, 1);
+    let requests = if bench.quick() { 1_000_000 } else { 3_000_000 };
+    bench.wants(case.id()).then_some((case, requests))
 }
 
 /// Replays `keys` (get, insert on miss) through a fresh cache of 10,000 of each contender,

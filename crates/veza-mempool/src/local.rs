@@ -93,15 +93,11 @@ struct Private<T, P: Policy<T>> {
 
 /// A slot, whatever its pool's types.
 trait Slot {
-    fn pool_id(&self) -> u64;
     fn pool_gone(&self) -> bool;
     fn as_any(&mut self) -> &mut dyn Any;
 }
 
 impl<T: Send + 'static, P: Policy<T> + 'static> Slot for Private<T, P> {
-    fn pool_id(&self) -> u64 {
-        self.core.upgrade().map_or(0, |c| c.locals.id)
-    }
     fn pool_gone(&self) -> bool {
         self.core.strong_count() == 0
     }
@@ -231,9 +227,10 @@ pub(crate) fn put<T: Send + 'static, P: Policy<T> + 'static>(
     }
 }
 
-/// Empties this thread's slot for `core` now (a trim from this thread); other threads' slots
-/// see the new epoch on their next use.
-pub(crate) fn drain_own<T: Send + 'static, P: Policy<T> + 'static>(core: &Core<T, P>) -> Option<T> {
+/// A trim or a pressure change: moves `core` to a new epoch, which other threads' slots see on
+/// their next use, and empties this thread's slot now (its object is returned).
+pub(crate) fn new_epoch<T: Send + 'static, P: Policy<T> + 'static>(core: &Core<T, P>) -> Option<T> {
+    core.locals.epoch.fetch_add(1, Relaxed);
     SLOTS
         .try_with(|slots| {
             let mut slots = slots.try_borrow_mut().ok()?;
@@ -279,7 +276,6 @@ fn make<'a, T: Send + 'static, P: Policy<T> + 'static>(
         epoch,
         counts,
     };
-    debug_assert_eq!(private.pool_id(), core.locals.id);
     slots.push((core.locals.id, Box::new(private)));
     let (_, slot) = slots.last_mut().expect("just pushed");
     slot.as_any()

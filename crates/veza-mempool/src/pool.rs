@@ -234,12 +234,7 @@ impl<T: Send + 'static, P: Policy<T> + 'static> Pool<T, P> {
     /// give their object up the next time those threads use the pool, or when they end.
     pub fn trim_to(&self, keep: usize) {
         let count = self.s.shards.len();
-        let mut dropped = Vec::new();
-        self.s.locals.epoch.fetch_add(1, Relaxed);
-        if let Some(item) = local::drain_own(&self.s) {
-            self.s.count_discard(Discard::Trimmed);
-            dropped.push(item);
-        }
+        let mut dropped = self.s.new_epoch();
         for index in 0..count {
             let mut shard = self.s.shards.lock(index);
             let keep_here = share(keep, index, count);
@@ -499,18 +494,25 @@ impl<T: Send + 'static, P: Policy<T> + 'static> crate::budget::Attach for Pool<T
     }
 }
 
+impl<T: Send + 'static, P: Policy<T> + 'static> Core<T, P> {
+    /// A trim or a pressure change reaches the private slots ([`local::new_epoch`]): the
+    /// objects to drop (this thread's slot's, counted as trimmed), to go with the shards' own.
+    fn new_epoch(&self) -> Vec<T> {
+        let own = local::new_epoch(self);
+        if own.is_some() {
+            self.count_discard(Discard::Trimmed);
+        }
+        own.into_iter().collect()
+    }
+}
+
 impl<T: Send + 'static, P: Policy<T> + 'static> Trim for Core<T, P> {
     /// Private slots see the new caps through the epoch: this thread's is emptied now, the
     /// others' when their threads next use the pool or end.
     fn on_pressure(&self, pressure: Pressure) {
         self.pressure.store(pressure as u8, Relaxed);
-        self.locals.epoch.fetch_add(1, Relaxed);
         let count = self.shards.len();
-        let mut dropped = Vec::new();
-        if let Some(item) = local::drain_own(self) {
-            self.count_discard(Discard::Trimmed);
-            dropped.push(item);
-        }
+        let mut dropped = self.new_epoch();
         for index in 0..count {
             let mut shard = self.shards.lock(index);
             let cap = shard.caps[pressure as usize];

@@ -178,18 +178,11 @@ async fn route(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Byte
         if let Some(kind) = kind {
             return match seconds(req.uri().query()) {
                 Ok(secs) => profile(kind, secs).await,
-                Err(why) => plain_owned(StatusCode::BAD_REQUEST, why),
+                Err(why) => plain(StatusCode::BAD_REQUEST, why),
             };
         }
     }
     respond(metrics, req)
-}
-
-#[cfg(feature = "pprof")]
-fn plain_owned(status: StatusCode, text: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(text)));
-    *response.status_mut() = status;
-    response
 }
 
 fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -220,8 +213,9 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     response.unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n"))
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+/// A plain-text answer (the endpoint's errors, and the profiles' own).
+pub(crate) fn plain(status: StatusCode, text: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(text.into()));
     *response.status_mut() = status;
     response
 }

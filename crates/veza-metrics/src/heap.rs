@@ -46,6 +46,8 @@ use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body_util::Full;
 
+use crate::exporter::plain;
+
 /// jemalloc as a global allocator, built with its profiler (`tikv-jemallocator`).
 #[cfg(target_os = "linux")]
 pub use tikv_jemallocator::Jemalloc;
@@ -164,9 +166,5 @@ pub(crate) async fn profile() -> Response<Full<Bytes>> {
                 .body(Full::new(Bytes::from(format!("{e}\n"))))
         }
     };
-    response.unwrap_or_else(|_| {
-        let mut r = Response::new(Full::new(Bytes::from_static(b"response\n")));
-        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        r
-    })
+    response.unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response\n"))
 }

@@ -11,6 +11,8 @@ use http::{Response, StatusCode, header};
 use http_body_util::Full;
 use pprof::protos::Message as _;
 
+use crate::exporter::plain;
+
 /// The sampling frequency, in Hz (Go uses 100; 99 avoids lockstep with periodic work).
 const FREQUENCY: i32 = 99;
 /// The longest profile a request may ask for.
@@ -46,20 +48,17 @@ pub(crate) fn seconds(query: Option<&str>) -> Result<u64, String> {
 /// Profiles the process for `seconds` on a blocking thread and renders the result.
 pub(crate) async fn profile(kind: Kind, seconds: u64) -> Response<Full<Bytes>> {
     if RUNNING.swap(true, SeqCst) {
-        return text(
-            StatusCode::CONFLICT,
-            "a profile is already running\n".into(),
-        );
+        return plain(StatusCode::CONFLICT, "a profile is already running\n");
     }
     let result = tokio::task::spawn_blocking(move || run(kind, seconds)).await;
     RUNNING.store(false, SeqCst);
     match result {
         Ok(Ok(response)) => response,
-        Ok(Err(e)) => text(
+        Ok(Err(e)) => plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("profiling failed: {e}\n"),
         ),
-        Err(e) => text(
+        Err(e) => plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("profiling failed: {e}\n"),
         ),
@@ -100,12 +99,6 @@ fn run(kind: Kind, seconds: u64) -> Result<Response<Full<Bytes>>, String> {
         }
     };
     response.map_err(|e| e.to_string())
-}
-
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
 }
 
 #[cfg(test)]

@@ -8,10 +8,8 @@
 
 mod common;
 
-use std::io::Read;
 use std::process::Command;
 
-use pprof::protos::Message as _;
 use veza_metrics::heap::{Jemalloc, Status};
 
 #[global_allocator]
@@ -62,18 +60,7 @@ fn the_heap_profile_shows_a_known_allocation() {
     let exporter = common::metrics()
         .serve("127.0.0.1:0".parse().unwrap())
         .unwrap();
-    let (status, headers, body) = common::get(exporter.local_addr(), "/debug/pprof/heap", &[]);
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    assert!(
-        headers
-            .iter()
-            .any(|(n, v)| n == "content-type" && v == "application/octet-stream")
-    );
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(&body[..])
-        .read_to_end(&mut raw)
-        .unwrap();
-    let profile = pprof::protos::Profile::parse_from_bytes(&raw).unwrap();
+    let profile = common::get_pprof(exporter.local_addr(), "/debug/pprof/heap");
     let strings = &profile.string_table;
     let sample_type = &profile.sample_type[0];
     assert_eq!(strings[sample_type.ty as usize], "inuse_space");

@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::io::Read;
 use std::time::{Duration, Instant};
-
-use pprof::protos::Message as _;
 
 #[inline(never)]
 fn burn_cpu_for_profile(for_how_long: Duration) -> u64 {
@@ -32,18 +29,7 @@ fn a_profile_shows_the_busy_function_and_a_flamegraph_renders() {
     let addr = exporter.local_addr();
     let burner = std::thread::spawn(|| burn_cpu_for_profile(Duration::from_millis(3500)));
 
-    let (status, headers, body) = common::get(addr, "/debug/pprof/profile?seconds=1", &[]);
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    assert!(
-        headers
-            .iter()
-            .any(|(n, v)| n == "content-type" && v == "application/octet-stream")
-    );
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(&body[..])
-        .read_to_end(&mut raw)
-        .unwrap();
-    let profile = pprof::protos::Profile::parse_from_bytes(&raw).unwrap();
+    let profile = common::get_pprof(addr, "/debug/pprof/profile?seconds=1");
     assert!(!profile.sample.is_empty(), "no samples in the profile");
     assert!(
         profile

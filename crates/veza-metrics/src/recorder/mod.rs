@@ -204,12 +204,16 @@ enum Series {
 }
 
 impl Series {
+    /// Whether a handle outside the registry holds it (the registry holds two: its family's
+    /// entry and the by-key index).
     fn held_elsewhere(&self) -> bool {
-        match self {
-            Series::Counter(s) => Arc::strong_count(s) > 1,
-            Series::Gauge(s) => Arc::strong_count(s) > 1,
-            Series::Histogram(s) => Arc::strong_count(s) > 1,
-        }
+        const REGISTRY: usize = 2;
+        let count = match self {
+            Series::Counter(s) => Arc::strong_count(s),
+            Series::Gauge(s) => Arc::strong_count(s),
+            Series::Histogram(s) => Arc::strong_count(s),
+        };
+        count > REGISTRY
     }
 
     /// What changes when the series is recorded into (for idle expiry).
@@ -227,8 +231,7 @@ impl Series {
 }
 
 struct Entry {
-    /// `{a="1",b="2"}` with the global labels, or empty.
-    labels: String,
+    key: Key,
     series: Series,
     /// For idle expiry: the last fingerprint seen and since when.
     seen: Option<((u64, u64), Instant)>,
@@ -236,25 +239,24 @@ struct Entry {
 
 struct FamilyEntry {
     kind: Kind,
-    /// By label text, so a scrape is written in order without sorting.
-    series: BTreeMap<String, Key>,
+    /// By label text (`{a="1",b="2"}` with the global labels, or empty), so a scrape is
+    /// written in order without sorting.
+    series: BTreeMap<String, Entry>,
 }
 
 #[derive(Default)]
 struct Maps {
-    by_key: HashMap<Key, Entry>,
+    /// For registration: the series of a key, whatever its family.
+    by_key: HashMap<Key, Series>,
     families: BTreeMap<String, FamilyEntry>,
-}
-
-struct Description {
-    help: SharedString,
 }
 
 /// The storage behind a [`Recorder`], shared with the [`Metrics`](crate::Metrics) that
 /// renders it.
 pub(crate) struct Registry {
     maps: RwLock<Maps>,
-    descriptions: RwLock<HashMap<String, Description>>,
+    /// Help texts by metric name.
+    descriptions: RwLock<HashMap<String, SharedString>>,
     /// `name="value"` pairs added to every series.
     global: Vec<(String, String)>,
     buckets: BucketRules,
@@ -281,19 +283,20 @@ impl Registry {
         self.descriptions
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(name, Description { help: description });
+            .insert(name, description);
     }
 
     fn register(&self, key: &Key, kind: Kind) -> Option<Series> {
-        {
-            let maps = self.maps.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = maps.by_key.get(key) {
-                return Some(entry.series.clone()).filter(|s| kind_of(s) == kind);
-            }
+        let known = |maps: &Maps| {
+            let series = maps.by_key.get(key)?;
+            Some((kind_of(series) == kind).then(|| series.clone()))
+        };
+        if let Some(found) = known(&self.maps.read().unwrap_or_else(PoisonError::into_inner)) {
+            return found;
         }
         let mut maps = self.maps.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = maps.by_key.get(key) {
-            return Some(entry.series.clone()).filter(|s| kind_of(s) == kind);
+        if let Some(found) = known(&maps) {
+            return found;
         }
         let name = sanitize_name(key.name());
         if maps.families.get(&name).is_some_and(|f| f.kind != kind) {
@@ -329,15 +332,15 @@ impl Registry {
             kind,
             series: BTreeMap::new(),
         });
-        family.series.insert(labels.clone(), key.clone());
-        maps.by_key.insert(
-            key.clone(),
+        family.series.insert(
+            labels,
             Entry {
-                labels,
+                key: key.clone(),
                 series: series.clone(),
                 seen: None,
             },
         );
+        maps.by_key.insert(key.clone(), series.clone());
         Some(series)
     }
 
@@ -381,9 +384,6 @@ impl Registry {
             .unwrap_or_else(PoisonError::into_inner);
         let mut int = itoa::Buffer::new();
         for (name, family) in &maps.families {
-            if family.series.is_empty() {
-                continue;
-            }
             let family_name = match (format, family.kind) {
                 (Format::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
                 _ => name,
@@ -394,14 +394,11 @@ impl Registry {
                 _ => Cow::Borrowed(name.as_str()),
             };
             if let Some(d) = descriptions.get(name) {
-                write_meta(out, "HELP", family_name, &escape_help(&d.help, format));
+                write_meta(out, "HELP", family_name, &escape_help(d, format));
             }
             write_meta(out, "TYPE", family_name, family.kind.as_str());
-            for key in family.series.values() {
-                let Some(entry) = maps.by_key.get(key) else {
-                    continue;
-                };
-                let labels = entry.labels.as_str();
+            for (labels, entry) in &family.series {
+                let labels = labels.as_str();
                 match &entry.series {
                     Series::Counter(s) => {
                         out.push_str(&counter_sample);
@@ -434,30 +431,31 @@ impl Registry {
         let shards = Shards::now();
         let mut maps = self.maps.write().unwrap_or_else(PoisonError::into_inner);
         let mut gone = Vec::new();
-        for (key, entry) in &mut maps.by_key {
-            if entry.series.held_elsewhere() {
-                entry.seen = None;
-                continue;
-            }
-            let print = entry.series.fingerprint(&shards);
-            match entry.seen {
-                Some((last, since)) if last == print => {
-                    if now.saturating_duration_since(since) >= timeout {
-                        gone.push((key.clone(), entry.labels.clone()));
+        for family in maps.families.values_mut() {
+            family.series.retain(|_, entry| {
+                if entry.series.held_elsewhere() {
+                    entry.seen = None;
+                    return true;
+                }
+                let print = entry.series.fingerprint(&shards);
+                match entry.seen {
+                    Some((last, since)) if last == print => {
+                        let idle = now.saturating_duration_since(since) >= timeout;
+                        if idle {
+                            gone.push(entry.key.clone());
+                        }
+                        !idle
+                    }
+                    _ => {
+                        entry.seen = Some((print, now));
+                        true
                     }
                 }
-                _ => entry.seen = Some((print, now)),
-            }
+            });
         }
-        for (key, labels) in gone {
+        maps.families.retain(|_, family| !family.series.is_empty());
+        for key in gone {
             maps.by_key.remove(&key);
-            let name = sanitize_name(key.name());
-            if let Some(family) = maps.families.get_mut(&name) {
-                family.series.remove(&labels);
-                if family.series.is_empty() {
-                    maps.families.remove(&name);
-                }
-            }
         }
     }
 }

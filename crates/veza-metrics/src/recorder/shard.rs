@@ -118,9 +118,9 @@ pub(crate) enum Slots {
 }
 
 impl Slots {
-    /// `len` slots (at most [`CHUNK`]), zero in every shard.
+    /// `len` slots, zero in every shard (atomics of its own past [`CHUNK`]).
     pub(crate) fn new(len: usize) -> Slots {
-        debug_assert!(len > 0 && len <= CHUNK);
+        debug_assert!(len > 0);
         let mut state = state();
         if let Some(base) = state.freed.get_mut(&len).and_then(Vec::pop) {
             return Slots::Sharded { base, len };

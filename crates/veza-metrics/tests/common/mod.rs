@@ -119,3 +119,22 @@ pub(crate) fn pipe_through(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
 }
+
+/// `GET path` on a pprof endpoint: checks a 200 with `application/octet-stream`, then
+/// unzips and decodes the profile.
+pub(crate) fn get_pprof(addr: SocketAddr, path: &str) -> pprof::protos::Profile {
+    use pprof::protos::Message as _;
+    let (status, headers, body) = get(addr, path, &[]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        headers
+            .iter()
+            .any(|(n, v)| n == "content-type" && v == "application/octet-stream"),
+        "{headers:?}"
+    );
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    pprof::protos::Profile::parse_from_bytes(&raw).unwrap()
+}
