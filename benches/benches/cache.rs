@@ -5,7 +5,7 @@
 //! with its default hasher, std's `HashMap` (SipHash) behind `std::sync::RwLock`, `lru` with its
 //! capacity. Keys are `u64`, values `u64`.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::hint::black_box;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Barrier, RwLock};
@@ -26,6 +26,7 @@ fn main() {
     shifting_hit_ratio(&bench);
     replay_get_insert(&bench);
     sorted_search(&bench);
+    policy_table(&bench);
 }
 
 /// 100% hits on 100,000 entries from 2 threads; total lookups per second.
@@ -317,4 +318,139 @@ fn throughput(probes: &[u64], contains: impl Fn(u64) -> bool) -> f64 {
         .count();
     assert_eq!(found, probes.len() / 2, "half the probes are present");
     probes.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The policy simulator: every workload shape of issue #21 at capacities 1,000, 10,000 and
+/// 100,000, replayed (get, insert on miss; one thread, fixed seeds) through veza-cache,
+/// quick_cache, moka and LRU, beside the optimal hit ratio (Belady's MIN, which knows the
+/// future and may decline to cache). Prints a markdown table (and writes it to `policy.md`
+/// beside the bench records): hit ratios are deterministic, so this is a table, not samples.
+fn policy_table(bench: &Bench) {
+    if !bench.wants("cache/policy_table") {
+        return;
+    }
+    eprintln!("  cache/policy_table               4 caches x 6 shapes x 3 capacities, and MIN");
+    let mut md = String::from(
+        "| shape | capacity | veza-cache | quick_cache | moka | lru | optimal (MIN) | veza − best peer |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for capacity in [1_000usize, 10_000, 100_000] {
+        let requests = (capacity * 30).max(1_000_000) / if bench.quick() { 4 } else { 1 };
+        for (shape, keys) in shapes(capacity, requests) {
+            let cap = capacity as u64;
+            let veza = {
+                let cache = Cache::<u64, u64>::new(cap).expect("cache");
+                fill_ratio(&keys, |k| cache.get(&k), |k| cache.insert(k, k))
+            };
+            let quick = {
+                let cache = quick_cache::sync::Cache::<u64, u64>::new(capacity);
+                fill_ratio(&keys, |k| cache.get(&k), |k| cache.insert(k, k))
+            };
+            let moka = {
+                let cache = moka::sync::Cache::<u64, u64>::new(cap);
+                fill_ratio(&keys, |k| cache.get(&k), |k| cache.insert(k, k))
+            };
+            let lru = {
+                let mut cache =
+                    lru::LruCache::<u64, u64>::new(NonZeroUsize::new(capacity).expect("non-zero"));
+                ratio(&keys, |k| {
+                    let hit = cache.get(&k).is_some();
+                    if !hit {
+                        cache.put(k, k);
+                    }
+                    hit
+                })
+            };
+            let optimal = belady(&keys, capacity);
+            let best = quick.max(moka);
+            let line = format!(
+                "| {shape} | {capacity} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:+.1} |\n",
+                veza * 100.0,
+                quick * 100.0,
+                moka * 100.0,
+                lru * 100.0,
+                optimal * 100.0,
+                (veza - best) * 100.0,
+            );
+            eprint!("  {line}");
+            md.push_str(&line);
+        }
+    }
+    println!("\n{md}");
+    if let Some(records) = std::env::var_os("VEZA_BENCH_OUT") {
+        let path = std::path::Path::new(&records).with_file_name("policy.md");
+        if let Err(err) = std::fs::write(&path, &md) {
+            eprintln!("  cache/policy_table: cannot write {}: {err}", path.display());
+        }
+    }
+}
+
+/// The workload shapes at `capacity`, `requests` each (seeds fixed).
+fn shapes(capacity: usize, requests: usize) -> Vec<(&'static str, Vec<u64>)> {
+    let cap = capacity as u64;
+    let loop_len = cap * 12 / 10;
+    let half = requests / 2;
+    let sliding = |seed: u64, n: usize| -> Vec<u64> {
+        // A working set of half the capacity sliding one key every 4 requests.
+        let mut rng = SplitMix64::new(seed);
+        (0..n)
+            .map(|i| WINDOW_BASE + i as u64 / 4 + rng.next_u64() % (cap / 2))
+            .collect()
+    };
+    let scan_mix: Vec<u64> = zipf_keys(1_000_000, 0.99, half, 5)
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &z)| [LOOP_BASE + i as u64 % loop_len, z])
+        .collect();
+    let mut shifting = zipf_keys(1_000_000, 0.99, half, 9);
+    shifting.extend(sliding(13, half));
+    vec![
+        ("Zipf 0.8", zipf_keys(1_000_000, 0.8, requests, 21)),
+        ("Zipf 0.99", zipf_keys(1_000_000, 0.99, requests, 1)),
+        ("Zipf 1.2", zipf_keys(1_000_000, 1.2, requests, 23)),
+        ("loop 1.2x + Zipf", scan_mix),
+        ("sliding window", sliding(17, requests)),
+        ("Zipf, then sliding", shifting),
+    ]
+}
+
+/// Belady's MIN: on a miss with the cache full, drop the key reused furthest in the future
+/// (or do not cache the new key, if it is that one). The best hit ratio any policy can reach.
+fn belady(keys: &[u64], capacity: usize) -> f64 {
+    // next[i]: the next request of keys[i] after i (usize::MAX: never).
+    let mut next = vec![usize::MAX; keys.len()];
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for (i, &k) in keys.iter().enumerate().rev() {
+        if let Some(j) = seen.insert(k, i) {
+            next[i] = j;
+        }
+    }
+    // Resident keys with their next use; the heap holds (next use, key), stale pairs skipped.
+    let mut resident: HashMap<u64, usize> = HashMap::with_capacity(capacity);
+    let mut heap: BinaryHeap<(usize, u64)> = BinaryHeap::with_capacity(capacity * 2);
+    let mut hits = 0usize;
+    for (i, &k) in keys.iter().enumerate() {
+        if resident.contains_key(&k) {
+            hits += 1;
+        } else if resident.len() >= capacity {
+            // Find the furthest live pair.
+            let furthest = loop {
+                let (at, key) = *heap.peek().expect("a full cache has entries");
+                if resident.get(&key) == Some(&at) {
+                    break at;
+                }
+                heap.pop();
+            };
+            if next[i] >= furthest {
+                continue; // the new key is the furthest: do not cache it
+            }
+            let (_, key) = heap.pop().expect("peeked");
+            resident.remove(&key);
+        }
+        resident.insert(k, next[i]);
+        heap.push((next[i], k));
+        if heap.len() > capacity * 4 {
+            heap.retain(|&(at, key)| resident.get(&key) == Some(&at));
+        }
+    }
+    hits as f64 / keys.len() as f64
 }
