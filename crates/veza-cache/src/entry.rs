@@ -1,4 +1,4 @@
-//! What the cache stores per key, and how it is weighed.
+//! What the cache stores per key, how it is weighed, and the hook that counts evictions.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use veza_core::SharedError;
 
+use crate::stats::{Counters, Event};
 
 /// A stored value, a cached absence (negative caching), or the error of a load that failed,
 /// kept just long enough to hand it to the callers waiting on that load.
@@ -90,14 +91,28 @@ pub(crate) type WeighFn<K, V> = Arc<dyn Fn(&K, &V) -> u64 + Send + Sync>;
 #[derive(Clone)]
 pub(crate) struct Weigher<K, V>(pub(crate) Option<WeighFn<K, V>>);
 
-impl<K, V> Weigher<K, V> {
-    /// The weight of `slot` under `key`.
+impl<K, V> quick_cache::Weighter<K, Slot<V>> for Weigher<K, V> {
     #[inline]
-    pub(crate) fn weigh(&self, key: &K, slot: &Slot<V>) -> u64 {
+    fn weight(&self, key: &K, slot: &Slot<V>) -> u64 {
         match (&self.0, slot) {
             (Some(weigh), Slot::Value { value, .. }) => weigh(key, value).max(1),
             _ => 1,
         }
+    }
+}
+
+/// Counts entries evicted to respect the capacity.
+#[derive(Clone)]
+pub(crate) struct Hooks {
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl<K, V> quick_cache::Lifecycle<K, Slot<V>> for Hooks {
+    type RequestState = ();
+
+    #[inline]
+    fn on_evict(&self, _state: &mut (), _key: K, _slot: Slot<V>) {
+        self.counters.add(Event::EvictSize, 1);
     }
 }
 
