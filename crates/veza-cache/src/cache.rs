@@ -7,13 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use quick_cache::Equivalent;
+use equivalent::Equivalent;
 use veza_core::publish::{Late, Publish};
 use veza_core::{CacheStats, Observe};
 
 use crate::config::CacheBuilder;
-use crate::entry::{Hooks, Idle, NEVER, Slot, Weigher, deadline, nanos};
+use crate::entry::{Idle, NEVER, Slot, Weigher, deadline, nanos};
+use crate::flight::Flights;
+use crate::listen::{Listener, RemovalCause};
 use crate::stats::{CacheMetrics, Counters, Event};
+use crate::store::Store;
 
 /// What a lookup found.
 pub(crate) enum Lookup<V> {
@@ -25,21 +28,20 @@ pub(crate) enum Lookup<V> {
     Missing,
 }
 
-pub(crate) type Inner<K, V> =
-    quick_cache::sync::Cache<K, Slot<V>, Weigher<K, V>, quick_cache::DefaultHashBuilder, Hooks>;
-
 /// A bounded, concurrent, in-process cache.
 ///
-/// Backed by [`quick_cache`] (S3-FIFO eviction, sharded read-write locks): a hit takes a
-/// shard's read lock, clones the value, and adds one to a hit counter only the calling thread
-/// writes. Values are cloned on every read, so wrap large ones in `Arc`.
+/// Sharded read-write locks over hash tables, evicting by W-TinyLFU with an adaptive window
+/// (Caffeine's policy; see the crate documentation): a hit takes a shard's read lock, clones
+/// the value, adds one to the entry's popularity count and one to a hit counter only the
+/// calling thread writes. Values are cloned on every read, so wrap large ones in `Arc`.
 ///
 /// - Capacity in entries, or in weight with a weigher ([`CacheBuilder::max_weight`]). The
-///   capacity is split evenly over quick_cache's shards (4 per core, fewer for small caches,
-///   at least 32 entries each), and each shard evicts once its own share is full. So a cache
-///   of `n` holds a little under `n` distinct keys when the keys do not spread perfectly
-///   evenly: 964 after 1,000 distinct inserts into a cache of 1,000 on 2 cores (8 shards).
-///   Never more than `n`. Size it a few percent above the working set that must fit.
+///   capacity is split evenly over the shards ([`CacheBuilder::shards`]; by default 4 per
+///   core, fewer so each holds at least 256 entries), and each shard evicts once its own
+///   share is full. So a cache of `n` never holds more than `n`, and holds a little under `n`
+///   distinct keys when the keys do not spread perfectly evenly over the shards; with one
+///   shard it holds exactly `n`. The policy may also decline to keep a new key that is less
+///   popular than the one it would push out (that is what keeps scans from flushing it).
 /// - Time to live, checked lazily on read: an expired entry is a miss, removed then (counted
 ///   as an `expired` eviction), or pushed out by newer entries.
 /// - Single-flight loading ([`get_or_load`](Cache::get_or_load) and its `try_`, `_opt` and
@@ -63,7 +65,9 @@ impl<K, V> Clone for Cache<K, V> {
 
 /// What the clones of a cache share.
 pub(crate) struct Shared<K, V> {
-    pub(crate) inner: Inner<K, V>,
+    pub(crate) store: Store<K, V>,
+    pub(crate) flights: Flights<K, V>,
+    pub(crate) listener: Option<Listener<K, V>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) ttl: Option<Duration>,
     pub(crate) idle: Option<Idle>,
@@ -98,27 +102,23 @@ where
 
     pub(crate) fn from_builder(b: CacheBuilder<K, V>) -> Cache<K, V> {
         let counters = Arc::new(Counters::new());
-        let estimated = b
+        let entries = b
             .estimated_entries
-            .unwrap_or(usize::try_from(b.capacity).unwrap_or(usize::MAX));
-        let mut options = quick_cache::OptionsBuilder::new();
-        options
-            .estimated_items_capacity(estimated)
-            .weight_capacity(b.capacity);
-        if let Some(shards) = b.shards {
-            options.shards(shards);
-        }
-        let options = options.build().expect("capacity and estimate are set");
-        let inner = Inner::with_options(
-            options,
+            .map_or(b.capacity, |e| u64::try_from(e).unwrap_or(u64::MAX))
+            .max(1);
+        let shards = crate::store::shard_count(b.shards, b.capacity, entries);
+        let store = Store::new(
+            b.capacity,
+            entries,
+            shards,
             Weigher(b.weigher.clone()),
-            quick_cache::DefaultHashBuilder::default(),
-            Hooks {
-                counters: counters.clone(),
-            },
+            counters.clone(),
+            b.listener.clone(),
         );
         let shared = Arc::new(Shared {
-            inner,
+            store,
+            flights: Flights::new(shards),
+            listener: b.listener,
             counters,
             ttl: b.ttl,
             idle: b.tti.map(|limit| Idle {
@@ -161,7 +161,7 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        match self.s.inner.get(key) {
+        match self.s.store.get(key) {
             None => Lookup::Missing,
             Some(slot) => self.classify(key, slot),
         }
@@ -217,14 +217,14 @@ where
     /// Stores `value` under `key`, replacing any previous value; the time to live starts now.
     /// A value heavier than a shard's share of the capacity is not kept.
     pub fn insert(&self, key: K, value: V) {
-        self.s.inner.insert(key, self.value_slot(value, self.s.ttl));
+        self.s.store.insert(key, self.value_slot(value, self.s.ttl));
         self.s.counters.add(Event::Insert, 1);
     }
 
     /// Like [`insert`](Cache::insert) with this entry's own time to live instead of the
     /// cache's (per-entry expiry).
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
-        self.s.inner.insert(key, self.value_slot(value, Some(ttl)));
+        self.s.store.insert(key, self.value_slot(value, Some(ttl)));
         self.s.counters.add(Event::Insert, 1);
     }
 
@@ -256,7 +256,7 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        let removed = self.s.inner.remove(key).is_some();
+        let removed = self.s.store.remove_if(key, RemovalCause::Invalidated, |_| true);
         if removed {
             self.s.counters.add(Event::EvictExplicit, 1);
         }
@@ -265,42 +265,32 @@ where
 
     /// Removes every entry for which `predicate(key, value)` is true.
     pub fn invalidate_if(&self, predicate: impl Fn(&K, &V) -> bool) {
-        let removed = AtomicU64::new(0);
-        self.s.inner.retain(|k, slot| {
-            let drop = match slot {
-                Slot::Value { value, .. } => predicate(k, value),
-                Slot::Absent { .. } | Slot::Failed(_) => false,
-            };
-            if drop {
-                removed.fetch_add(1, Relaxed);
-            }
-            !drop
+        let removed = self.s.store.retain(|k, slot| match slot {
+            Slot::Value { value, .. } => !predicate(k, value),
+            Slot::Absent { .. } | Slot::Failed(_) => true,
         });
-        self.s
-            .counters
-            .add(Event::EvictExplicit, removed.load(Relaxed));
+        self.s.counters.add(Event::EvictExplicit, removed);
     }
 
     /// Removes every entry.
     pub fn invalidate_all(&self) {
-        let before = self.s.inner.len() as u64;
-        self.s.inner.clear();
-        self.s.counters.add(Event::EvictExplicit, before);
+        let removed = self.s.store.retain(|_, _| false);
+        self.s.counters.add(Event::EvictExplicit, removed);
     }
 
     /// Entries held now (values, cached absences).
     pub fn len(&self) -> usize {
-        self.s.inner.len()
+        self.s.store.len()
     }
 
     /// Whether the cache holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.s.inner.is_empty()
+        self.s.store.len() == 0
     }
 
     /// The total weight held (the entry count without a weigher).
     pub fn weighted_size(&self) -> u64 {
-        self.s.inner.weight()
+        self.s.store.weight()
     }
 
     /// The cache's name, its metrics' `cache` label.
@@ -319,7 +309,7 @@ where
         };
         let capacity = ((self.s.capacity as f64 * fraction) as u64).max(1);
         self.s.current_capacity.store(capacity, Relaxed);
-        self.s.inner.set_capacity(capacity);
+        self.s.store.set_capacity(capacity);
     }
 
     /// Removes `key` if it is (still) an expired entry.
@@ -330,30 +320,36 @@ where
         let now = Instant::now();
         if self
             .s
-            .inner
-            .remove_if(key, |slot| slot.expired(now, self.s.idle))
-            .is_some()
+            .store
+            .remove_if(key, RemovalCause::Expired, |slot| {
+                slot.expired(now, self.s.idle)
+            })
         {
             self.s.counters.add(Event::EvictExpired, 1);
         }
     }
 
-    /// How many shards the capacity is split over ([`CacheBuilder::shards`]).
-    pub fn shards(&self) -> usize {
-        self.s.inner.num_shards()
+    /// The entries (keys and values, not cached absences) held now and not expired, to
+    /// persist a cache and warm it after a restart. Weakly consistent: the shards are copied
+    /// one at a time under their read lock, so an entry inserted or removed meanwhile may or
+    /// may not be seen; reading does not count as a hit.
+    pub fn iter(&self) -> Iter<K, V> {
+        Iter {
+            cache: self.clone(),
+            shard: 0,
+            batch: Vec::new().into_iter(),
+        }
     }
 
-    /// The values held now and not expired, with their keys (cached absences are not
-    /// values), to persist a cache and warm another after a restart. Weakly consistent: the
-    /// shards are read one at a time, so an entry inserted or removed meanwhile may or may not
-    /// be seen. Reading does not count as a hit and does not touch the eviction policy.
-    pub fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
-        let now = Instant::now();
-        let idle = self.s.idle;
-        self.s.inner.iter().filter_map(move |(k, slot)| match slot {
-            Slot::Value { ref value, .. } if !slot.expired(now, idle) => Some((k, value.clone())),
-            _ => None,
-        })
+    /// How many shards the capacity is split over ([`CacheBuilder::shards`]).
+    pub fn shards(&self) -> usize {
+        self.s.store.shard_count()
+    }
+
+    /// How many calls of the eviction listener panicked (each panic is caught, counted and
+    /// the next removal delivered as usual).
+    pub fn listener_panics(&self) -> u64 {
+        self.s.listener.as_ref().map_or(0, Listener::panics)
     }
 
     /// Statistics now; also publishes them as metrics.
@@ -383,8 +379,8 @@ where
         s.evictions_explicit = c.total(Event::EvictExplicit);
         s.loads = c.total(Event::Load);
         s.load_failures = c.total(Event::LoadFailure);
-        s.entries = self.inner.len() as u64;
-        s.weighted_size = self.inner.weight();
+        s.entries = self.store.len() as u64;
+        s.weighted_size = self.store.weight();
         s.capacity = self.current_capacity.load(Relaxed);
         self.metrics.get().publish(&s);
         s
@@ -423,9 +419,54 @@ where
         f.debug_struct("Cache")
             .field("name", &self.s.name)
             .field("capacity", &self.s.capacity)
-            .field("entries", &self.s.inner.len())
-            .field("shards", &self.s.inner.num_shards())
+            .field("entries", &self.s.store.len())
+            .field("shards", &self.s.store.shard_count())
             .field("ttl", &self.s.ttl)
             .finish_non_exhaustive()
+    }
+}
+
+/// The iterator of [`Cache::iter`]: owned copies of the keys and values.
+pub struct Iter<K, V> {
+    cache: Cache<K, V>,
+    shard: usize,
+    batch: std::vec::IntoIter<(K, V)>,
+}
+
+impl<K, V> Iterator for Iter<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<(K, V)> {
+        loop {
+            if let Some(entry) = self.batch.next() {
+                return Some(entry);
+            }
+            let s = &self.cache.s;
+            if self.shard >= s.store.shard_count() {
+                return None;
+            }
+            let now = Instant::now();
+            let idle = s.idle;
+            self.batch = s
+                .store
+                .collect(self.shard, |k, slot| match slot {
+                    Slot::Value { value, .. } if !slot.expired(now, idle) => {
+                        Some((k.clone(), value.clone()))
+                    }
+                    _ => None,
+                })
+                .into_iter();
+            self.shard += 1;
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for Iter<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").field("shard", &self.shard).finish_non_exhaustive()
     }
 }

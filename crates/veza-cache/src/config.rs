@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cache::Cache;
 use crate::entry::WeighFn;
 use crate::error::ConfigError;
+use crate::listen::{Listener, RemovalCause};
 
 /// A cache's settings as a value, for configuration files: a cache bounded by entries.
 /// Apply it with [`CacheBuilder::config`] (then, for a byte bound, call
@@ -42,8 +43,9 @@ pub struct Config {
     /// "Not found" answers are cached this long. Default none (not cached).
     #[cfg_attr(feature = "serde", serde(with = "veza_core::duration::human::option"))]
     pub negative_ttl: Option<Duration>,
-    /// Split the capacity over this many shards. Default: quick_cache's (4 per core, fewer
-    /// for small caches). See [`CacheBuilder::shards`].
+    /// Split the capacity over this many shards (rounded up to a power of two). Default: 4
+    /// per core, fewer so each shard holds at least 256 entries. See
+    /// [`CacheBuilder::shards`].
     pub shards: Option<usize>,
 }
 
@@ -99,6 +101,7 @@ pub struct CacheBuilder<K, V> {
     pub(crate) tti: Option<Duration>,
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) shards: Option<usize>,
+    pub(crate) listener: Option<Listener<K, V>>,
 }
 
 impl<K, V> Default for CacheBuilder<K, V> {
@@ -112,6 +115,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
             tti: None,
             negative_ttl: None,
             shards: None,
+            listener: None,
         }
     }
 }
@@ -169,15 +173,28 @@ where
         self
     }
 
-    /// Splits the capacity over this many shards, each with its own lock and its own share
-    /// of the capacity (quick_cache rounds it up to a power of two, and lowers it while a
-    /// shard would hold fewer than 32 entries). More shards, less lock contention between
-    /// threads; fewer, a capacity honoured more exactly and an eviction policy that sees
-    /// more of the traffic: one shard holds exactly `n` distinct keys in a cache of `n`.
-    /// Default: 4 per core (8 on 2 cores), which also makes the hit ratio depend a little on
-    /// the machine; set it to make it reproducible.
+    /// Splits the capacity over `shards` independent shards, each with its own lock and its
+    /// own eviction policy (rounded up to a power of two, at most 65,536, and fewer if the
+    /// capacity is smaller). More shards, less lock contention between threads; fewer, a
+    /// capacity honoured more exactly (one shard: exactly `n` distinct keys fit in a cache of
+    /// `n`) and a policy that sees more of the traffic. Default: 4 per core, halved while a
+    /// shard would hold fewer than 256 entries (8 shards for 10,000 entries on 2 cores).
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
+        self
+    }
+
+    /// Calls `listener(key, value, cause)` for every value that leaves the cache: evicted for
+    /// capacity, expired (found on a read), invalidated, or replaced by an insert. Cached
+    /// absences are not values and are not reported. The calls happen after the shard's lock
+    /// is released, on the thread whose call removed the entries (an insert that evicts, a
+    /// read that finds an entry expired, an invalidation); a hit never calls it. A panic in
+    /// the listener is caught and counted ([`Cache::listener_panics`]).
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Listener::new(listener));
         self
     }
 
@@ -216,6 +233,7 @@ impl<K, V> fmt::Debug for CacheBuilder<K, V> {
             .field("tti", &self.tti)
             .field("negative_ttl", &self.negative_ttl)
             .field("shards", &self.shards)
+            .field("listener", &self.listener.is_some())
             .finish()
     }
 }

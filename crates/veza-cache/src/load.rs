@@ -1,22 +1,22 @@
 //! Single-flight loading: concurrent misses on one key run one loader; its value, absence or
 //! error reaches every caller that waited.
 //!
-//! Built on quick_cache's placeholders: the first caller to miss gets a guard and loads; the
-//! others wait on the guard. A value is inserted through the guard. An error (or an absence
-//! that is not cached) is inserted as a short-lived slot, which hands it to the waiters, and
-//! removed at once, so the next call loads again. A loader that panics, or whose future is
-//! dropped, drops its guard: the waiters wake and one of them loads (the trap of moka issue
-//! #240 does not apply).
+//! Built on the registry of loads in flight (module `flight`): the first caller to miss leads
+//! the load; the others wait for it. A value (or a cached absence) is stored in the cache,
+//! then handed to the waiters; an error, or an absence that is not cached, is only handed to
+//! them, so the next call loads again. A loader that panics, or whose future is dropped,
+//! abandons its flight: the waiters wake and one of them loads (the trap of moka issue #240
+//! does not apply).
 
 use std::future::Future;
 use std::hash::Hash;
 use std::time::Instant;
 
-use quick_cache::sync::GuardResult;
 use veza_core::{BoxError, SharedError};
 
 use crate::cache::{Cache, Lookup};
-use crate::entry::Slot;
+use crate::entry::{NEVER, Slot};
+use crate::flight::{Joined, Lead};
 use crate::stats::Event;
 
 impl<K, V> Cache<K, V>
@@ -126,8 +126,9 @@ where
             .0
     }
 
-    /// Loads through a placeholder guard. `load` is taken only if this caller loads; when it
-    /// is still there afterwards, the outcome came from a cached entry or another caller's load.
+    /// Loads through the registry of flights. `load` is taken only if this caller loads; when
+    /// it is still there afterwards, the outcome came from a cached entry or another caller's
+    /// load.
     fn load_blocking<F>(
         &self,
         key: &K,
@@ -140,22 +141,21 @@ where
             return (found, Source::Hit);
         }
         self.s.counters.add(Event::Miss, 1);
+        let hash = self.s.store.hash(key);
         loop {
-            match self.s.inner.get_value_or_guard(key, None) {
-                GuardResult::Value(slot) => match self.settle(key, slot) {
-                    Some(outcome) => return (outcome, Source::Coalesced),
-                    None => continue, // expired meanwhile
-                },
-                GuardResult::Guard(guard) => {
+            let slot = match self.s.flights.join(hash, key, || self.s.store.get(key)) {
+                Joined::Found(slot) => Some(slot),
+                Joined::Wait(flight) => flight.wait(),
+                Joined::Lead(lead) => {
                     let load = load.take().expect("we load at most once");
                     self.s.counters.add(Event::Load, 1);
                     let outcome = load();
-                    let outcome = self.finish(key, outcome, |slot| {
-                        let _ = guard.insert(slot);
-                    });
-                    return (outcome, Source::Loaded);
+                    return (self.finish(key, outcome, lead), Source::Loaded);
                 }
-                GuardResult::Timeout => unreachable!("no timeout was given"),
+            };
+            // Abandoned, or expired meanwhile: go again (and perhaps lead).
+            if let Some(outcome) = slot.and_then(|slot| self.settle(key, slot)) {
+                return (outcome, Source::Coalesced);
             }
         }
     }
@@ -173,21 +173,20 @@ where
             return (found, Source::Hit);
         }
         self.s.counters.add(Event::Miss, 1);
+        let hash = self.s.store.hash(key);
         loop {
-            match self.s.inner.get_value_or_guard_async(key).await {
-                Ok(slot) => match self.settle(key, slot) {
-                    Some(outcome) => return (outcome, Source::Coalesced),
-                    None => continue,
-                },
-                Err(guard) => {
+            let slot = match self.s.flights.join(hash, key, || self.s.store.get(key)) {
+                Joined::Found(slot) => Some(slot),
+                Joined::Wait(flight) => flight.wait_async().await,
+                Joined::Lead(lead) => {
                     let load = load.take().expect("we load at most once");
                     self.s.counters.add(Event::Load, 1);
                     let outcome = load.await;
-                    let outcome = self.finish(key, outcome, |slot| {
-                        let _ = guard.insert(slot);
-                    });
-                    return (outcome, Source::Loaded);
+                    return (self.finish(key, outcome, lead), Source::Loaded);
                 }
+            };
+            if let Some(outcome) = slot.and_then(|slot| self.settle(key, slot)) {
+                return (outcome, Source::Coalesced);
             }
         }
     }
@@ -213,32 +212,31 @@ where
         }
     }
 
-    /// Stores the outcome of our load through `insert` (the guard) and returns it.
+    /// Stores the outcome of our load (a value, or an absence with a negative time to live),
+    /// hands it to the waiters and returns it.
     fn finish(
         &self,
         key: &K,
         outcome: Result<Option<V>, SharedError>,
-        insert: impl FnOnce(Slot<V>),
+        lead: Lead<'_, K, V>,
     ) -> Result<Option<V>, SharedError> {
-        match &outcome {
+        // What to store in the cache and hand to the waiters.
+        let (stored, handed) = match &outcome {
             Ok(Some(value)) => {
-                insert(self.value_slot(value.clone(), self.s.ttl));
                 self.s.counters.add(Event::Insert, 1);
+                let slot = self.value_slot(value.clone(), self.s.ttl);
+                (Some(slot.clone()), slot)
             }
             Ok(None) => match self.s.negative_ttl {
                 // A negative time to live too long to count never expires.
-                Some(ttl) => insert(Slot::Absent {
-                    expires: crate::entry::deadline(Instant::now(), ttl),
-                }),
-                None => {
-                    // Hand "absent" to the waiters, then forget it.
-                    insert(Slot::Absent {
-                        expires: crate::entry::nanos(Instant::now()),
-                    });
-                    self.s.inner.remove_if(key, |s| {
-                        matches!(s, Slot::Absent { .. }) && s.expired(Instant::now(), None)
-                    });
+                Some(ttl) => {
+                    let slot = Slot::Absent {
+                        expires: crate::entry::deadline(Instant::now(), ttl),
+                    };
+                    (Some(slot.clone()), slot)
                 }
+                // Hand "absent" to the waiters only.
+                None => (None, Slot::Absent { expires: NEVER }),
             },
             Err(err) => {
                 self.s.counters.add(Event::LoadFailure, 1);
@@ -249,12 +247,13 @@ where
                     error = %err,
                     "cache load failed",
                 );
-                insert(Slot::Failed(err.clone()));
-                self.s
-                    .inner
-                    .remove_if(key, |s| matches!(s, Slot::Failed(_)));
+                (None, Slot::Failed(err.clone()))
             }
+        };
+        if let Some(slot) = stored {
+            self.s.store.insert(key.clone(), slot);
         }
+        lead.finish(handed);
         // No stats pass here: the metrics are published at each scrape (veza_core::publish).
         outcome
     }
