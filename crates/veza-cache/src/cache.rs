@@ -30,18 +30,20 @@ pub(crate) enum Lookup<V> {
 
 /// A bounded, concurrent, in-process cache.
 ///
-/// Sharded read-write locks over hash tables, evicting by W-TinyLFU with an adaptive window
-/// (Caffeine's policy; see the crate documentation): a hit takes a shard's read lock, clones
-/// the value, adds one to the entry's popularity count and one to a hit counter only the
-/// calling thread writes. Values are cloned on every read, so wrap large ones in `Arc`.
+/// Sharded read-write locks over hash tables, evicting by S3-FIFO with a frequency contest at
+/// the door of its main queue (see the crate documentation): a hit takes a shard's read lock,
+/// clones the value, credits the entry with a read (a load and a store) and adds one to a hit
+/// counter only the calling thread writes. Values are cloned on every read, so wrap large ones
+/// in `Arc`.
 ///
 /// - Capacity in entries, or in weight with a weigher ([`CacheBuilder::max_weight`]). The
 ///   capacity is split evenly over the shards ([`CacheBuilder::shards`]; by default 4 per
 ///   core, fewer so each holds at least 256 entries), and each shard evicts once its own
 ///   share is full. So a cache of `n` never holds more than `n`, and holds a little under `n`
 ///   distinct keys when the keys do not spread perfectly evenly over the shards; with one
-///   shard it holds exactly `n`. The policy may also decline to keep a new key that is less
-///   popular than the one it would push out (that is what keeps scans from flushing it).
+///   shard it holds exactly `n`. A new key is always stored, but once the cache is full it
+///   starts in a small probation queue (3% of the capacity) and leaves soon unless it is read
+///   there, comes back soon after, or proves more popular than what it would replace.
 /// - Time to live, checked lazily on read: an expired entry is a miss, removed then (counted
 ///   as an `expired` eviction), or pushed out by newer entries.
 /// - Single-flight loading ([`get_or_load`](Cache::get_or_load) and its `try_`, `_opt` and

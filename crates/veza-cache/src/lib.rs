@@ -41,15 +41,17 @@
 //!
 //! The cache runs on its own store (module `store`): sharded hash tables under read-write
 //! locks, so a hit costs a read lock, a table probe, and a load and a store on the entry's
-//! popularity count, like quick_cache and far from moka's read path (about a microsecond,
-//! slower than the guide's `RwLock<HashMap>`; `cargo xtask bench --filter cache`). Its
-//! eviction policy is W-TinyLFU with an adaptive window, Caffeine's: new keys enter a small
-//! window; when the cache is full the window's oldest competes with the main space's oldest,
-//! and a frequency sketch admits it only if it was requested more often lately. A scan of
-//! keys seen once cannot flush the popular ones (where quick_cache's S3-FIFO and LRU lose),
-//! and the window grows by hill climbing on the hit ratio when the traffic favours recency
-//! (where moka's fixed 1% window loses). The hit ratios of every shape against quick_cache,
-//! moka and LRU are in `docs/benchmarks.md` and the decision in `docs/architecture.md`.
+//! read credit, like quick_cache and far from moka's read path (about a microsecond, slower
+//! than the guide's `RwLock<HashMap>`; `cargo xtask bench --filter cache`). Its eviction
+//! policy is quick_cache's S3-FIFO, kept step for step (new keys in a small cold queue once
+//! the cache is full; read there or back soon after leaving, they move to the hot queue, a
+//! CLOCK), plus a door: a cold entry that was not read in time still enters hot if a
+//! frequency sketch (TinyLFU's) says it was requested clearly more often lately than hot's
+//! next victim. So recency-heavy traffic gets S3-FIFO's hit ratio (where moka's admission
+//! filter loses up to 35 points), and a key that comes back at a steady pace too slow for
+//! the cold queue (a loop longer than the cache) is kept on its frequency (where S3-FIFO and
+//! LRU lose). The hit ratios of every shape against quick_cache, moka and LRU are in
+//! `docs/benchmarks.md`, the decision and what was tried in `docs/architecture.md`.
 //!
 //! What the peers lack, this crate adds: statistics, time to live (cache-wide or per entry)
 //! and time to idle, both checked on read, shared errors for single flight, negative caching,

@@ -97,10 +97,10 @@ const EMPTY: Queue = Queue {
     len: 0,
 };
 
-/// Keys that left cold lately, as two generations of Bloom filters (two bits a key, 16 bits
-/// a key per generation: about 1.4% false positives each). A departure goes into the young
-/// generation; when it holds half the ghosts, the old one is cleared and they swap. So the
-/// last `cap / 2` to `cap` departures are remembered, for a few bits each and no table.
+/// Keys that left cold lately, as two generations of Bloom filters (three bits a key, 32 bits
+/// a key per generation: under 0.1% false positives each). A departure goes into the young
+/// generation; when it is full, the old one is cleared and they swap. So the last departures
+/// are remembered, `cap` of them on average, for a few bits each and no table.
 struct Ghosts {
     filters: [Box<[u64]>; 2],
     young: usize,
@@ -111,8 +111,10 @@ struct Ghosts {
 
 impl Ghosts {
     fn new(cap: usize) -> Ghosts {
-        let half = (cap / 2).max(1);
-        let words = (half * 16 / 64).max(1).next_power_of_two();
+        // A generation holds two thirds of `cap`: between one and two generations are
+        // remembered, `cap` on average (quick_cache remembers exactly `cap`).
+        let half = (cap * 2 / 3).max(1);
+        let words = (half * 32 / 64).max(1).next_power_of_two();
         Ghosts {
             filters: [
                 vec![0; words].into_boxed_slice(),
@@ -125,11 +127,11 @@ impl Ghosts {
         }
     }
 
-    /// The two bits of `hash` (from bits the shard and table indexes do not use alone).
+    /// The three bits of `hash`, from a remix of it.
     #[inline]
-    fn bits(&self, hash: u64) -> [u64; 2] {
+    fn bits(&self, hash: u64) -> [u64; 3] {
         let h = hash.rotate_left(23).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        [h & self.mask, (h >> 32) & self.mask]
+        [h & self.mask, (h >> 21) & self.mask, (h >> 42) & self.mask]
     }
 
     fn push(&mut self, hash: u64) {
