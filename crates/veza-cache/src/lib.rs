@@ -48,7 +48,7 @@
 //! CLOCK), plus a door: a cold entry that was not read in time still enters hot if a
 //! frequency sketch (TinyLFU's) says it was requested clearly more often lately than hot's
 //! next victim. So recency-heavy traffic gets S3-FIFO's hit ratio (where moka's admission
-//! filter loses up to 35 points), and a key that comes back at a steady pace too slow for
+//! filter loses up to 37 points), and a key that comes back at a steady pace too slow for
 //! the cold queue (a loop longer than the cache) is kept on its frequency (where S3-FIFO and
 //! LRU lose). The hit ratios of every shape against quick_cache, moka and LRU are in
 //! `docs/benchmarks.md`, the decision and what was tried in `docs/architecture.md`.
