@@ -325,6 +325,11 @@ fn throughput(probes: &[u64], contains: impl Fn(u64) -> bool) -> f64 {
 /// quick_cache, moka and LRU, beside the optimal hit ratio (Belady's MIN, which knows the
 /// future and may decline to cache). Prints a markdown table (and writes it to `policy.md`
 /// beside the bench records): hit ratios are deterministic, so this is a table, not samples.
+#[allow(
+    clippy::print_stderr,
+    clippy::print_stdout,
+    reason = "the simulator's table is its output: progress on standard error, the table on standard output"
+)]
 fn policy_table(bench: &Bench) {
     if !bench.wants("cache/policy_table") {
         return;
@@ -379,7 +384,10 @@ fn policy_table(bench: &Bench) {
     if let Some(records) = std::env::var_os("VEZA_BENCH_OUT") {
         let path = std::path::Path::new(&records).with_file_name("policy.md");
         if let Err(err) = std::fs::write(&path, &md) {
-            eprintln!("  cache/policy_table: cannot write {}: {err}", path.display());
+            eprintln!(
+                "  cache/policy_table: cannot write {}: {err}",
+                path.display()
+            );
         }
     }
 }

@@ -23,6 +23,7 @@ mod html;
 mod loadtest;
 mod miri;
 mod pg;
+mod redis;
 mod report;
 mod shot;
 mod test;

@@ -1,32 +1,43 @@
-//! `cargo xtask test`: every test of the workspace, against a real PostgreSQL.
+//! `cargo xtask test`: every test of the workspace, against a real PostgreSQL and Redis.
 
 use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::{pg, tools, util};
+use crate::{pg, redis, tools, util};
 
-/// Provisions PostgreSQL, runs `cargo test` with `DATABASE_URL` set, and stops a throwaway
-/// cluster afterwards, whether the tests pass or not.
+/// Provisions PostgreSQL and Redis, runs `cargo test` with `DATABASE_URL` and `REDIS_URL` set,
+/// and stops throwaway servers afterwards, whether the tests pass or not.
 ///
 /// Without arguments: `cargo test --workspace --all-features`. Arguments are passed on; with
 /// `-p`/`--package` the run covers those packages instead of the workspace.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     tools::ensure();
     let db = pg::provision()?;
+    let cache = redis::provision()?;
     let started = Instant::now();
-    let result = util::run(test_command(args).env("DATABASE_URL", &db.url));
+    let result = util::run(
+        test_command(args)
+            .env("DATABASE_URL", &db.url)
+            .env("REDIS_URL", &cache.url),
+    );
     eprintln!(
-        "xtask: tests finished in {} against {}{}",
+        "xtask: tests finished in {} against {}{} and {}{}",
         util::elapsed(started),
         db.url,
         if db.is_throwaway() {
             " (throwaway cluster)"
         } else {
             ""
+        },
+        cache.url,
+        if cache.is_throwaway() {
+            " (throwaway server)"
+        } else {
+            ""
         }
     );
-    drop(db); // stop the throwaway cluster before reporting
+    drop((db, cache)); // stop throwaway servers before reporting
     result
 }
 

@@ -11,6 +11,7 @@ use std::process::Command;
 const TOOLS: &[(&str, &str)] = &[
     ("promtool", "prometheus"),
     ("pgbouncer", "pgbouncer"),
+    ("redis-server", "redis-server"),
     (
         "/usr/lib/python3/dist-packages/prometheus_client",
         "python3-prometheus-client",

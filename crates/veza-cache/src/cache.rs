@@ -258,7 +258,10 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        let removed = self.s.store.remove_if(key, RemovalCause::Invalidated, |_| true);
+        let removed = self
+            .s
+            .store
+            .remove_if(key, RemovalCause::Invalidated, |_| true);
         if removed {
             self.s.counters.add(Event::EvictExplicit, 1);
         }
@@ -320,13 +323,9 @@ where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         let now = Instant::now();
-        if self
-            .s
-            .store
-            .remove_if(key, RemovalCause::Expired, |slot| {
-                slot.expired(now, self.s.idle)
-            })
-        {
+        if self.s.store.remove_if(key, RemovalCause::Expired, |slot| {
+            slot.expired(now, self.s.idle)
+        }) {
             self.s.counters.add(Event::EvictExpired, 1);
         }
     }
@@ -469,6 +468,8 @@ where
 
 impl<K, V> fmt::Debug for Iter<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iter").field("shard", &self.shard).finish_non_exhaustive()
+        f.debug_struct("Iter")
+            .field("shard", &self.shard)
+            .finish_non_exhaustive()
     }
 }

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use veza_core::SharedError;
 
-
 /// A stored value, a cached absence (negative caching), or the error of a load that failed,
 /// kept just long enough to hand it to the callers waiting on that load.
 #[derive(Clone)]

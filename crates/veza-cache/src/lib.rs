@@ -64,6 +64,7 @@
 //! |---|---|---|
 //! | `serde` | no | `Serialize`/`Deserialize` for [`Config`], durations as `"30s"` |
 //! | `tracing` | no | one `WARN` event per failed load (target `veza_cache::load`, fields `cache`, `error`) |
+//! | `redis` | no | [`TieredCache`](tier::TieredCache): a second tier in Redis with invalidations broadcast to every instance's first tier |
 //!
 //! # Supported Rust versions
 //!
@@ -83,15 +84,20 @@ mod sketch;
 mod sorted_index;
 mod stats;
 mod store;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod tier;
 
 pub use aside::CacheAside;
 pub use cache::{Cache, Iter};
 pub use config::{CacheBuilder, Config};
-pub use error::ConfigError;
-pub use load::{Entry, Source};
 pub use equivalent::Equivalent;
+pub use error::ConfigError;
 pub use listen::RemovalCause;
+pub use load::{Entry, Source};
 pub use sorted_index::{SharedIndex, SortedIndex};
+#[cfg(feature = "redis")]
+pub use tier::{Codec, Postcard, TierConfig, TierStats, TieredCache};
 
 /// The README's example, compiled as a doctest.
 #[cfg(doctest)]

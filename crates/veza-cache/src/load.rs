@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::hash::Hash;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use veza_core::{BoxError, SharedError};
 
@@ -86,7 +86,7 @@ where
     where
         F: Future<Output = V>,
     {
-        let mut load = Some(async { Ok(Some(load.await)) });
+        let mut load = Some(async { Ok(Some((load.await, None))) });
         loop {
             match self.load_async(key, &mut load).await {
                 (Ok(Some(value)), source) => return Entry { value, source },
@@ -104,7 +104,7 @@ where
     {
         self.load_async(
             key,
-            &mut Some(async { load.await.map(Some).map_err(shared) }),
+            &mut Some(async { load.await.map(|v| Some((v, None))).map_err(shared) }),
         )
         .await
         .0
@@ -121,9 +121,32 @@ where
         F: Future<Output = Result<Option<V>, E>>,
         E: Into<BoxError>,
     {
-        self.load_async(key, &mut Some(async { load.await.map_err(shared) }))
-            .await
-            .0
+        self.load_async(
+            key,
+            &mut Some(async {
+                load.await
+                    .map(|found| found.map(|v| (v, None)))
+                    .map_err(shared)
+            }),
+        )
+        .await
+        .0
+    }
+
+    /// Like [`try_get_or_load_opt_async`](Cache::try_get_or_load_opt_async) with a loader that
+    /// also says how long its value may live here (at most; the cache's own time to live is
+    /// used when it says nothing): the tiered cache bounds a value filled from Redis by the
+    /// time Redis keeps it.
+    #[cfg(feature = "redis")]
+    pub(crate) async fn load_with_ttl_async<F>(
+        &self,
+        key: &K,
+        load: F,
+    ) -> Result<Option<V>, SharedError>
+    where
+        F: Future<Output = Result<Option<(V, Option<std::time::Duration>)>, SharedError>>,
+    {
+        self.load_async(key, &mut Some(load)).await.0
     }
 
     /// Loads through the registry of flights. `load` is taken only if this caller loads; when
@@ -150,7 +173,7 @@ where
                     let load = load.take().expect("we load at most once");
                     self.s.counters.add(Event::Load, 1);
                     let outcome = load();
-                    return (self.finish(key, outcome, lead), Source::Loaded);
+                    return (self.finish(key, outcome, None, lead), Source::Loaded);
                 }
             };
             // Abandoned, or expired meanwhile: go again (and perhaps lead).
@@ -160,14 +183,14 @@ where
         }
     }
 
-    /// The async twin of `load_blocking`.
+    /// The async twin of `load_blocking`; the loader may also give its value's time to live.
     async fn load_async<F>(
         &self,
         key: &K,
         load: &mut Option<F>,
     ) -> (Result<Option<V>, SharedError>, Source)
     where
-        F: Future<Output = Result<Option<V>, SharedError>>,
+        F: Future<Output = Result<Option<(V, Option<Duration>)>, SharedError>>,
     {
         if let Some(found) = self.hit(key) {
             return (found, Source::Hit);
@@ -181,8 +204,12 @@ where
                 Joined::Lead(lead) => {
                     let load = load.take().expect("we load at most once");
                     self.s.counters.add(Event::Load, 1);
-                    let outcome = load.await;
-                    return (self.finish(key, outcome, lead), Source::Loaded);
+                    let (outcome, ttl) = match load.await {
+                        Ok(Some((value, ttl))) => (Ok(Some(value)), ttl),
+                        Ok(None) => (Ok(None), None),
+                        Err(err) => (Err(err), None),
+                    };
+                    return (self.finish(key, outcome, ttl, lead), Source::Loaded);
                 }
             };
             if let Some(outcome) = slot.and_then(|slot| self.settle(key, slot)) {
@@ -218,13 +245,14 @@ where
         &self,
         key: &K,
         outcome: Result<Option<V>, SharedError>,
+        ttl: Option<Duration>,
         lead: Lead<'_, K, V>,
     ) -> Result<Option<V>, SharedError> {
         // What to store in the cache and hand to the waiters.
         let (stored, handed) = match &outcome {
             Ok(Some(value)) => {
                 self.s.counters.add(Event::Insert, 1);
-                let slot = self.value_slot(value.clone(), self.s.ttl);
+                let slot = self.value_slot(value.clone(), ttl.or(self.s.ttl));
                 (Some(slot.clone()), slot)
             }
             Ok(None) => match self.s.negative_ttl {

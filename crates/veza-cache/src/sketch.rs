@@ -46,7 +46,10 @@ impl Sketch {
         let block = (((h >> 40) as usize) & self.blocks) * 8;
         let cell = |row: u32| {
             let bits = (h >> (row * 8)) as u32;
-            (row as usize * 2 + (bits & 1) as usize, ((bits >> 1) & 15) * 4)
+            (
+                row as usize * 2 + (bits & 1) as usize,
+                ((bits >> 1) & 15) * 4,
+            )
         };
         (block, [cell(0), cell(1), cell(2), cell(3)])
     }
@@ -133,7 +136,11 @@ mod tests {
             s.add(spread(i), 1);
         }
         assert!(s.estimate(hot) <= 8, "halved: {}", s.estimate(hot));
-        assert!(s.estimate(hot) >= 4, "but not forgotten: {}", s.estimate(hot));
+        assert!(
+            s.estimate(hot) >= 4,
+            "but not forgotten: {}",
+            s.estimate(hot)
+        );
     }
 
     #[test]
@@ -146,7 +153,13 @@ mod tests {
             s.add(spread(10_000 + round), 1);
         }
         let frequent: u64 = (0..200).map(|k| s.estimate(spread(k))).min().unwrap();
-        let rare: u64 = (0..8).map(|r| s.estimate(spread(10_000 + r))).max().unwrap();
-        assert!(frequent >= 8 && rare <= 2, "frequent {frequent}, rare {rare}");
+        let rare: u64 = (0..8)
+            .map(|r| s.estimate(spread(10_000 + r)))
+            .max()
+            .unwrap();
+        assert!(
+            frequent >= 8 && rare <= 2,
+            "frequent {frequent}, rare {rare}"
+        );
     }
 }

@@ -202,12 +202,16 @@ where
 
     #[inline]
     fn node(&self, i: u32) -> &Node<K, V> {
-        self.nodes[i as usize].as_ref().expect("a linked node is live")
+        self.nodes[i as usize]
+            .as_ref()
+            .expect("a linked node is live")
     }
 
     #[inline]
     fn node_mut(&mut self, i: u32) -> &mut Node<K, V> {
-        self.nodes[i as usize].as_mut().expect("a linked node is live")
+        self.nodes[i as usize]
+            .as_mut()
+            .expect("a linked node is live")
     }
 
     #[inline]
@@ -309,7 +313,9 @@ where
             entry.remove();
         }
         self.free.push(i);
-        self.nodes[i as usize].take().expect("a linked node is live")
+        self.nodes[i as usize]
+            .take()
+            .expect("a linked node is live")
     }
 
     /// Takes one credit from `i` if it has any, counting that read in the sketch.
@@ -340,7 +346,9 @@ where
         out: &mut Removals<K, V>,
     ) -> bool {
         let existing = self.find(hash, &key);
-        let small = u32::try_from(weight).ok().filter(|_| weight <= self.hot_target);
+        let small = u32::try_from(weight)
+            .ok()
+            .filter(|_| weight <= self.hot_target);
         let Some(weight32) = small else {
             if let Some(i) = existing {
                 let old = self.remove_at(i);
@@ -354,7 +362,11 @@ where
                 let credits = n.credits.get_mut();
                 *credits = (*credits + 1).min(MAX_CREDITS);
                 let old_weight = u64::from(std::mem::replace(&mut n.weight, weight32));
-                (std::mem::replace(&mut n.slot, slot), old_weight, n.queue as usize)
+                (
+                    std::mem::replace(&mut n.slot, slot),
+                    old_weight,
+                    n.queue as usize,
+                )
             };
             self.queues[q].weight = self.queues[q].weight - old_weight + weight;
             out.removed(key, old, RemovalCause::Replaced);
@@ -815,7 +827,10 @@ mod tests {
                 }
             }
         }
-        assert!(hits >= 10 * 1_200 / 2, "{hits} hits in the last 10 rounds of 1,200");
+        assert!(
+            hits >= 10 * 1_200 / 2,
+            "{hits} hits in the last 10 rounds of 1,200"
+        );
     }
 
     #[test]

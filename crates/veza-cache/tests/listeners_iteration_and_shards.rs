@@ -40,14 +40,21 @@ fn every_value_that_leaves_reaches_the_listener_with_its_cause() {
     }
     let stats = cache.snapshot();
     assert_eq!(cache.len(), 100, "one shard holds exactly its capacity");
-    assert_eq!(count(&log, RemovalCause::Capacity) as u64, stats.evictions_size);
+    assert_eq!(
+        count(&log, RemovalCause::Capacity) as u64,
+        stats.evictions_size
+    );
     assert_eq!(stats.evictions_size, 900);
     // The values handed over are the ones stored under those keys.
     assert!(log.lock().unwrap().iter().all(|(k, v, _)| *v == k * 10));
 
     let held: Vec<u64> = cache.iter().map(|(k, _)| k).collect();
     cache.insert(held[0], 7);
-    assert!(log.lock().unwrap().contains(&(held[0], held[0] * 10, RemovalCause::Replaced)));
+    assert!(
+        log.lock()
+            .unwrap()
+            .contains(&(held[0], held[0] * 10, RemovalCause::Replaced))
+    );
     assert_eq!(
         cache.snapshot().evictions_size,
         900,
@@ -129,7 +136,11 @@ fn iteration_copies_live_values_only_and_can_warm_a_new_cache() {
     }
     assert_eq!(warm.len(), 500);
     assert_eq!(warm.get(&42).as_deref(), Some("v42"));
-    assert_eq!(cache.snapshot().hits, hits_before, "iterating is not reading");
+    assert_eq!(
+        cache.snapshot().hits,
+        hits_before,
+        "iterating is not reading"
+    );
 }
 
 #[test]
@@ -205,5 +216,8 @@ fn popular_keys_survive_a_scan_and_recent_keys_win_when_traffic_turns_to_recency
     }
     let after = cache.snapshot();
     let hits = after.hits - before.hits;
-    assert!(hits >= 720, "{hits} of 800 requests of the new working set hit");
+    assert!(
+        hits >= 720,
+        "{hits} of 800 requests of the new working set hit"
+    );
 }

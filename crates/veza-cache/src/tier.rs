@@ -1,0 +1,676 @@
+//! [`TieredCache`]: a first tier in process ([`Cache`]) over a second tier in Redis shared by
+//! every instance of a service, with invalidations broadcast to the other instances' first
+//! tiers (feature `redis`).
+//!
+//! - Reads: first tier, then Redis (`GET` and `PTTL` in one round trip), then the loader, with
+//!   one load per key per instance. A value found in Redis fills the first tier for no longer
+//!   than Redis keeps it, so a first-tier entry never outlives the entry it came from.
+//! - Writes and invalidations go to Redis and are published on the namespace's channel; every
+//!   other instance drops the key from its first tier. A message carries the sender's random
+//!   instance id, so an instance never acts on its own echo.
+//! - Faults: every Redis call is bounded by a timeout; after a run of failures a breaker
+//!   stops calling Redis for a cool-down, so a dead Redis costs a clock read per request.
+//!   Reads and loads keep working from the first tier and the loader. While the invalidation
+//!   channel is down, first-tier entries are kept at most `max_stale` (older ones are dropped
+//!   when the bound passes, new ones live no longer than it); when the channel comes back,
+//!   everything in the first tier is dropped, since any of it may have missed an
+//!   invalidation.
+//! - Foreign bytes under a key (another codec, an older version, garbage) are a miss: the
+//!   value is loaded again and overwritten, never a panic. Keys carry the namespace and a
+//!   version, so a version bump starts from an empty second tier.
+//!
+//! Pub/sub rather than RESP3 client tracking: tracking needs RESP3 (Redis 6+) and a
+//! redirect connection per instance, and Redis sends its invalidations only for keys this
+//! connection read; a write through another instance that this instance never read is
+//! invisible to it anyway, so what tracking adds is what the namespace channel already
+//! gives, at the price of a protocol dependency. Both lose messages while disconnected,
+//! which the staleness bound and the drop-all on reconnect cover.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use redis::aio::MultiplexedConnection;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use veza_core::{BoxError, BoxFuture, Health, HealthCheck, SharedError};
+
+use crate::Cache;
+
+/// Encodes values for Redis.
+pub trait Codec<T>: Send + Sync + 'static {
+    /// The bytes of `value`.
+    fn encode(&self, value: &T) -> Result<Vec<u8>, BoxError>;
+    /// The value of `bytes`; an error for bytes this codec did not write.
+    fn decode(&self, bytes: &[u8]) -> Result<T, BoxError>;
+}
+
+/// The default codec: serde with postcard, a compact binary format.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Postcard;
+
+impl<T: Serialize + DeserializeOwned> Codec<T> for Postcard {
+    fn encode(&self, value: &T) -> Result<Vec<u8>, BoxError> {
+        Ok(postcard::to_allocvec(value)?)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<T, BoxError> {
+        Ok(postcard::from_bytes(bytes)?)
+    }
+}
+
+/// A tiered cache's settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TierConfig {
+    /// The Redis URL. Default `redis://127.0.0.1:6379`.
+    pub redis_url: String,
+    /// Prefix of every key and of the invalidation channel. Default `"veza"`.
+    pub namespace: String,
+    /// Part of every key: bump it when the value's encoding changes. Default 1.
+    pub version: u32,
+    /// How long Redis keeps a value. Default 10 minutes.
+    pub redis_ttl: Duration,
+    /// The bound on each Redis call. Default 50 ms.
+    pub op_timeout: Duration,
+    /// How long first-tier entries may be served while the invalidation channel is down.
+    /// Default 5 s.
+    pub max_stale: Duration,
+    /// Consecutive Redis failures that open the breaker. Default 3.
+    pub breaker_failures: u32,
+    /// How long the open breaker skips Redis before trying again. Default 1 s.
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for TierConfig {
+    fn default() -> Self {
+        TierConfig {
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            namespace: "veza".to_owned(),
+            version: 1,
+            redis_ttl: Duration::from_secs(600),
+            op_timeout: Duration::from_millis(50),
+            max_stale: Duration::from_secs(5),
+            breaker_failures: 3,
+            breaker_cooldown: Duration::from_secs(1),
+        }
+    }
+}
+
+impl TierConfig {
+    /// The defaults with this Redis URL.
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        TierConfig {
+            redis_url: redis_url.into(),
+            ..TierConfig::default()
+        }
+    }
+
+    /// Sets the namespace.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Sets the version.
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Sets how long Redis keeps a value.
+    pub fn redis_ttl(mut self, ttl: Duration) -> Self {
+        self.redis_ttl = ttl;
+        self
+    }
+
+    /// Sets the bound on each Redis call.
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// Sets the staleness bound while the invalidation channel is down.
+    pub fn max_stale(mut self, bound: Duration) -> Self {
+        self.max_stale = bound;
+        self
+    }
+
+    /// Sets the breaker: failures that open it, and its cool-down.
+    pub fn breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.breaker_failures = failures.max(1);
+        self.breaker_cooldown = cooldown;
+        self
+    }
+}
+
+/// What a tiered cache counted (the first tier's own statistics are its `Cache`'s).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TierStats {
+    /// First-tier misses found in Redis.
+    pub redis_hits: u64,
+    /// First-tier misses Redis did not have (or held foreign bytes for).
+    pub redis_misses: u64,
+    /// Values under a key that did not decode (another codec or version): treated as misses.
+    pub foreign_values: u64,
+    /// Redis calls that failed or timed out.
+    pub redis_errors: u64,
+    /// Redis calls skipped because the breaker was open.
+    pub redis_skipped: u64,
+    /// Invalidations this instance published.
+    pub invalidations_sent: u64,
+    /// Invalidations from other instances applied here.
+    pub invalidations_received: u64,
+    /// Whether the breaker is open now.
+    pub breaker_open: bool,
+    /// Whether the invalidation channel is subscribed now.
+    pub channel_up: bool,
+}
+
+/// Message kinds on the invalidation channel: `[kind][16-byte sender id][key bytes]`.
+const KEY: u8 = 1;
+const ALL: u8 = 2;
+
+/// A two-tier cache: in process, then Redis; see the module documentation.
+pub struct TieredCache<K, V> {
+    s: Arc<Tier<K, V>>,
+}
+
+impl<K, V> Clone for TieredCache<K, V> {
+    fn clone(&self) -> Self {
+        TieredCache { s: self.s.clone() }
+    }
+}
+
+struct Tier<K, V> {
+    l1: Cache<K, V>,
+    client: redis::Client,
+    conn: Mutex<Option<MultiplexedConnection>>,
+    codec: Arc<dyn Codec<V>>,
+    keys: Postcard,
+    config: TierConfig,
+    prefix: Vec<u8>,
+    channel: String,
+    id: [u8; 16],
+    epoch: Instant,
+    /// Breaker: consecutive failures, and until when (nanos since `epoch`) it is open.
+    failures: AtomicU32,
+    open_until: AtomicU64,
+    /// Nanos since `epoch` (+1) when the channel went down; 0 while it is up.
+    down_since: AtomicU64,
+    /// The `down_since` whose bound has already been enforced.
+    purged: AtomicU64,
+    counts: [AtomicU64; 7],
+    stop: tokio::sync::Notify,
+}
+
+#[derive(Clone, Copy)]
+enum Count {
+    RedisHit,
+    RedisMiss,
+    Foreign,
+    RedisError,
+    Skipped,
+    Sent,
+    Received,
+}
+
+impl<K, V> TieredCache<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+    V: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+{
+    /// A tiered cache over `first_tier` with the postcard codec. Must be called inside a
+    /// Tokio runtime: it spawns the task that listens for invalidations. It waits up to the
+    /// operation timeout for that subscription, and starts anyway (with the channel down)
+    /// if Redis does not answer.
+    pub async fn new(
+        first_tier: Cache<K, V>,
+        config: TierConfig,
+    ) -> Result<TieredCache<K, V>, redis::RedisError> {
+        Self::with_codec(first_tier, config, Postcard).await
+    }
+
+    /// [`new`](TieredCache::new) with another codec for the values.
+    pub async fn with_codec(
+        first_tier: Cache<K, V>,
+        config: TierConfig,
+        codec: impl Codec<V>,
+    ) -> Result<TieredCache<K, V>, redis::RedisError> {
+        let client = redis::Client::open(config.redis_url.as_str())?;
+        let mut prefix = format!("{}:v{}:", config.namespace, config.version).into_bytes();
+        prefix.shrink_to_fit();
+        let channel = format!("{}:v{}:invalidate", config.namespace, config.version);
+        let epoch = Instant::now();
+        let tier = Arc::new(Tier {
+            l1: first_tier,
+            client,
+            conn: Mutex::new(None),
+            codec: Arc::new(codec),
+            keys: Postcard,
+            prefix,
+            channel,
+            id: instance_id(),
+            epoch,
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            // Down until the first subscription succeeds.
+            down_since: AtomicU64::new(1),
+            purged: AtomicU64::new(0),
+            counts: Default::default(),
+            stop: tokio::sync::Notify::new(),
+            config,
+        });
+        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(listen(Arc::downgrade(&tier), subscribed_tx));
+        let _ = tokio::time::timeout(tier.config.op_timeout * 4, subscribed_rx).await;
+        Ok(TieredCache { s: tier })
+    }
+
+    /// The first tier.
+    pub fn first_tier(&self) -> &Cache<K, V> {
+        &self.s.l1
+    }
+
+    /// The value for `key`: from the first tier, else from Redis (filling the first tier).
+    pub async fn get(&self, key: &K) -> Option<V> {
+        self.s.enforce_staleness();
+        if let Some(value) = self.s.l1.get(key) {
+            return Some(value);
+        }
+        let (value, ttl) = self.s.fetch(key).await?;
+        self.s.l1.insert_with_ttl(key.clone(), value.clone(), ttl);
+        Some(value)
+    }
+
+    /// The value for `key` from the first tier, Redis, or `load` (stored in both tiers);
+    /// concurrent misses on one key in this instance load once. The loader's error reaches
+    /// every caller that waited and is not cached.
+    pub async fn get_or_load<F, E>(&self, key: &K, load: F) -> Result<V, SharedError>
+    where
+        F: Future<Output = Result<V, E>>,
+        E: Into<BoxError>,
+    {
+        self.s.enforce_staleness();
+        let tier = &self.s;
+        tier.l1
+            .load_with_ttl_async(key, async {
+                if let Some((value, ttl)) = tier.fetch(key).await {
+                    return Ok(Some((value, Some(ttl))));
+                }
+                let value = load.await.map_err(|e| SharedError::from(e.into()))?;
+                tier.store(key, &value, false).await;
+                Ok(Some((
+                    value,
+                    Some(tier.first_tier_ttl(tier.config.redis_ttl)),
+                )))
+            })
+            .await
+            .map(|v| v.expect("a loaded value"))
+    }
+
+    /// Stores `value` under `key` in both tiers and tells the other instances to drop theirs.
+    pub async fn insert(&self, key: K, value: V) {
+        let ttl = self.s.first_tier_ttl(self.s.config.redis_ttl);
+        self.s.l1.insert_with_ttl(key.clone(), value.clone(), ttl);
+        self.s.store(&key, &value, true).await;
+    }
+
+    /// Removes `key` from both tiers and from the other instances' first tiers.
+    pub async fn invalidate(&self, key: &K) {
+        self.s.l1.invalidate(key);
+        let tier = &self.s;
+        let Ok(key_bytes) = tier.keys.encode(key) else {
+            return;
+        };
+        let mut pipe = redis::pipe();
+        pipe.del(tier.redis_key(&key_bytes)).ignore();
+        pipe.publish(&tier.channel, tier.message(KEY, &key_bytes))
+            .ignore();
+        if tier.run::<()>(pipe).await.is_some() {
+            tier.count(Count::Sent);
+        }
+    }
+
+    /// Empties this instance's first tier and the other instances' (Redis keeps its
+    /// entries: they expire by themselves, or are overwritten).
+    pub async fn invalidate_all_first_tiers(&self) {
+        self.s.l1.invalidate_all();
+        let tier = &self.s;
+        let mut pipe = redis::pipe();
+        pipe.publish(&tier.channel, tier.message(ALL, &[])).ignore();
+        if tier.run::<()>(pipe).await.is_some() {
+            tier.count(Count::Sent);
+        }
+    }
+
+    /// What the tiered cache counted.
+    pub fn stats(&self) -> TierStats {
+        let c = |i: Count| self.s.counts[i as usize].load(Relaxed);
+        TierStats {
+            redis_hits: c(Count::RedisHit),
+            redis_misses: c(Count::RedisMiss),
+            foreign_values: c(Count::Foreign),
+            redis_errors: c(Count::RedisError),
+            redis_skipped: c(Count::Skipped),
+            invalidations_sent: c(Count::Sent),
+            invalidations_received: c(Count::Received),
+            breaker_open: !self.s.breaker_allows(),
+            channel_up: self.s.down_since.load(Relaxed) == 0,
+        }
+    }
+}
+
+impl<K, V> Tier<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+    V: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+{
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    fn count(&self, c: Count) {
+        self.counts[c as usize].fetch_add(1, Relaxed);
+    }
+
+    fn redis_key(&self, key_bytes: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + key_bytes.len());
+        k.extend_from_slice(&self.prefix);
+        k.extend_from_slice(key_bytes);
+        k
+    }
+
+    fn message(&self, kind: u8, key_bytes: &[u8]) -> Vec<u8> {
+        let mut m = Vec::with_capacity(17 + key_bytes.len());
+        m.push(kind);
+        m.extend_from_slice(&self.id);
+        m.extend_from_slice(key_bytes);
+        m
+    }
+
+    /// A first-tier time to live no longer than `ttl`, nor than the staleness bound while
+    /// the invalidation channel is down.
+    fn first_tier_ttl(&self, ttl: Duration) -> Duration {
+        let ttl = ttl.max(Duration::from_millis(1));
+        if self.down_since.load(Relaxed) == 0 {
+            ttl
+        } else {
+            ttl.min(self.config.max_stale)
+        }
+    }
+
+    /// While the channel is down: once the bound has passed since it went down, drops every
+    /// first-tier entry (new ones live no longer than the bound).
+    fn enforce_staleness(&self) {
+        let down = self.down_since.load(Relaxed);
+        if down == 0 || self.purged.load(Relaxed) == down {
+            return;
+        }
+        let bound = u64::try_from(self.config.max_stale.as_nanos()).unwrap_or(u64::MAX);
+        if self.now().saturating_sub(down - 1) >= bound && self.purged.swap(down, Relaxed) != down {
+            self.l1.invalidate_all();
+        }
+    }
+
+    fn breaker_allows(&self) -> bool {
+        self.now() >= self.open_until.load(Relaxed)
+    }
+
+    fn succeeded(&self) {
+        if self.failures.load(Relaxed) != 0 {
+            self.failures.store(0, Relaxed);
+        }
+    }
+
+    fn failed(&self) {
+        self.count(Count::RedisError);
+        *self.conn.lock() = None; // reconnect next time
+        if self.failures.fetch_add(1, Relaxed) + 1 >= self.config.breaker_failures {
+            let cooldown = u64::try_from(self.config.breaker_cooldown.as_nanos()).unwrap_or(0);
+            self.open_until
+                .store(self.now().saturating_add(cooldown), Relaxed);
+            self.failures.store(0, Relaxed);
+        }
+    }
+
+    /// A connection, opened if needed (within the operation timeout).
+    async fn connection(&self) -> Option<MultiplexedConnection> {
+        if let Some(conn) = self.conn.lock().clone() {
+            return Some(conn);
+        }
+        let opened = tokio::time::timeout(
+            self.config.op_timeout,
+            self.client.get_multiplexed_async_connection(),
+        )
+        .await;
+        match opened {
+            Ok(Ok(conn)) => {
+                *self.conn.lock() = Some(conn.clone());
+                Some(conn)
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs `pipe` unless the breaker is open, bounded by the operation timeout.
+    async fn run<T: redis::FromRedisValue>(&self, pipe: redis::Pipeline) -> Option<T> {
+        if !self.breaker_allows() {
+            self.count(Count::Skipped);
+            return None;
+        }
+        let Some(mut conn) = self.connection().await else {
+            self.failed();
+            return None;
+        };
+        match tokio::time::timeout(self.config.op_timeout, pipe.query_async::<T>(&mut conn)).await {
+            Ok(Ok(value)) => {
+                self.succeeded();
+                Some(value)
+            }
+            _ => {
+                self.failed();
+                None
+            }
+        }
+    }
+
+    /// The value Redis holds for `key` and the first-tier time to live it allows.
+    async fn fetch(&self, key: &K) -> Option<(V, Duration)> {
+        let key_bytes = self.keys.encode(key).ok()?;
+        let mut pipe = redis::pipe();
+        let redis_key = self.redis_key(&key_bytes);
+        pipe.get(&redis_key).pttl(&redis_key);
+        let (bytes, pttl): (Option<Vec<u8>>, i64) = self.run(pipe).await?;
+        let Some(bytes) = bytes else {
+            self.count(Count::RedisMiss);
+            return None;
+        };
+        let Ok(value) = self.codec.decode(&bytes) else {
+            self.count(Count::Foreign);
+            self.count(Count::RedisMiss);
+            return None;
+        };
+        // -1: no expiry; -2: gone since the GET; otherwise what is left.
+        let left = match pttl {
+            -1 => self.config.redis_ttl,
+            ms if ms > 0 => Duration::from_millis(ms.unsigned_abs()),
+            _ => {
+                self.count(Count::RedisMiss);
+                return None;
+            }
+        };
+        self.count(Count::RedisHit);
+        Some((value, self.first_tier_ttl(left)))
+    }
+
+    /// Writes `value` to Redis, and publishes an invalidation if `announce`.
+    async fn store(&self, key: &K, value: &V, announce: bool) {
+        let (Ok(key_bytes), Ok(bytes)) = (self.keys.encode(key), self.codec.encode(value)) else {
+            return;
+        };
+        let ttl_ms = u64::try_from(self.config.redis_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.redis_key(&key_bytes))
+            .arg(bytes)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore();
+        if announce {
+            pipe.publish(&self.channel, self.message(KEY, &key_bytes))
+                .ignore();
+        }
+        if self.run::<()>(pipe).await.is_some() && announce {
+            self.count(Count::Sent);
+        }
+    }
+
+    /// Applies a message from the channel (unless it is our own).
+    fn receive(&self, payload: &[u8]) {
+        if payload.len() < 17 || payload[1..17] == self.id {
+            return;
+        }
+        match payload[0] {
+            KEY => {
+                if let Ok(key) = self.keys.decode(&payload[17..]) {
+                    let key: K = key;
+                    self.l1.invalidate(&key);
+                    self.count(Count::Received);
+                }
+            }
+            ALL => {
+                self.l1.invalidate_all();
+                self.count(Count::Received);
+            }
+            _ => {}
+        }
+    }
+
+    fn channel_up(&self) {
+        // Anything may have been missed while unsubscribed.
+        self.l1.invalidate_all();
+        self.down_since.store(0, Relaxed);
+    }
+
+    fn channel_down(&self) {
+        let _ = self
+            .down_since
+            .compare_exchange(0, self.now().saturating_add(1), Relaxed, Relaxed);
+    }
+}
+
+/// The subscriber: subscribes, applies messages, and on any loss marks the channel down and
+/// tries again (100 ms, doubling to 2 s), until the cache is dropped.
+async fn listen<K, V>(
+    tier: std::sync::Weak<Tier<K, V>>,
+    subscribed: tokio::sync::oneshot::Sender<()>,
+) where
+    K: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+    V: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+{
+    let mut subscribed = Some(subscribed);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(t) = tier.upgrade() else { return };
+        let (client, channel, timeout) = (t.client.clone(), t.channel.clone(), t.config.op_timeout);
+        drop(t);
+        let connected = tokio::time::timeout(timeout * 4, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        if let Ok(Ok(mut pubsub)) = connected {
+            let Some(t) = tier.upgrade() else { return };
+            t.channel_up();
+            backoff = Duration::from_millis(100);
+            if let Some(tx) = subscribed.take() {
+                let _ = tx.send(());
+            }
+            let mut messages = pubsub.on_message();
+            loop {
+                tokio::select! {
+                    message = messages.next() => match message {
+                        Some(message) => t.receive(message.get_payload_bytes()),
+                        None => break,
+                    },
+                    () = t.stop.notified() => return,
+                }
+            }
+            t.channel_down();
+        } else if let Some(t) = tier.upgrade() {
+            t.channel_down();
+        } else {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+impl<K, V> Drop for Tier<K, V> {
+    fn drop(&mut self) {
+        self.stop.notify_waiters();
+    }
+}
+
+fn instance_id() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let state = foldhash::quality::RandomState::default();
+    let mut a = state.build_hasher();
+    a.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    a.write_u32(std::process::id());
+    let hi = a.finish();
+    let lo = foldhash::quality::RandomState::default().hash_one(hi);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&hi.to_le_bytes());
+    id[8..].copy_from_slice(&lo.to_le_bytes());
+    id
+}
+
+impl<K, V> HealthCheck for TieredCache<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+    V: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+{
+    fn name(&self) -> &str {
+        self.s.l1.name()
+    }
+
+    /// Degraded while Redis is unreachable (breaker open or channel down): the cache still
+    /// answers from the first tier and the loader.
+    fn check(&self) -> BoxFuture<'_, Health> {
+        Box::pin(async move {
+            let stats = self.stats();
+            if stats.breaker_open {
+                Health::degraded("redis unreachable: breaker open")
+            } else if !stats.channel_up {
+                Health::degraded("redis invalidation channel down")
+            } else {
+                Health::Healthy
+            }
+        })
+    }
+}
+
+impl<K, V> fmt::Debug for TieredCache<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TieredCache")
+            .field("namespace", &self.s.config.namespace)
+            .field("version", &self.s.config.version)
+            .finish_non_exhaustive()
+    }
+}
