@@ -64,7 +64,7 @@
 //! |---|---|---|
 //! | `serde` | no | `Serialize`/`Deserialize` for [`Config`], durations as `"30s"` |
 //! | `tracing` | no | one `WARN` event per failed load (target `veza_cache::load`, fields `cache`, `error`) |
-//! | `redis` | no | [`TieredCache`](tier::TieredCache): a second tier in Redis with invalidations broadcast to every instance's first tier |
+//! | `redis` | no | [`TieredCache`]: a second tier in Redis with invalidations broadcast to every instance's first tier |
 //!
 //! # Supported Rust versions
 //!
