@@ -171,6 +171,14 @@ impl Bench {
         std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is not set".to_owned())
     }
 
+    /// The Redis URL, or the reason there is none.
+    pub fn redis_url(&self) -> Result<String, String> {
+        if let Ok(reason) = std::env::var("VEZA_BENCH_NO_REDIS") {
+            return Err(reason);
+        }
+        std::env::var("REDIS_URL").map_err(|_| "REDIS_URL is not set".to_owned())
+    }
+
     /// Records `case` as skipped, with the reason.
     pub fn skip(&self, case: &Case, reason: &str) {
         if !self.wants(&case.id) {

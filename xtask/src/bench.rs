@@ -89,6 +89,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let started = Instant::now();
 
     let db = pg::provision();
+    let cache = crate::redis::provision();
     let records_path = dir.join("cases.jsonl");
     let _ = std::fs::remove_file(&records_path);
     let mut cmd = util::cargo();
@@ -116,8 +117,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             format!(", filter {}", opts.filters.join(" | "))
         }
     );
+    match &cache {
+        Ok(cache) => cmd.env("REDIS_URL", &cache.url),
+        Err(err) => {
+            eprintln!("xtask: Redis cases will be skipped: {err:#}");
+            cmd.env("VEZA_BENCH_NO_REDIS", format!("no Redis: {err:#}"))
+        }
+    };
     let ran = util::run(&mut cmd);
-    drop(db);
+    drop((db, cache));
 
     let cases = read_records(&records_path)?;
     let report = Report {
