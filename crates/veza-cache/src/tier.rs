@@ -34,10 +34,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use metrics::{Counter, Gauge};
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use veza_core::catalog::cache as catalog;
+use veza_core::publish::{Late, Publish};
 use veza_core::{BoxError, BoxFuture, Health, HealthCheck, SharedError};
 
 use crate::Cache;
@@ -163,6 +166,10 @@ pub struct TierStats {
     pub redis_errors: u64,
     /// Redis calls skipped because the breaker was open.
     pub redis_skipped: u64,
+    /// First-tier misses whose Redis lookup failed or timed out (part of `redis_errors`).
+    pub lookup_errors: u64,
+    /// First-tier misses that skipped Redis, the breaker open (part of `redis_skipped`).
+    pub lookup_skipped: u64,
     /// Invalidations this instance published.
     pub invalidations_sent: u64,
     /// Invalidations from other instances applied here.
@@ -206,8 +213,9 @@ struct Tier<K, V> {
     down_since: AtomicU64,
     /// The `down_since` whose bound has already been enforced.
     purged: AtomicU64,
-    counts: [AtomicU64; 7],
+    counts: [AtomicU64; 9],
     stop: tokio::sync::Notify,
+    metrics: Late<TierMetrics>,
 }
 
 #[derive(Clone, Copy)]
@@ -219,6 +227,8 @@ enum Count {
     Skipped,
     Sent,
     Received,
+    LookupError,
+    LookupSkipped,
 }
 
 impl<K, V> TieredCache<K, V>
@@ -244,6 +254,8 @@ where
         codec: impl Codec<V>,
     ) -> Result<TieredCache<K, V>, redis::RedisError> {
         let client = redis::Client::open(config.redis_url.as_str())?;
+        let first_tier_name = first_tier.name().to_owned();
+        let first_tier_name = first_tier_name.as_str();
         let mut prefix = format!("{}:v{}:", config.namespace, config.version).into_bytes();
         prefix.shrink_to_fit();
         let channel = format!("{}:v{}:invalidate", config.namespace, config.version);
@@ -265,8 +277,10 @@ where
             purged: AtomicU64::new(0),
             counts: Default::default(),
             stop: tokio::sync::Notify::new(),
+            metrics: Late::new(|| TierMetrics::new(first_tier_name)),
             config,
         });
+        veza_core::publish::register(&tier);
         let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(listen(Arc::downgrade(&tier), subscribed_tx));
         let _ = tokio::time::timeout(tier.config.op_timeout * 4, subscribed_rx).await;
@@ -350,20 +364,10 @@ where
         }
     }
 
-    /// What the tiered cache counted.
+    /// What the tiered cache counted (also published as the `cache_tier_*` catalog metrics at
+    /// each scrape, labelled with the first tier's name).
     pub fn stats(&self) -> TierStats {
-        let c = |i: Count| self.s.counts[i as usize].load(Relaxed);
-        TierStats {
-            redis_hits: c(Count::RedisHit),
-            redis_misses: c(Count::RedisMiss),
-            foreign_values: c(Count::Foreign),
-            redis_errors: c(Count::RedisError),
-            redis_skipped: c(Count::Skipped),
-            invalidations_sent: c(Count::Sent),
-            invalidations_received: c(Count::Received),
-            breaker_open: !self.s.breaker_allows(),
-            channel_up: self.s.down_since.load(Relaxed) == 0,
-        }
+        self.s.stats()
     }
 }
 
@@ -378,6 +382,23 @@ where
 
     fn count(&self, c: Count) {
         self.counts[c as usize].fetch_add(1, Relaxed);
+    }
+
+    fn stats(&self) -> TierStats {
+        let c = |i: Count| self.counts[i as usize].load(Relaxed);
+        TierStats {
+            redis_hits: c(Count::RedisHit),
+            redis_misses: c(Count::RedisMiss),
+            foreign_values: c(Count::Foreign),
+            redis_errors: c(Count::RedisError),
+            redis_skipped: c(Count::Skipped),
+            lookup_errors: c(Count::LookupError),
+            lookup_skipped: c(Count::LookupSkipped),
+            invalidations_sent: c(Count::Sent),
+            invalidations_received: c(Count::Received),
+            breaker_open: !self.breaker_allows(),
+            channel_up: self.down_since.load(Relaxed) == 0,
+        }
     }
 
     fn redis_key(&self, key_bytes: &[u8]) -> Vec<u8> {
@@ -487,7 +508,15 @@ where
         let mut pipe = redis::pipe();
         let redis_key = self.redis_key(&key_bytes);
         pipe.get(&redis_key).pttl(&redis_key);
-        let (bytes, pttl): (Option<Vec<u8>>, i64) = self.run(pipe).await?;
+        let allowed = self.breaker_allows();
+        let Some((bytes, pttl)) = self.run::<(Option<Vec<u8>>, i64)>(pipe).await else {
+            self.count(if allowed {
+                Count::LookupError
+            } else {
+                Count::LookupSkipped
+            });
+            return None;
+        };
         let Some(bytes) = bytes else {
             self.count(Count::RedisMiss);
             return None;
@@ -620,6 +649,60 @@ async fn listen<K, V>(
 impl<K, V> Drop for Tier<K, V> {
     fn drop(&mut self) {
         self.stop.notify_waiters();
+    }
+}
+
+/// The `cache_tier_*` metrics of one tiered cache.
+struct TierMetrics {
+    lookups: [Counter; 5],
+    invalidations: [Counter; 2],
+    errors: Counter,
+    breaker_open: Gauge,
+    channel_up: Gauge,
+}
+
+impl TierMetrics {
+    fn new(name: &str) -> TierMetrics {
+        let cache = name.to_owned();
+        TierMetrics {
+            lookups: ["hit", "miss", "foreign", "error", "skipped"].map(|outcome| {
+                metrics::counter!(catalog::TIER_LOOKUPS.name, "cache" => cache.clone(), "outcome" => outcome)
+            }),
+            invalidations: ["sent", "received"].map(|direction| {
+                metrics::counter!(catalog::TIER_INVALIDATIONS.name, "cache" => cache.clone(), "direction" => direction)
+            }),
+            errors: metrics::counter!(catalog::TIER_ERRORS.name, "cache" => cache.clone()),
+            breaker_open: metrics::gauge!(catalog::TIER_BREAKER_OPEN.name, "cache" => cache.clone()),
+            channel_up: metrics::gauge!(catalog::TIER_CHANNEL_UP.name, "cache" => cache),
+        }
+    }
+}
+
+impl<K, V> Publish for Tier<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+    V: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+{
+    fn publish(&self) {
+        self.metrics.refresh(|| TierMetrics::new(self.l1.name()));
+        let m = self.metrics.get();
+        let s = self.stats();
+        // Misses counted `foreign` are also counted as misses: report them apart.
+        let lookups = [
+            s.redis_hits,
+            s.redis_misses - s.foreign_values,
+            s.foreign_values,
+            s.lookup_errors,
+            s.lookup_skipped,
+        ];
+        for (counter, n) in m.lookups.iter().zip(lookups) {
+            counter.absolute(n);
+        }
+        m.invalidations[0].absolute(s.invalidations_sent);
+        m.invalidations[1].absolute(s.invalidations_received);
+        m.errors.absolute(s.redis_errors);
+        m.breaker_open.set(f64::from(u8::from(s.breaker_open)));
+        m.channel_up.set(f64::from(u8::from(s.channel_up)));
     }
 }
 

@@ -87,6 +87,54 @@ pub const LOAD_DURATION: MetricDef = MetricDef::histogram(
 )
 .with_labels(&["cache"]);
 
+/// Second-tier (Redis) lookups of a tiered cache after a first-tier miss, by `outcome`
+/// (`hit`, `miss`, `foreign`: bytes that did not decode, `error`: failed or timed out,
+/// `skipped`: breaker open).
+pub const TIER_LOOKUPS: MetricDef = MetricDef::counter(
+    G,
+    "cache_tier_lookups_total",
+    Unit::Count,
+    "Second-tier (Redis) lookups after a first-tier miss, by outcome.",
+)
+.with_labels(&["cache", "outcome"]);
+
+/// Invalidations a tiered cache published (`sent`) or applied from other instances
+/// (`received`).
+pub const TIER_INVALIDATIONS: MetricDef = MetricDef::counter(
+    G,
+    "cache_tier_invalidations_total",
+    Unit::Count,
+    "Invalidations published to the other instances, or received from them and applied.",
+)
+.with_labels(&["cache", "direction"]);
+
+/// Redis calls of a tiered cache that failed or timed out.
+pub const TIER_ERRORS: MetricDef = MetricDef::counter(
+    G,
+    "cache_tier_errors_total",
+    Unit::Count,
+    "Second-tier (Redis) calls that failed or timed out.",
+)
+.with_labels(&["cache"]);
+
+/// 1 while the breaker skips Redis, else 0.
+pub const TIER_BREAKER_OPEN: MetricDef = MetricDef::gauge(
+    G,
+    "cache_tier_breaker_open",
+    Unit::Count,
+    "1 while the tiered cache's breaker skips Redis after repeated failures, else 0.",
+)
+.with_labels(&["cache"]);
+
+/// 1 while the invalidation channel is subscribed, else 0.
+pub const TIER_CHANNEL_UP: MetricDef = MetricDef::gauge(
+    G,
+    "cache_tier_channel_up",
+    Unit::Count,
+    "1 while the tiered cache listens for other instances' invalidations, else 0.",
+)
+.with_labels(&["cache"]);
+
 /// Every cache metric.
 pub const ALL: &[MetricDef] = &[
     HITS,
@@ -98,4 +146,9 @@ pub const ALL: &[MetricDef] = &[
     MEMORY_USAGE,
     LOADS,
     LOAD_DURATION,
+    TIER_LOOKUPS,
+    TIER_INVALIDATIONS,
+    TIER_ERRORS,
+    TIER_BREAKER_OPEN,
+    TIER_CHANNEL_UP,
 ];
