@@ -23,6 +23,9 @@ pub(crate) enum Lookup<V> {
     Value(V),
     /// A cached "not found".
     Absent,
+    /// A value past its time to live but within the fail-safe grace: a miss, kept as the
+    /// fallback of a load that fails.
+    Stale(V),
     /// The error of a load that just failed (about to be removed).
     Failed(veza_core::SharedError),
     Missing,
@@ -74,6 +77,8 @@ pub(crate) struct Shared<K, V> {
     pub(crate) ttl: Option<Duration>,
     pub(crate) idle: Option<Idle>,
     pub(crate) negative_ttl: Option<Duration>,
+    /// The fail-safe grace past a value's time to live, in nanoseconds.
+    pub(crate) fail_safe: Option<u64>,
     pub(crate) capacity: u64,
     pub(crate) current_capacity: AtomicU64,
     pub(crate) weighed: bool,
@@ -128,6 +133,9 @@ where
                 limit,
             }),
             negative_ttl: b.negative_ttl,
+            fail_safe: b
+                .fail_safe
+                .map(|grace| u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX)),
             capacity: b.capacity,
             current_capacity: AtomicU64::new(b.capacity),
             weighed: b.weigher.is_some(),
@@ -146,7 +154,7 @@ where
     {
         let found = match self.lookup(key) {
             Lookup::Value(value) => Some(value),
-            Lookup::Absent | Lookup::Failed(_) | Lookup::Missing => None,
+            Lookup::Absent | Lookup::Stale(_) | Lookup::Failed(_) | Lookup::Missing => None,
         };
         let event = if found.is_some() {
             Event::Hit
@@ -198,6 +206,14 @@ where
                 };
                 let past = |n: Instant| expires != NEVER && nanos(n) >= expires;
                 if now.is_some_and(past) || idle_too_long() {
+                    let in_grace = |n: Instant| {
+                        self.s
+                            .fail_safe
+                            .is_some_and(|grace| nanos(n) < expires.saturating_add(grace))
+                    };
+                    if expires != NEVER && now.is_some_and(in_grace) {
+                        return Lookup::Stale(value);
+                    }
                     self.remove_expired(key);
                     Lookup::Missing
                 } else {

@@ -102,6 +102,7 @@ pub struct CacheBuilder<K, V> {
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) shards: Option<usize>,
     pub(crate) listener: Option<Listener<K, V>>,
+    pub(crate) fail_safe: Option<Duration>,
 }
 
 impl<K, V> Default for CacheBuilder<K, V> {
@@ -116,6 +117,7 @@ impl<K, V> Default for CacheBuilder<K, V> {
             negative_ttl: None,
             shards: None,
             listener: None,
+            fail_safe: None,
         }
     }
 }
@@ -195,6 +197,17 @@ where
         listener: impl Fn(K, V, RemovalCause) + Send + Sync + 'static,
     ) -> Self {
         self.listener = Some(Listener::new(listener));
+        self
+    }
+
+    /// Fail-safe: a value past its time to live is kept `grace` longer as a fallback. A read
+    /// (`get`) still misses it, and a load runs as usual; but if the load fails, the callers
+    /// get the old value instead of the error (`Source::Stale` through
+    /// [`entry_or_load`](Cache::entry_or_load)'s family), and the next call loads again. So a
+    /// backend outage shorter than `grace` costs no errors for keys that were cached. Needs a
+    /// time to live (cache-wide or per entry); without one nothing goes stale.
+    pub fn fail_safe(mut self, grace: Duration) -> Self {
+        self.fail_safe = Some(grace);
         self
     }
 

@@ -160,20 +160,21 @@ where
     where
         F: FnOnce() -> Result<Option<V>, SharedError>,
     {
-        if let Some(found) = self.hit(key) {
-            return (found, Source::Hit);
-        }
+        let stale = match self.hit(key) {
+            Ok(found) => return (found, Source::Hit),
+            Err(stale) => stale,
+        };
         self.s.counters.add(Event::Miss, 1);
         let hash = self.s.store.hash(key);
         loop {
-            let slot = match self.s.flights.join(hash, key, || self.s.store.get(key)) {
+            let slot = match self.s.flights.join(hash, key, || self.fresh(key)) {
                 Joined::Found(slot) => Some(slot),
                 Joined::Wait(flight) => flight.wait(),
                 Joined::Lead(lead) => {
                     let load = load.take().expect("we load at most once");
                     self.s.counters.add(Event::Load, 1);
                     let outcome = load();
-                    return (self.finish(key, outcome, None, lead), Source::Loaded);
+                    return self.finish(key, outcome, None, stale, lead);
                 }
             };
             // Abandoned, or expired meanwhile: go again (and perhaps lead).
@@ -192,13 +193,14 @@ where
     where
         F: Future<Output = Result<Option<(V, Option<Duration>)>, SharedError>>,
     {
-        if let Some(found) = self.hit(key) {
-            return (found, Source::Hit);
-        }
+        let stale = match self.hit(key) {
+            Ok(found) => return (found, Source::Hit),
+            Err(stale) => stale,
+        };
         self.s.counters.add(Event::Miss, 1);
         let hash = self.s.store.hash(key);
         loop {
-            let slot = match self.s.flights.join(hash, key, || self.s.store.get(key)) {
+            let slot = match self.s.flights.join(hash, key, || self.fresh(key)) {
                 Joined::Found(slot) => Some(slot),
                 Joined::Wait(flight) => flight.wait_async().await,
                 Joined::Lead(lead) => {
@@ -209,7 +211,7 @@ where
                         Ok(None) => (Ok(None), None),
                         Err(err) => (Err(err), None),
                     };
-                    return (self.finish(key, outcome, ttl, lead), Source::Loaded);
+                    return self.finish(key, outcome, ttl, stale, lead);
                 }
             };
             if let Some(outcome) = slot.and_then(|slot| self.settle(key, slot)) {
@@ -218,15 +220,26 @@ where
         }
     }
 
-    /// A fresh value or cached absence, counted as a hit.
-    fn hit(&self, key: &K) -> Option<Result<Option<V>, SharedError>> {
+    /// A fresh value or cached absence, counted as a hit; else the stale value kept for
+    /// fail-safe, if any.
+    fn hit(&self, key: &K) -> Result<Result<Option<V>, SharedError>, Option<V>> {
         let found = match self.lookup(key) {
             Lookup::Value(v) => Ok(Some(v)),
             Lookup::Absent => Ok(None),
-            Lookup::Failed(_) | Lookup::Missing => return None,
+            Lookup::Stale(v) => return Err(Some(v)),
+            Lookup::Failed(_) | Lookup::Missing => return Err(None),
         };
         self.s.counters.add(Event::Hit, 1);
-        Some(found)
+        Ok(found)
+    }
+
+    /// What the cache holds for `key`, if it is not past its time to live (a stale entry is
+    /// no answer for a caller that joins a load).
+    fn fresh(&self, key: &K) -> Option<Slot<V>> {
+        self.s
+            .store
+            .get(key)
+            .filter(|slot| !slot.expired(Instant::now(), self.s.idle))
     }
 
     /// What a waiter got from the load it joined; `None` if it expired meanwhile.
@@ -235,19 +248,37 @@ where
             Lookup::Value(v) => Some(Ok(Some(v))),
             Lookup::Absent => Some(Ok(None)),
             Lookup::Failed(err) => Some(Err(err)),
-            Lookup::Missing => None,
+            Lookup::Stale(_) | Lookup::Missing => None,
         }
     }
 
     /// Stores the outcome of our load (a value, or an absence with a negative time to live),
-    /// hands it to the waiters and returns it.
+    /// hands it to the waiters and returns it; a failed load with a stale value kept for
+    /// fail-safe hands and returns that value instead of the error.
     fn finish(
         &self,
         key: &K,
         outcome: Result<Option<V>, SharedError>,
         ttl: Option<Duration>,
+        stale: Option<V>,
         lead: Lead<'_, K, V>,
-    ) -> Result<Option<V>, SharedError> {
+    ) -> (Result<Option<V>, SharedError>, Source) {
+        if let (Err(_err), Some(value)) = (&outcome, stale) {
+            self.s.counters.add(Event::LoadFailure, 1);
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                target: "veza_cache::load",
+                cache = %self.s.name,
+                error = %_err,
+                "cache load failed; serving the stale value (fail-safe)",
+            );
+            lead.finish(Slot::Value {
+                value: value.clone(),
+                expires: NEVER,
+                touched: None,
+            });
+            return (Ok(Some(value)), Source::Stale);
+        }
         // What to store in the cache and hand to the waiters.
         let (stored, handed) = match &outcome {
             Ok(Some(value)) => {
@@ -283,7 +314,7 @@ where
         }
         lead.finish(handed);
         // No stats pass here: the metrics are published at each scrape (veza_core::publish).
-        outcome
+        (outcome, Source::Loaded)
     }
 }
 
@@ -297,6 +328,9 @@ pub enum Source {
     Loaded,
     /// Another caller was loading it; this call waited for that load.
     Coalesced,
+    /// The load failed and the cache served the value it kept past its time to live
+    /// ([`CacheBuilder::fail_safe`](crate::CacheBuilder::fail_safe)).
+    Stale,
 }
 
 /// A value from [`Cache::entry_or_load`], with where it came from.
