@@ -71,7 +71,7 @@ impl<K, V> Clone for Cache<K, V> {
 /// What the clones of a cache share.
 pub(crate) struct Shared<K, V> {
     pub(crate) store: Store<K, V>,
-    pub(crate) flights: Flights<K, V>,
+    pub(crate) flights: Arc<Flights<K, V>>,
     pub(crate) listener: Option<Listener<K, V>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) ttl: Option<Duration>,
@@ -79,6 +79,13 @@ pub(crate) struct Shared<K, V> {
     pub(crate) negative_ttl: Option<Duration>,
     /// The fail-safe grace past a value's time to live, in nanoseconds.
     pub(crate) fail_safe: Option<u64>,
+    #[cfg(feature = "tokio")]
+    pub(crate) soft_timeout: Option<Duration>,
+    #[cfg(feature = "tokio")]
+    pub(crate) hard_timeout: Option<Duration>,
+    /// Refresh-ahead: how long before its expiry a hit starts a reload, in nanoseconds.
+    #[cfg(feature = "tokio")]
+    pub(crate) refresh_ahead: Option<u64>,
     pub(crate) capacity: u64,
     pub(crate) current_capacity: AtomicU64,
     pub(crate) weighed: bool,
@@ -124,7 +131,7 @@ where
         );
         let shared = Arc::new(Shared {
             store,
-            flights: Flights::new(shards),
+            flights: Arc::new(Flights::new(shards)),
             listener: b.listener,
             counters,
             ttl: b.ttl,
@@ -136,6 +143,14 @@ where
             fail_safe: b
                 .fail_safe
                 .map(|grace| u64::try_from(grace.as_nanos()).unwrap_or(u64::MAX)),
+            #[cfg(feature = "tokio")]
+            soft_timeout: b.soft_timeout,
+            #[cfg(feature = "tokio")]
+            hard_timeout: b.hard_timeout,
+            #[cfg(feature = "tokio")]
+            refresh_ahead: b
+                .refresh_ahead
+                .map(|ahead| u64::try_from(ahead.as_nanos()).unwrap_or(u64::MAX)),
             capacity: b.capacity,
             current_capacity: AtomicU64::new(b.capacity),
             weighed: b.weigher.is_some(),

@@ -103,6 +103,12 @@ pub struct CacheBuilder<K, V> {
     pub(crate) shards: Option<usize>,
     pub(crate) listener: Option<Listener<K, V>>,
     pub(crate) fail_safe: Option<Duration>,
+    #[cfg(feature = "tokio")]
+    pub(crate) soft_timeout: Option<Duration>,
+    #[cfg(feature = "tokio")]
+    pub(crate) hard_timeout: Option<Duration>,
+    #[cfg(feature = "tokio")]
+    pub(crate) refresh_ahead: Option<Duration>,
 }
 
 impl<K, V> Default for CacheBuilder<K, V> {
@@ -118,6 +124,12 @@ impl<K, V> Default for CacheBuilder<K, V> {
             shards: None,
             listener: None,
             fail_safe: None,
+            #[cfg(feature = "tokio")]
+            soft_timeout: None,
+            #[cfg(feature = "tokio")]
+            hard_timeout: None,
+            #[cfg(feature = "tokio")]
+            refresh_ahead: None,
         }
     }
 }
@@ -208,6 +220,36 @@ where
     /// time to live (cache-wide or per entry); without one nothing goes stale.
     pub fn fail_safe(mut self, grace: Duration) -> Self {
         self.fail_safe = Some(grace);
+        self
+    }
+
+    /// For [`get_or_refresh`](Cache::get_or_refresh) (feature `tokio`): when a stale value
+    /// is kept ([`fail_safe`](CacheBuilder::fail_safe)) and the load takes longer than this,
+    /// the callers get the stale value; the load goes on and stores its value when done.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn soft_timeout(mut self, timeout: Duration) -> Self {
+        self.soft_timeout = Some(timeout);
+        self
+    }
+
+    /// For [`get_or_refresh`](Cache::get_or_refresh) (feature `tokio`): callers wait at most
+    /// this long for a load, then get the stale value if one is kept, else a `TimedOut`
+    /// error; the load goes on and stores its value when done.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn hard_timeout(mut self, timeout: Duration) -> Self {
+        self.hard_timeout = Some(timeout);
+        self
+    }
+
+    /// For [`get_or_refresh`](Cache::get_or_refresh) (feature `tokio`): a hit on a value
+    /// with less than `before` left to live starts a load in the background (one per key),
+    /// so a key read steadily is replaced before it expires and hits never wait.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn refresh_ahead(mut self, before: Duration) -> Self {
+        self.refresh_ahead = Some(before);
         self
     }
 

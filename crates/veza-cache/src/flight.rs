@@ -95,7 +95,7 @@ pub(crate) struct Flights<K, V> {
 }
 
 /// What a caller that missed does next.
-pub(crate) enum Joined<'a, K, V>
+pub(crate) enum Joined<K, V>
 where
     K: Eq + Hash + Clone,
     V: Clone,
@@ -105,7 +105,7 @@ where
     /// Another caller is loading it.
     Wait(Arc<Flight<V>>),
     /// This caller loads it.
-    Lead(Lead<'a, K, V>),
+    Lead(Lead<K, V>),
 }
 
 impl<K, V> Flights<K, V>
@@ -128,11 +128,11 @@ where
     /// Joins the load of `key` (hash `hash`), or starts it. `cached` looks at the cache again
     /// under the registry's lock.
     pub(crate) fn join(
-        &self,
+        self: &Arc<Self>,
         hash: u64,
         key: &K,
         cached: impl FnOnce() -> Option<Slot<V>>,
-    ) -> Joined<'_, K, V> {
+    ) -> Joined<K, V> {
         let mut table = self.shard(hash).lock();
         if let Some((_, _, flight)) = table.find(hash, |(h, k, _)| *h == hash && k == key) {
             return Joined::Wait(flight.clone());
@@ -146,7 +146,7 @@ where
         });
         table.insert_unique(hash, (hash, key.clone(), flight.clone()), |(h, _, _)| *h);
         Joined::Lead(Lead {
-            flights: self,
+            flights: self.clone(),
             hash,
             key: key.clone(),
             flight,
@@ -164,25 +164,32 @@ where
     }
 }
 
-/// The leader's duty: end the flight with an outcome, or (dropped) abandon it.
-pub(crate) struct Lead<'a, K, V>
+/// The leader's duty: end the flight with an outcome, or (dropped) abandon it. It owns a
+/// handle on the registry, so a load can go on in a task of its own.
+pub(crate) struct Lead<K, V>
 where
     K: Eq + Hash + Clone,
     V: Clone,
 {
-    flights: &'a Flights<K, V>,
+    flights: Arc<Flights<K, V>>,
     hash: u64,
     key: K,
     flight: Arc<Flight<V>>,
     ended: bool,
 }
 
-impl<K, V> Lead<'_, K, V>
+impl<K, V> Lead<K, V>
 where
     K: Eq + Hash + Clone,
     V: Clone,
 {
     /// Hands `outcome` to the waiters. Store a value in the cache before calling this.
+    /// The flight this leader will end (for callers that wait on it).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn flight(&self) -> Arc<Flight<V>> {
+        self.flight.clone()
+    }
+
     pub(crate) fn finish(mut self, outcome: Slot<V>) {
         self.ended = true;
         self.flights.leave(self.hash, &self.key, &self.flight);
@@ -190,7 +197,7 @@ where
     }
 }
 
-impl<K, V> Drop for Lead<'_, K, V>
+impl<K, V> Drop for Lead<K, V>
 where
     K: Eq + Hash + Clone,
     V: Clone,

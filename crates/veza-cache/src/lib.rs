@@ -64,6 +64,7 @@
 //! |---|---|---|
 //! | `serde` | no | `Serialize`/`Deserialize` for [`Config`], durations as `"30s"` |
 //! | `tracing` | no | one `WARN` event per failed load (target `veza_cache::load`, fields `cache`, `error`) |
+//! | `tokio` | no | [`Cache::get_or_refresh`]: loads that go on without their caller, for soft and hard load timeouts and refresh-ahead |
 //! | `redis` | no | [`TieredCache`]: a second tier in Redis with invalidations broadcast to every instance's first tier |
 //!
 //! # Supported Rust versions
@@ -73,6 +74,8 @@
 #![forbid(unsafe_code)]
 
 mod aside;
+#[cfg(feature = "tokio")]
+mod background;
 mod cache;
 mod config;
 mod entry;

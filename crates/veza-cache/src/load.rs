@@ -235,7 +235,7 @@ where
 
     /// What the cache holds for `key`, if it is not past its time to live (a stale entry is
     /// no answer for a caller that joins a load).
-    fn fresh(&self, key: &K) -> Option<Slot<V>> {
+    pub(crate) fn fresh(&self, key: &K) -> Option<Slot<V>> {
         self.s
             .store
             .get(key)
@@ -243,7 +243,7 @@ where
     }
 
     /// What a waiter got from the load it joined; `None` if it expired meanwhile.
-    fn settle(&self, key: &K, slot: Slot<V>) -> Option<Result<Option<V>, SharedError>> {
+    pub(crate) fn settle(&self, key: &K, slot: Slot<V>) -> Option<Result<Option<V>, SharedError>> {
         match self.classify(key, slot) {
             Lookup::Value(v) => Some(Ok(Some(v))),
             Lookup::Absent => Some(Ok(None)),
@@ -255,13 +255,13 @@ where
     /// Stores the outcome of our load (a value, or an absence with a negative time to live),
     /// hands it to the waiters and returns it; a failed load with a stale value kept for
     /// fail-safe hands and returns that value instead of the error.
-    fn finish(
+    pub(crate) fn finish(
         &self,
         key: &K,
         outcome: Result<Option<V>, SharedError>,
         ttl: Option<Duration>,
         stale: Option<V>,
-        lead: Lead<'_, K, V>,
+        lead: Lead<K, V>,
     ) -> (Result<Option<V>, SharedError>, Source) {
         if let (Err(_err), Some(value)) = (&outcome, stale) {
             self.s.counters.add(Event::LoadFailure, 1);
