@@ -88,6 +88,10 @@ pub struct TierConfig {
     pub breaker_failures: u32,
     /// How long the open breaker skips Redis before trying again. Default 1 s.
     pub breaker_cooldown: Duration,
+    /// Stampede protection across instances: when set, a miss in both tiers takes a short
+    /// Redis lock on the key before loading; instances that find it taken poll Redis for the
+    /// value for up to this long, then load themselves. Default off.
+    pub stampede_wait: Option<Duration>,
 }
 
 impl Default for TierConfig {
@@ -101,6 +105,7 @@ impl Default for TierConfig {
             max_stale: Duration::from_secs(5),
             breaker_failures: 3,
             breaker_cooldown: Duration::from_secs(1),
+            stampede_wait: None,
         }
     }
 }
@@ -144,6 +149,13 @@ impl TierConfig {
         self
     }
 
+    /// Turns on stampede protection across instances: one instance loads a missing key while
+    /// the others wait up to `wait` for its value in Redis (then load themselves).
+    pub fn stampede_lock(mut self, wait: Duration) -> Self {
+        self.stampede_wait = Some(wait);
+        self
+    }
+
     /// Sets the breaker: failures that open it, and its cool-down.
     pub fn breaker(mut self, failures: u32, cooldown: Duration) -> Self {
         self.breaker_failures = failures.max(1);
@@ -170,6 +182,12 @@ pub struct TierStats {
     pub lookup_errors: u64,
     /// First-tier misses that skipped Redis, the breaker open (part of `redis_skipped`).
     pub lookup_skipped: u64,
+    /// Stampede locks this instance took (and then loaded).
+    pub locks_won: u64,
+    /// Misses that found another instance's stampede lock and waited for its value.
+    pub locks_waited: u64,
+    /// Of those, the ones whose wait ran out (they loaded themselves).
+    pub lock_timeouts: u64,
     /// Invalidations this instance published.
     pub invalidations_sent: u64,
     /// Invalidations from other instances applied here.
@@ -213,7 +231,7 @@ struct Tier<K, V> {
     down_since: AtomicU64,
     /// The `down_since` whose bound has already been enforced.
     purged: AtomicU64,
-    counts: [AtomicU64; 9],
+    counts: [AtomicU64; 12],
     stop: tokio::sync::Notify,
     metrics: Late<TierMetrics>,
 }
@@ -229,6 +247,19 @@ enum Count {
     Received,
     LookupError,
     LookupSkipped,
+    LockWon,
+    LockWaited,
+    LockTimeout,
+}
+
+/// The outcome of taking a key's stampede lock.
+enum Lock {
+    /// We hold it (the lock's Redis key): load, store, release.
+    Held(Vec<u8>),
+    /// Another instance holds it: wait for its value.
+    Taken,
+    /// Redis did not answer: load locally.
+    Unavailable,
 }
 
 impl<K, V> TieredCache<K, V>
@@ -318,8 +349,33 @@ where
                 if let Some((value, ttl)) = tier.fetch(key).await {
                     return Ok(Some((value, Some(ttl))));
                 }
-                let value = load.await.map_err(|e| SharedError::from(e.into()))?;
+                let mut locked = None;
+                if let Some(wait) = tier.config.stampede_wait {
+                    match tier.lock(key, wait).await {
+                        Lock::Held(lock) => locked = Some(lock),
+                        Lock::Taken => {
+                            if let Some((value, ttl)) = tier.await_value(key, wait).await {
+                                return Ok(Some((value, Some(ttl))));
+                            }
+                            tier.count(Count::LockTimeout);
+                        }
+                        Lock::Unavailable => {}
+                    }
+                }
+                let value = load.await.map_err(|e| SharedError::from(e.into()));
+                let value = match value {
+                    Ok(value) => value,
+                    Err(err) => {
+                        if let Some(lock) = locked {
+                            tier.unlock(lock).await;
+                        }
+                        return Err(err);
+                    }
+                };
                 tier.store(key, &value, false).await;
+                if let Some(lock) = locked {
+                    tier.unlock(lock).await;
+                }
                 Ok(Some((
                     value,
                     Some(tier.first_tier_ttl(tier.config.redis_ttl)),
@@ -394,6 +450,9 @@ where
             redis_skipped: c(Count::Skipped),
             lookup_errors: c(Count::LookupError),
             lookup_skipped: c(Count::LookupSkipped),
+            locks_won: c(Count::LockWon),
+            locks_waited: c(Count::LockWaited),
+            lock_timeouts: c(Count::LockTimeout),
             invalidations_sent: c(Count::Sent),
             invalidations_received: c(Count::Received),
             breaker_open: !self.breaker_allows(),
@@ -504,6 +563,11 @@ where
 
     /// The value Redis holds for `key` and the first-tier time to live it allows.
     async fn fetch(&self, key: &K) -> Option<(V, Duration)> {
+        self.fetch_counted(key, true).await
+    }
+
+    /// [`fetch`](Tier::fetch), counting a miss only if `count_miss` (polls do not).
+    async fn fetch_counted(&self, key: &K, count_miss: bool) -> Option<(V, Duration)> {
         let key_bytes = self.keys.encode(key).ok()?;
         let mut pipe = redis::pipe();
         let redis_key = self.redis_key(&key_bytes);
@@ -518,7 +582,9 @@ where
             return None;
         };
         let Some(bytes) = bytes else {
-            self.count(Count::RedisMiss);
+            if count_miss {
+                self.count(Count::RedisMiss);
+            }
             return None;
         };
         let Ok(value) = self.codec.decode(&bytes) else {
@@ -537,6 +603,56 @@ where
         };
         self.count(Count::RedisHit);
         Some((value, self.first_tier_ttl(left)))
+    }
+
+    /// Takes the stampede lock of `key` (`SET NX PX`, expiring after twice `wait` in case the
+    /// holder dies).
+    async fn lock(&self, key: &K, wait: Duration) -> Lock {
+        let Ok(key_bytes) = self.keys.encode(key) else {
+            return Lock::Unavailable;
+        };
+        let mut lock_key = self.redis_key(b"lock:");
+        lock_key.extend_from_slice(&key_bytes);
+        let ttl_ms = u64::try_from(wait.saturating_mul(2).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&lock_key)
+            .arg(&self.id[..])
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms);
+        match self.run::<(Option<String>,)>(pipe).await {
+            Some((Some(_),)) => {
+                self.count(Count::LockWon);
+                Lock::Held(lock_key)
+            }
+            Some((None,)) => {
+                self.count(Count::LockWaited);
+                Lock::Taken
+            }
+            None => Lock::Unavailable,
+        }
+    }
+
+    /// Releases a stampede lock we hold.
+    async fn unlock(&self, lock_key: Vec<u8>) {
+        let mut pipe = redis::pipe();
+        pipe.del(lock_key).ignore();
+        let _ = self.run::<()>(pipe).await;
+    }
+
+    /// Polls Redis for `key`'s value (every 5 ms) for up to `wait`.
+    async fn await_value(&self, key: &K, wait: Duration) -> Option<(V, Duration)> {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if let Some(found) = self.fetch_counted(key, false).await {
+                return Some(found);
+            }
+        }
+        None
     }
 
     /// Writes `value` to Redis, and publishes an invalidation if `announce`.

@@ -365,3 +365,80 @@ async fn concurrent_misses_in_one_instance_load_once() {
     }
     assert_eq!(loads.load(Ordering::Relaxed), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_stampede_lock_concurrent_misses_on_two_instances_load_once() {
+    let config = TierConfig::new(redis_url())
+        .namespace(namespace())
+        .stampede_lock(Duration::from_millis(1_000));
+    let caches = [
+        Arc::new(tiered(config.clone()).await),
+        Arc::new(tiered(config).await),
+    ];
+    let loads = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (cache, loads) = (caches[i % 2].clone(), loads.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load(&77, async {
+                        loads.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Ok::<_, Infallible>("loaded once".to_owned())
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), "loaded once");
+    }
+    assert_eq!(
+        loads.load(Ordering::Relaxed),
+        1,
+        "one load across both instances"
+    );
+    let (a, b) = (caches[0].stats(), caches[1].stats());
+    assert_eq!(a.locks_won + b.locks_won, 1);
+    assert_eq!(
+        a.locks_waited + b.locks_waited,
+        1,
+        "the other instance waited"
+    );
+    assert_eq!(a.lock_timeouts + b.lock_timeouts, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_holder_that_does_not_answer_in_time_is_not_waited_for_longer() {
+    let ns = namespace();
+    let config = TierConfig::new(redis_url())
+        .namespace(ns.clone())
+        .stampede_lock(Duration::from_millis(100));
+    let cache = tiered(config).await;
+    // Another "instance" took the lock and died.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let mut lock = format!("{ns}:v1:lock:").into_bytes();
+    lock.extend(postcard::to_allocvec(&5u64).unwrap());
+    let _: () = redis::cmd("SET")
+        .arg(&lock)
+        .arg("dead")
+        .arg("PX")
+        .arg(5_000)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let value = cache
+        .get_or_load(&5, async { Ok::<_, Infallible>("local".to_owned()) })
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(value, "local");
+    assert!(
+        waited >= Duration::from_millis(90) && waited < Duration::from_millis(500),
+        "{waited:?}"
+    );
+    assert_eq!(cache.stats().lock_timeouts, 1);
+}
