@@ -385,6 +385,30 @@ where
             .map(|v| v.expect("a loaded value"))
     }
 
+    /// Like [`get_or_load`](TieredCache::get_or_load) for a loader that may find nothing:
+    /// `Ok(None)` is returned to every waiting caller and cached in neither tier.
+    pub async fn get_or_load_opt<F, E>(&self, key: &K, load: F) -> Result<Option<V>, SharedError>
+    where
+        F: Future<Output = Result<Option<V>, E>>,
+        E: Into<BoxError>,
+    {
+        self.s.enforce_staleness();
+        let tier = &self.s;
+        tier.l1
+            .load_with_ttl_async(key, async {
+                if let Some((value, ttl)) = tier.fetch(key).await {
+                    return Ok(Some((value, Some(ttl))));
+                }
+                let Some(value) = load.await.map_err(|e| SharedError::from(e.into()))? else {
+                    return Ok(None);
+                };
+                tier.store(key, &value, false).await;
+                let ttl = tier.first_tier_ttl(tier.config.redis_ttl);
+                Ok(Some((value, Some(ttl))))
+            })
+            .await
+    }
+
     /// Stores `value` under `key` in both tiers and tells the other instances to drop theirs.
     pub async fn insert(&self, key: K, value: V) {
         let ttl = self.s.first_tier_ttl(self.s.config.redis_ttl);

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_layer::Layer;
-use veza_cache::Cache;
+use veza_cache::{Cache, TierConfig, TieredCache};
 use veza_core::{Health, HealthCheck};
 use veza_dbpool::Cursor;
 use veza_mempool::{BufferPool, MemoryBudget, Pressure};
@@ -86,8 +86,8 @@ const USER_COLUMNS: &str = "id, email, name, created_at";
 pub struct State {
     config: Config,
     db: Arc<Db>,
-    by_id: Option<Cache<i64, User>>,
-    by_email: Option<Cache<String, User>>,
+    by_id: Option<UserCache<i64>>,
+    by_email: Option<UserCache<String>>,
     workers: WorkerPool,
     buffers: Arc<BufferPool>,
     budget: Arc<MemoryBudget>,
@@ -183,13 +183,13 @@ impl Running {
             .state
             .by_id
             .as_ref()
-            .map(Observe::snapshot)
+            .map(|c| c.first_tier().snapshot())
             .unwrap_or_default();
         let by_email = self
             .state
             .by_email
             .as_ref()
-            .map(Observe::snapshot)
+            .map(|c| c.first_tier().snapshot())
             .unwrap_or_default();
         (by_id, by_email)
     }
@@ -241,7 +241,28 @@ pub async fn start(config: Config) -> Result<Running> {
             .max_entries(config.cache_entries)
             .time_to_live(ttl)
             .build()?;
-        (Some(by_id), Some(by_email))
+        match &config.redis_url {
+            // One namespace per cache and schema: instances sharing a database share a tier.
+            Some(url) => {
+                let tier = |name: &str| {
+                    TierConfig::new(url.as_str())
+                        .namespace(format!("veza-api:{}:{name}", config.schema))
+                        .redis_ttl(ttl)
+                };
+                (
+                    Some(UserCache::Tiered(
+                        TieredCache::new(by_id, tier("by_id")).await?,
+                    )),
+                    Some(UserCache::Tiered(
+                        TieredCache::new(by_email, tier("by_email")).await?,
+                    )),
+                )
+            }
+            None => (
+                Some(UserCache::Local(by_id)),
+                Some(UserCache::Local(by_email)),
+            ),
+        }
     };
     let workers = WorkerPool::builder()
         .name("passwords")
@@ -271,6 +292,10 @@ pub async fn start(config: Config) -> Result<Running> {
         format!("{upstream}/avatars/health"),
         Duration::from_secs(2),
     )?));
+    // A tier whose Redis is unreachable still serves (degraded, not unready).
+    if let Some(UserCache::Tiered(c)) = &by_id {
+        checks.push(Arc::new(c.clone()));
+    }
     let hash_cost = if cfg!(debug_assertions) {
         (1024, 1)
     } else {
@@ -619,27 +644,36 @@ async fn load_user(
 /// users are not cached), or straight to the database in naive mode.
 async fn cached_user<K>(
     state: &State,
-    cache: Option<&Cache<K, User>>,
+    cache: Option<&UserCache<K>>,
     key: K,
     sql: &str,
 ) -> Result<Option<User>, ApiError>
 where
-    K: std::hash::Hash + Eq + Clone + Send + Sync + tokio_postgres::types::ToSql + 'static,
+    K: std::hash::Hash
+        + Eq
+        + Clone
+        + Send
+        + Sync
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + tokio_postgres::types::ToSql
+        + 'static,
 {
-    match cache {
-        None => load_user(state, sql, &key).await,
-        Some(cache) => cache
-            .try_get_or_load_opt_async(&key, async {
-                load_user(state, sql, &key)
-                    .await
-                    .map_err(|e| veza_core::BoxError::from(e.to_string()))
-            })
+    let Some(cache) = cache else {
+        return load_user(state, sql, &key).await;
+    };
+    let load = async {
+        load_user(state, sql, &key)
             .await
-            .map_err(|e| {
-                ApiError::hidden(503, "a dependency is unavailable, retry", e.to_string())
-                    .retry_after(1)
-            }),
+            .map_err(|e| veza_core::BoxError::from(e.to_string()))
+    };
+    match cache {
+        UserCache::Local(cache) => cache.try_get_or_load_opt_async(&key, load).await,
+        UserCache::Tiered(cache) => cache.get_or_load_opt(&key, load).await,
     }
+    .map_err(|e| {
+        ApiError::hidden(503, "a dependency is unavailable, retry", e.to_string()).retry_after(1)
+    })
 }
 
 async fn user_by_id(state: &State, id: i64) -> Result<Option<User>, ApiError> {
@@ -653,12 +687,47 @@ async fn user_by_email(state: &State, email: &str) -> Result<Option<User>, ApiEr
     cached_user(state, state.by_email.as_ref(), email.to_owned(), &sql).await
 }
 
-fn forget(state: &State, user: &User) {
+async fn forget(state: &State, user: &User) {
     if let Some(c) = &state.by_id {
-        c.invalidate(&user.id);
+        c.invalidate(&user.id).await;
     }
     if let Some(c) = &state.by_email {
-        c.invalidate(&user.email);
+        c.invalidate(&user.email).await;
+    }
+}
+
+/// A user cache: in process only, or in process over a Redis tier shared by every instance
+/// (`redis_url`), whose invalidations reach the other instances.
+enum UserCache<K> {
+    Local(Cache<K, User>),
+    Tiered(TieredCache<K, User>),
+}
+
+impl<K> UserCache<K>
+where
+    K: std::hash::Hash
+        + Eq
+        + Clone
+        + Send
+        + Sync
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + 'static,
+{
+    fn first_tier(&self) -> &Cache<K, User> {
+        match self {
+            UserCache::Local(c) => c,
+            UserCache::Tiered(c) => c.first_tier(),
+        }
+    }
+
+    async fn invalidate(&self, key: &K) {
+        match self {
+            UserCache::Local(c) => {
+                c.invalidate(key);
+            }
+            UserCache::Tiered(c) => c.invalidate(key).await,
+        }
     }
 }
 
@@ -742,7 +811,7 @@ async fn update_user(
         .as_ref()
         .map(User::from_row)
         .ok_or_else(|| ApiError::new(404, "no such user"))?;
-    forget(state, &user);
+    forget(state, &user).await;
     Ok(json(state, 200, &user))
 }
 

@@ -32,6 +32,9 @@ pub struct Config {
     pub mode: Mode,
     /// The avatar upstream; when unset, the service starts one of its own on loopback.
     pub upstream_url: Option<String>,
+    /// Redis for a second cache tier shared by every instance (veza mode): updates through
+    /// one instance reach the others' caches. `VEZA_API_REDIS` overrides. Default none.
+    pub redis_url: Option<String>,
     /// Database connections.
     pub pool_size: u32,
     /// Users kept in each cache (by id, by email).
@@ -64,6 +67,7 @@ impl Default for Config {
             schema: "veza_api".to_owned(),
             mode: Mode::Veza,
             upstream_url: None,
+            redis_url: None,
             pool_size: 16,
             cache_entries: 100_000,
             cache_ttl_secs: 300,
@@ -118,6 +122,9 @@ impl Config {
         }
         if let Ok(v) = std::env::var("VEZA_API_UPSTREAM") {
             config.upstream_url = Some(v);
+        }
+        if let Ok(v) = std::env::var("VEZA_API_REDIS") {
+            config.redis_url = Some(v);
         }
         if let Some(l) = listen {
             config.listen = l.parse().context("--listen")?;
