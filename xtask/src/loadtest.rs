@@ -1,6 +1,8 @@
 //! `cargo xtask loadtest`: the reference service (`examples/veza-api`) under a bounded load on
 //! loopback, once as built (pools, caches) and once naive (a connection per request, no
-//! cache), so the gain is measured. Writes `target/veza-load/report.{json,md}`.
+//! cache), so the gain is measured; then two instances sharing a Redis cache tier, renames
+//! through one and reads through the other, counting stale reads. Writes
+//! `target/veza-load/report.{json,md}`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{pg, util};
+use crate::{pg, redis, util};
 
 const MODES: [&str; 2] = ["veza", "naive"];
 
@@ -70,8 +72,13 @@ impl Service {
         url: &str,
         mode: &str,
         schema: &str,
+        redis_url: Option<&str>,
     ) -> Result<(Service, String)> {
-        let mut child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some(redis_url) = redis_url {
+            cmd.env("VEZA_API_REDIS", redis_url);
+        }
+        let mut child = cmd
             .env("DATABASE_URL", url)
             .env("VEZA_API_MODE", mode)
             .env("VEZA_API_SCHEMA", schema)
@@ -151,7 +158,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "xtask: {mode}: starting the service ({})",
             util::elapsed(started)
         );
-        let (service, base) = Service::start(&bin_dir.join("veza-api"), &db.url, mode, &schema)?;
+        let (service, base) =
+            Service::start(&bin_dir.join("veza-api"), &db.url, mode, &schema, None)?;
         let file = out.join(format!("{mode}.json"));
         let load = util::run(Command::new(bin_dir.join("veza-load")).args([
             "--base",
@@ -172,6 +180,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         let report: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
         results.insert(mode.to_owned(), report);
     }
+    let tier = two_instances(&opts, &bin_dir, &db.url, &out, started)?;
     drop(db);
     let ratio = |field: &str| {
         let v = results["veza"][field].as_f64().unwrap_or(0.0);
@@ -193,12 +202,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "throughput_ratio": total_ratio,
         "errors": errors,
         "modes": Value::Object(results.clone()),
+        "two_instances": tier.clone(),
     });
     std::fs::write(
         out.join("report.json"),
         serde_json::to_string_pretty(&report)? + "\n",
     )?;
-    let md = markdown(&results, read_ratio, total_ratio, &opts);
+    let mut md = markdown(&results, read_ratio, total_ratio, &opts);
+    md.push_str(&tier_markdown(&tier));
     std::fs::write(out.join("report.md"), &md)?;
     println!("{md}");
     eprintln!(
@@ -209,7 +220,77 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if errors > 0 {
         bail!("{errors} requests failed (see first_errors in report.json)");
     }
+    if tier["stale_reads"].as_u64().unwrap_or(0) > 0 || tier["errors"].as_u64().unwrap_or(0) > 0 {
+        bail!("two instances: stale reads or errors (see two_instances in report.json)");
+    }
     Ok(())
+}
+
+/// Two instances of the service on one schema and one Redis: renames through the first,
+/// reads through the second (`veza-load --read-base`); the JSON report of that run.
+fn two_instances(
+    opts: &Opts,
+    bin_dir: &std::path::Path,
+    db_url: &str,
+    out: &std::path::Path,
+    started: Instant,
+) -> Result<Value> {
+    let cache = redis::provision()?;
+    let schema = format!("veza_load_tier_{}", std::process::id());
+    eprintln!(
+        "xtask: two instances on one Redis ({}): starting them ({})",
+        cache.url,
+        util::elapsed(started)
+    );
+    let bin = bin_dir.join("veza-api");
+    let (first, write_base) = Service::start(&bin, db_url, "veza", &schema, Some(&cache.url))?;
+    let (second, read_base) = Service::start(&bin, db_url, "veza", &schema, Some(&cache.url))?;
+    let file = out.join("two_instances.json");
+    let load = util::run(Command::new(bin_dir.join("veza-load")).args([
+        "--base",
+        &write_base,
+        "--read-base",
+        &read_base,
+        "--duration",
+        &opts.duration.min(10).to_string(),
+        "--concurrency",
+        &opts.concurrency.min(16).to_string(),
+        "--users",
+        &opts.users.min(1_000).to_string(),
+        "--out",
+        &file.to_string_lossy(),
+    ]));
+    let stopped = (first.stop(), second.stop());
+    drop_schema(db_url, &schema);
+    drop(cache);
+    load?;
+    stopped.0.context("two instances: the first's shutdown")?;
+    stopped.1.context("two instances: the second's shutdown")?;
+    Ok(serde_json::from_str(&std::fs::read_to_string(&file)?)?)
+}
+
+fn tier_markdown(t: &Value) -> String {
+    let f = |k: &str| t[k].as_f64().unwrap_or(0.0);
+    let u = |k: &str| t[k].as_u64().unwrap_or(0);
+    format!(
+        "\n## Two instances, one Redis tier\n\n\
+         Renames through one instance, reads of the same 200 users through the other, for {:.0} s.\n\n\
+         | writes | reads | stale past {} ms | older within it | errors | read p50 | read p95 | read p99 | write p50 | write p99 |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
+         | {} | {} | {} | {} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |\n",
+        f("seconds"),
+        u("bound_ms"),
+        u("writes"),
+        u("reads"),
+        u("stale_reads"),
+        u("recent_reads"),
+        u("errors"),
+        f("read_p50_ms"),
+        f("read_p95_ms"),
+        f("read_p99_ms"),
+        f("write_p50_ms"),
+        f("write_p99_ms"),
+    )
 }
 
 fn markdown(

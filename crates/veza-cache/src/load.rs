@@ -281,6 +281,16 @@ where
         }
         // What to store in the cache and hand to the waiters.
         let (stored, handed) = match &outcome {
+            // A time to live of zero: hand the value over, keep nothing (the tiered cache
+            // says so when an invalidation raced with the load).
+            Ok(Some(value)) if ttl == Some(Duration::ZERO) => (
+                None,
+                Slot::Value {
+                    value: value.clone(),
+                    expires: NEVER,
+                    touched: None,
+                },
+            ),
             Ok(Some(value)) => {
                 self.s.counters.add(Event::Insert, 1);
                 let slot = self.value_slot(value.clone(), ttl.or(self.s.ttl));

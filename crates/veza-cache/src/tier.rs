@@ -28,9 +28,10 @@
 
 use std::fmt;
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -198,6 +199,24 @@ pub struct TierStats {
     pub channel_up: bool,
 }
 
+/// Stripes of invalidation generations.
+const GENERATIONS: usize = 4096;
+
+/// A key's invalidation generation when a fill began.
+#[derive(Clone, Copy)]
+struct Generation {
+    stripe: usize,
+    key: u64,
+    all: u64,
+}
+
+/// Compare-and-set for a loaded value: written only if the key's version has not moved since
+/// the miss was read (no invalidation or write in between). KEYS: value, version. ARGV:
+/// bytes, the version read (empty for none), time to live in ms.
+const SET_IF_UNCHANGED: &str = "local v = redis.call('GET', KEYS[2]) \
+if (v == false and ARGV[2] == '') or v == ARGV[2] then \
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) return 1 end return 0";
+
 /// Message kinds on the invalidation channel: `[kind][16-byte sender id][key bytes]`.
 const KEY: u8 = 1;
 const ALL: u8 = 2;
@@ -232,6 +251,11 @@ struct Tier<K, V> {
     /// The `down_since` whose bound has already been enforced.
     purged: AtomicU64,
     counts: [AtomicU64; 12],
+    /// Invalidation generations, by key stripe, and of everything: a fill that began before
+    /// an invalidation of its key must not land in the first tier after it.
+    gens: Box<[AtomicU64]>,
+    all_gen: AtomicU64,
+    key_hasher: foldhash::quality::RandomState,
     stop: tokio::sync::Notify,
     metrics: Late<TierMetrics>,
 }
@@ -307,6 +331,9 @@ where
             down_since: AtomicU64::new(1),
             purged: AtomicU64::new(0),
             counts: Default::default(),
+            gens: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
+            all_gen: AtomicU64::new(0),
+            key_hasher: foldhash::quality::RandomState::default(),
             stop: tokio::sync::Notify::new(),
             metrics: Late::new(|| TierMetrics::new(first_tier_name)),
             config,
@@ -329,8 +356,13 @@ where
         if let Some(value) = self.s.l1.get(key) {
             return Some(value);
         }
-        let (value, ttl) = self.s.fetch(key).await?;
-        self.s.l1.insert_with_ttl(key.clone(), value.clone(), ttl);
+        let tier = &self.s;
+        let began = tier.generation(key);
+        let (value, ttl) = tier.fetch(key).await?;
+        if tier.unchanged(began) {
+            tier.l1.insert_with_ttl(key.clone(), value.clone(), ttl);
+            tier.settle_fill(key, began);
+        }
         Some(value)
     }
 
@@ -344,18 +376,22 @@ where
     {
         self.s.enforce_staleness();
         let tier = &self.s;
-        tier.l1
+        let began = tier.generation(key);
+        let loaded = tier
+            .l1
             .load_with_ttl_async(key, async {
-                if let Some((value, ttl)) = tier.fetch(key).await {
-                    return Ok(Some((value, Some(ttl))));
+                let fetched = tier.fetch_versioned(key, true).await;
+                if let Some((Some((value, ttl)), _)) = fetched {
+                    return Ok(Some((value, Some(tier.fill_ttl(began, ttl)))));
                 }
+                let version = fetched.map(|(_, version)| version);
                 let mut locked = None;
                 if let Some(wait) = tier.config.stampede_wait {
                     match tier.lock(key, wait).await {
                         Lock::Held(lock) => locked = Some(lock),
                         Lock::Taken => {
                             if let Some((value, ttl)) = tier.await_value(key, wait).await {
-                                return Ok(Some((value, Some(ttl))));
+                                return Ok(Some((value, Some(tier.fill_ttl(began, ttl)))));
                             }
                             tier.count(Count::LockTimeout);
                         }
@@ -372,17 +408,16 @@ where
                         return Err(err);
                     }
                 };
-                tier.store(key, &value, false).await;
+                tier.store_loaded(key, &value, version).await;
                 if let Some(lock) = locked {
                     tier.unlock(lock).await;
                 }
-                Ok(Some((
-                    value,
-                    Some(tier.first_tier_ttl(tier.config.redis_ttl)),
-                )))
+                let ttl = tier.first_tier_ttl(tier.config.redis_ttl);
+                Ok(Some((value, Some(tier.fill_ttl(began, ttl)))))
             })
-            .await
-            .map(|v| v.expect("a loaded value"))
+            .await;
+        tier.settle_fill(key, began);
+        loaded.map(|v| v.expect("a loaded value"))
     }
 
     /// Like [`get_or_load`](TieredCache::get_or_load) for a loader that may find nothing:
@@ -394,30 +429,38 @@ where
     {
         self.s.enforce_staleness();
         let tier = &self.s;
-        tier.l1
+        let began = tier.generation(key);
+        let loaded = tier
+            .l1
             .load_with_ttl_async(key, async {
-                if let Some((value, ttl)) = tier.fetch(key).await {
-                    return Ok(Some((value, Some(ttl))));
+                let fetched = tier.fetch_versioned(key, true).await;
+                if let Some((Some((value, ttl)), _)) = fetched {
+                    return Ok(Some((value, Some(tier.fill_ttl(began, ttl)))));
                 }
+                let version = fetched.map(|(_, version)| version);
                 let Some(value) = load.await.map_err(|e| SharedError::from(e.into()))? else {
                     return Ok(None);
                 };
-                tier.store(key, &value, false).await;
+                tier.store_loaded(key, &value, version).await;
                 let ttl = tier.first_tier_ttl(tier.config.redis_ttl);
-                Ok(Some((value, Some(ttl))))
+                Ok(Some((value, Some(tier.fill_ttl(began, ttl)))))
             })
-            .await
+            .await;
+        tier.settle_fill(key, began);
+        loaded
     }
 
     /// Stores `value` under `key` in both tiers and tells the other instances to drop theirs.
     pub async fn insert(&self, key: K, value: V) {
         let ttl = self.s.first_tier_ttl(self.s.config.redis_ttl);
+        self.s.bump(&key); // fills in flight must not land over this value
         self.s.l1.insert_with_ttl(key.clone(), value.clone(), ttl);
         self.s.store(&key, &value, true).await;
     }
 
     /// Removes `key` from both tiers and from the other instances' first tiers.
     pub async fn invalidate(&self, key: &K) {
+        self.s.bump(key);
         self.s.l1.invalidate(key);
         let tier = &self.s;
         let Ok(key_bytes) = tier.keys.encode(key) else {
@@ -425,6 +468,7 @@ where
         };
         let mut pipe = redis::pipe();
         pipe.del(tier.redis_key(&key_bytes)).ignore();
+        tier.bump_version(&mut pipe, &key_bytes);
         pipe.publish(&tier.channel, tier.message(KEY, &key_bytes))
             .ignore();
         if tier.run::<()>(pipe).await.is_some() {
@@ -435,6 +479,7 @@ where
     /// Empties this instance's first tier and the other instances' (Redis keeps its
     /// entries: they expire by themselves, or are overwritten).
     pub async fn invalidate_all_first_tiers(&self) {
+        self.s.all_gen.fetch_add(1, SeqCst);
         self.s.l1.invalidate_all();
         let tier = &self.s;
         let mut pipe = redis::pipe();
@@ -519,6 +564,7 @@ where
         }
         let bound = u64::try_from(self.config.max_stale.as_nanos()).unwrap_or(u64::MAX);
         if self.now().saturating_sub(down - 1) >= bound && self.purged.swap(down, Relaxed) != down {
+            self.all_gen.fetch_add(1, SeqCst);
             self.l1.invalidate_all();
         }
     }
@@ -587,17 +633,33 @@ where
 
     /// The value Redis holds for `key` and the first-tier time to live it allows.
     async fn fetch(&self, key: &K) -> Option<(V, Duration)> {
-        self.fetch_counted(key, true).await
+        self.fetch_versioned(key, true).await?.0
     }
 
     /// [`fetch`](Tier::fetch), counting a miss only if `count_miss` (polls do not).
     async fn fetch_counted(&self, key: &K, count_miss: bool) -> Option<(V, Duration)> {
+        self.fetch_versioned(key, count_miss).await?.0
+    }
+
+    /// What Redis holds for `key` (value and the first-tier time to live it allows, if any)
+    /// and the key's version (empty for none), in one round trip; `None` if Redis could not
+    /// be asked.
+    async fn fetch_versioned(
+        &self,
+        key: &K,
+        count_miss: bool,
+    ) -> Option<(Option<(V, Duration)>, String)> {
         let key_bytes = self.keys.encode(key).ok()?;
         let mut pipe = redis::pipe();
         let redis_key = self.redis_key(&key_bytes);
-        pipe.get(&redis_key).pttl(&redis_key);
+        pipe.get(&redis_key)
+            .pttl(&redis_key)
+            .get(self.version_key(&key_bytes));
         let allowed = self.breaker_allows();
-        let Some((bytes, pttl)) = self.run::<(Option<Vec<u8>>, i64)>(pipe).await else {
+        let Some((bytes, pttl, version)) = self
+            .run::<(Option<Vec<u8>>, i64, Option<String>)>(pipe)
+            .await
+        else {
             self.count(if allowed {
                 Count::LookupError
             } else {
@@ -605,16 +667,17 @@ where
             });
             return None;
         };
+        let version = version.unwrap_or_default();
         let Some(bytes) = bytes else {
             if count_miss {
                 self.count(Count::RedisMiss);
             }
-            return None;
+            return Some((None, version));
         };
         let Ok(value) = self.codec.decode(&bytes) else {
             self.count(Count::Foreign);
             self.count(Count::RedisMiss);
-            return None;
+            return Some((None, version));
         };
         // -1: no expiry; -2: gone since the GET; otherwise what is left.
         let left = match pttl {
@@ -622,11 +685,11 @@ where
             ms if ms > 0 => Duration::from_millis(ms.unsigned_abs()),
             _ => {
                 self.count(Count::RedisMiss);
-                return None;
+                return Some((None, version));
             }
         };
         self.count(Count::RedisHit);
-        Some((value, self.first_tier_ttl(left)))
+        Some((Some((value, self.first_tier_ttl(left))), version))
     }
 
     /// Takes the stampede lock of `key` (`SET NX PX`, expiring after twice `wait` in case the
@@ -695,11 +758,92 @@ where
             .arg(ttl_ms)
             .ignore();
         if announce {
+            self.bump_version(&mut pipe, &key_bytes);
             pipe.publish(&self.channel, self.message(KEY, &key_bytes))
                 .ignore();
         }
         if self.run::<()>(pipe).await.is_some() && announce {
             self.count(Count::Sent);
+        }
+    }
+
+    /// Adds to `pipe` the bump of the key's version (which makes loads that read the key
+    /// before this write or invalidation leave Redis alone); the version lives twice as long
+    /// as values do.
+    fn bump_version(&self, pipe: &mut redis::Pipeline, key_bytes: &[u8]) {
+        let version = self.version_key(key_bytes);
+        let ttl_ms = u64::try_from(self.config.redis_ttl.saturating_mul(2).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        pipe.incr(&version, 1).ignore();
+        pipe.cmd("PEXPIRE").arg(&version).arg(ttl_ms).ignore();
+    }
+
+    fn version_key(&self, key_bytes: &[u8]) -> Vec<u8> {
+        let mut k = self.redis_key(b"ver:");
+        k.extend_from_slice(key_bytes);
+        k
+    }
+
+    /// Writes a loaded value to Redis only if the key's version is still `version` (the one
+    /// read with the miss): a write or invalidation since then wins. Nothing is written when
+    /// the miss could not be read from Redis.
+    async fn store_loaded(&self, key: &K, value: &V, version: Option<String>) {
+        let Some(version) = version else { return };
+        let (Ok(key_bytes), Ok(bytes)) = (self.keys.encode(key), self.codec.encode(value)) else {
+            return;
+        };
+        let ttl_ms = u64::try_from(self.config.redis_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(SET_IF_UNCHANGED)
+            .arg(2)
+            .arg(self.redis_key(&key_bytes))
+            .arg(self.version_key(&key_bytes))
+            .arg(bytes)
+            .arg(version)
+            .arg(ttl_ms)
+            .ignore();
+        let _ = self.run::<()>(pipe).await;
+    }
+
+    /// The key's invalidation generation now.
+    fn generation(&self, key: &K) -> Generation {
+        let stripe = (self.key_hasher.hash_one(key) as usize) & (GENERATIONS - 1);
+        Generation {
+            stripe,
+            key: self.gens[stripe].load(SeqCst),
+            all: self.all_gen.load(SeqCst),
+        }
+    }
+
+    fn unchanged(&self, began: Generation) -> bool {
+        self.gens[began.stripe].load(SeqCst) == began.key && self.all_gen.load(SeqCst) == began.all
+    }
+
+    /// Marks `key` invalidated (before its first-tier entry is dropped).
+    fn bump(&self, key: &K) {
+        let stripe = (self.key_hasher.hash_one(key) as usize) & (GENERATIONS - 1);
+        self.gens[stripe].fetch_add(1, SeqCst);
+    }
+
+    /// The first-tier time to live of a fill that began at `began`: zero (keep nothing) if
+    /// the key was invalidated since.
+    fn fill_ttl(&self, began: Generation, ttl: Duration) -> Duration {
+        if self.unchanged(began) {
+            ttl
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// After a fill: if an invalidation came between the check and the insert, drop what was
+    /// inserted (the invalidation marks before it drops, so one of the two sees the other).
+    fn settle_fill(&self, key: &K, began: Generation) {
+        if !self.unchanged(began) {
+            self.l1.invalidate(key);
         }
     }
 
@@ -712,11 +856,13 @@ where
             KEY => {
                 if let Ok(key) = self.keys.decode(&payload[17..]) {
                     let key: K = key;
+                    self.bump(&key);
                     self.l1.invalidate(&key);
                     self.count(Count::Received);
                 }
             }
             ALL => {
+                self.all_gen.fetch_add(1, SeqCst);
                 self.l1.invalidate_all();
                 self.count(Count::Received);
             }
@@ -726,6 +872,7 @@ where
 
     fn channel_up(&self) {
         // Anything may have been missed while unsubscribed.
+        self.all_gen.fetch_add(1, SeqCst);
         self.l1.invalidate_all();
         self.down_since.store(0, Relaxed);
     }

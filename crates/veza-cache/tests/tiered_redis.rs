@@ -442,3 +442,41 @@ async fn a_lock_holder_that_does_not_answer_in_time_is_not_waited_for_longer() {
     );
     assert_eq!(cache.stats().lock_timeouts, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_raced_with_an_update_leaves_neither_tier_stale() {
+    let config = TierConfig::new(redis_url()).namespace(namespace());
+    let (a, b) = (tiered(config.clone()).await, Arc::new(tiered(config).await));
+    // b misses and reads the database ("old") slowly...
+    let loading = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.get_or_load(&3, async {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                Ok::<_, Infallible>("old".to_owned())
+            })
+            .await
+            .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...while a writes the new value (Redis, and an invalidation b receives mid-load).
+    a.insert(3, "new".to_owned()).await;
+    assert_eq!(
+        loading.await.unwrap(),
+        "old",
+        "the load answers with what it read"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_ne!(
+        b.first_tier().get(&3).as_deref(),
+        Some("old"),
+        "the old value must not land in b's first tier after the invalidation"
+    );
+    assert_eq!(
+        b.get(&3).await.as_deref(),
+        Some("new"),
+        "nor overwrite the new value in Redis"
+    );
+    assert_eq!(a.get(&3).await.as_deref(), Some("new"));
+}

@@ -2,6 +2,11 @@
 //! [--users N] [--out FILE]`: seeds the service, then drives a bounded, mostly-read mix at it
 //! on loopback and writes requests/s and latency percentiles per endpoint as JSON.
 //! `cargo xtask loadtest` runs it against both modes of the service.
+//!
+//! With `--read-base http://ADDR2` (a second instance on the same database and Redis), it
+//! checks the shared cache tier instead: renames go through `--base`, reads of the same users
+//! through `--read-base`, and a read that returns a name older than one acknowledged more than
+//! `--bound-ms` (default 50) before the read was sent counts as stale.
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -41,6 +46,8 @@ struct Args {
     concurrency: usize,
     users: u64,
     out: Option<String>,
+    read_base: Option<String>,
+    bound: Duration,
 }
 
 fn args() -> Result<Args> {
@@ -51,6 +58,8 @@ fn args() -> Result<Args> {
         concurrency: 32,
         users: 10_000,
         out: None,
+        read_base: None,
+        bound: Duration::from_millis(50),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -62,6 +71,8 @@ fn args() -> Result<Args> {
             "--concurrency" => a.concurrency = value()?.parse()?,
             "--users" => a.users = value()?.parse()?,
             "--out" => a.out = Some(value()?),
+            "--read-base" => a.read_base = Some(value()?.trim_end_matches('/').to_owned()),
+            "--bound-ms" => a.bound = Duration::from_millis(value()?.parse()?),
             other => bail!("unknown argument `{other}`"),
         }
     }
@@ -174,6 +185,9 @@ async fn main() -> Result<()> {
     let a = args()?;
     let http: Http = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     seed(&http, &a.base, a.users).await?;
+    if let Some(read_base) = &a.read_base {
+        return tier_check(&http, &a, read_base).await;
+    }
 
     let deadline = Instant::now() + a.duration;
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -318,6 +332,175 @@ async fn main() -> Result<()> {
     eprintln!(
         "veza-load: {requests} requests in {seconds:.1}s, {:.0} req/s ({:.0} reads/s), {errors} errors",
         report.rps, report.read_rps
+    );
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct TierReport {
+    write_base: String,
+    read_base: String,
+    seconds: f64,
+    bound_ms: u64,
+    writes: u64,
+    reads: u64,
+    errors: u64,
+    /// Reads that returned a name older than one acknowledged more than the bound before.
+    stale_reads: u64,
+    /// Reads that returned an older name within the bound (invalidation in flight).
+    recent_reads: u64,
+    read_p50_ms: f64,
+    read_p95_ms: f64,
+    read_p99_ms: f64,
+    write_p50_ms: f64,
+    write_p99_ms: f64,
+    first_errors: Vec<String>,
+}
+
+/// For each user, the versions of its name written and acknowledged, with when.
+type Acked = std::collections::HashMap<u64, Vec<(u64, Instant)>>;
+
+/// Renames through one instance, reads through the other, over 200 users both instances
+/// keep cached; counts the reads that were stale past the bound.
+async fn tier_check(http: &Http, a: &Args, read_base: &str) -> Result<()> {
+    use std::sync::Mutex;
+    const HOT: u64 = 200;
+    // For each user: the versions written and acknowledged, with when the write was acked.
+    let acked: Arc<Mutex<Acked>> = Arc::default();
+    let version = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let deadline = Instant::now() + a.duration;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..a.concurrency)
+        .map(|task| {
+            let (http, write, read) = (http.clone(), a.base.clone(), read_base.to_owned());
+            let (acked, version, bound) = (Arc::clone(&acked), Arc::clone(&version), a.bound);
+            let concurrency = a.concurrency.min(HOT as usize);
+            tokio::spawn(async move {
+                let mut rng = Rng(0x7135 + task as u64);
+                let (mut reads, mut writes) = (Vec::new(), Vec::new());
+                let (mut errors, mut stale, mut recent) = (0u64, 0u64, 0u64);
+                let mut first_errors = Vec::new();
+                let tasks = concurrency as u64;
+                while Instant::now() < deadline {
+                    let renames = rng.below(10) < 2;
+                    // Each user is renamed by one task only, so the versions of a user commit
+                    // in the order they were numbered and acknowledged.
+                    let id = if renames {
+                        1 + (rng.below(HOT / tasks) * tasks + task as u64) % HOT
+                    } else {
+                        1 + rng.below(HOT)
+                    };
+                    let t = Instant::now();
+                    if renames {
+                        let v = version.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let body = format!("{{\"name\":\"T{v}\"}}");
+                        match send(&http, "PUT", &format!("{write}/users/{id}"), Some(body)).await {
+                            Ok((200, _)) => {
+                                writes.push(t.elapsed().as_micros() as u32);
+                                acked
+                                    .lock()
+                                    .expect("acked")
+                                    .entry(id)
+                                    .or_default()
+                                    .push((v, Instant::now()));
+                            }
+                            other => {
+                                errors += 1;
+                                if first_errors.len() < 3 {
+                                    first_errors
+                                        .push(format!("PUT {id}: {:?}", other.map(|(s, _)| s)));
+                                }
+                            }
+                        }
+                    } else {
+                        match send(&http, "GET", &format!("{read}/users/{id}"), None).await {
+                            Ok((200, body)) => {
+                                reads.push(t.elapsed().as_micros() as u32);
+                                let v: serde_json::Value = serde_json::from_slice(&body)?;
+                                let name = v["name"].as_str().unwrap_or_default();
+                                let seen: u64 = name
+                                    .strip_prefix('T')
+                                    .and_then(|n| n.parse().ok())
+                                    .unwrap_or(0);
+                                // The newest version acknowledged before this read was sent.
+                                let acked = acked.lock().expect("acked");
+                                let newest = acked.get(&id).and_then(|vs| {
+                                    vs.iter()
+                                        .filter(|(_, at)| *at <= t)
+                                        .max_by_key(|(v, _)| *v)
+                                        .copied()
+                                });
+                                if let Some((v, at)) = newest {
+                                    if seen < v {
+                                        if t.duration_since(at) > bound {
+                                            stale += 1;
+                                        } else {
+                                            recent += 1;
+                                        }
+                                    }
+                                }
+                            }
+                            other => {
+                                errors += 1;
+                                if first_errors.len() < 3 {
+                                    first_errors
+                                        .push(format!("GET {id}: {:?}", other.map(|(s, _)| s)));
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok::<_, anyhow::Error>((reads, writes, errors, stale, recent, first_errors))
+            })
+        })
+        .collect();
+    let (mut reads, mut writes) = (Vec::new(), Vec::new());
+    let (mut errors, mut stale, mut recent) = (0, 0, 0);
+    let mut first_errors = Vec::new();
+    for t in tasks {
+        let (r, w, e, s, rc, fe) = t.await??;
+        reads.extend(r);
+        writes.extend(w);
+        errors += e;
+        stale += s;
+        recent += rc;
+        first_errors.extend(fe);
+    }
+    reads.sort_unstable();
+    writes.sort_unstable();
+    let pct = |l: &[u32], p: f64| {
+        if l.is_empty() {
+            0.0
+        } else {
+            f64::from(l[((l.len() - 1) as f64 * p) as usize]) / 1000.0
+        }
+    };
+    first_errors.truncate(5);
+    let report = TierReport {
+        write_base: a.base.clone(),
+        read_base: read_base.to_owned(),
+        seconds: started.elapsed().as_secs_f64(),
+        bound_ms: a.bound.as_millis() as u64,
+        writes: writes.len() as u64,
+        reads: reads.len() as u64,
+        errors,
+        stale_reads: stale,
+        recent_reads: recent,
+        read_p50_ms: pct(&reads, 0.50),
+        read_p95_ms: pct(&reads, 0.95),
+        read_p99_ms: pct(&reads, 0.99),
+        write_p50_ms: pct(&writes, 0.50),
+        write_p99_ms: pct(&writes, 0.99),
+        first_errors,
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    match &a.out {
+        Some(path) => std::fs::write(path, json + "\n")?,
+        None => println!("{json}"),
+    }
+    eprintln!(
+        "veza-load: tier check: {} writes through one instance, {} reads through the other, {stale} stale past {} ms ({recent} within it), {errors} errors",
+        report.writes, report.reads, report.bound_ms
     );
     Ok(())
 }
