@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::hash::Hash;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use veza_core::{BoxError, SharedError};
 
@@ -41,6 +41,31 @@ where
         Fut: Future<Output = Result<V, E>> + Send + 'static,
         E: Into<BoxError> + 'static,
     {
+        let load = move || {
+            let loading = load();
+            async move {
+                loading
+                    .await
+                    .map(|value| (value, None))
+                    .map_err(|e| SharedError::from(e.into()))
+            }
+        };
+        self.get_or_refresh_ttl(key, load, Box::new(|| ())).await
+    }
+
+    /// [`get_or_refresh`](Cache::get_or_refresh) with a loader that also gives its value's
+    /// time to live here (the tiered cache bounds it by Redis's; zero keeps nothing), and
+    /// `after`, run once the load (if this call starts one) has stored its value.
+    pub(crate) async fn get_or_refresh_ttl<F, Fut>(
+        &self,
+        key: &K,
+        load: F,
+        after: After,
+    ) -> Result<V, SharedError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(V, Option<Duration>), SharedError>> + Send + 'static,
+    {
         let stale = match self.s.store.get(key) {
             Some(slot) => {
                 let expires = match &slot {
@@ -51,7 +76,7 @@ where
                     Lookup::Value(value) => {
                         self.s.counters.add(Event::Hit, 1);
                         if self.due_for_refresh(expires) {
-                            self.refresh(key, load);
+                            self.refresh(key, load, after);
                         }
                         return Ok(value);
                     }
@@ -68,7 +93,7 @@ where
             Joined::Wait(flight) => flight,
             Joined::Lead(lead) => {
                 let flight = lead.flight();
-                let task = self.load_task(key.clone(), load, stale.clone(), lead);
+                let task = self.load_task(key.clone(), load, stale.clone(), lead, after);
                 match tokio::runtime::Handle::try_current() {
                     Ok(runtime) => drop(runtime.spawn(task)),
                     Err(_) => task.await, // no runtime: load here, no timeouts
@@ -107,42 +132,42 @@ where
     }
 
     /// Starts `load` in the background unless a load of `key` is already running.
-    fn refresh<F, Fut, E>(&self, key: &K, load: F)
+    fn refresh<F, Fut>(&self, key: &K, load: F, after: After)
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<V, E>> + Send + 'static,
-        E: Into<BoxError> + 'static,
+        Fut: Future<Output = Result<(V, Option<Duration>), SharedError>> + Send + 'static,
     {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // nowhere to run it: the value expires and the next call loads
         };
         let hash = self.s.store.hash(key);
         if let Joined::Lead(lead) = self.s.flights.join(hash, key, || None) {
-            drop(runtime.spawn(self.load_task(key.clone(), load, None, lead)));
+            drop(runtime.spawn(self.load_task(key.clone(), load, None, lead, after)));
         }
     }
 
     /// The task that runs `load` and ends the flight `lead` leads.
-    fn load_task<F, Fut, E>(
+    fn load_task<F, Fut>(
         &self,
         key: K,
         load: F,
         stale: Option<V>,
         lead: Lead<K, V>,
+        after: After,
     ) -> impl Future<Output = ()> + Send + 'static
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<V, E>> + Send + 'static,
-        E: Into<BoxError> + 'static,
+        Fut: Future<Output = Result<(V, Option<Duration>), SharedError>> + Send + 'static,
     {
         let cache = self.clone();
         async move {
             cache.s.counters.add(Event::Load, 1);
-            let outcome = load()
-                .await
-                .map(Some)
-                .map_err(|e| SharedError::from(e.into()));
-            let _ = cache.finish(&key, outcome, None, stale, lead);
+            let (outcome, ttl) = match load().await {
+                Ok((value, ttl)) => (Ok(Some(value)), ttl),
+                Err(err) => (Err(err), None),
+            };
+            let _ = cache.finish(&key, outcome, ttl, stale, lead);
+            after();
         }
     }
 
@@ -157,6 +182,9 @@ where
         }
     }
 }
+
+/// What runs once a background load has stored its value.
+pub(crate) type After = Box<dyn FnOnce() + Send>;
 
 fn error(kind: std::io::ErrorKind, message: &str) -> SharedError {
     let boxed: BoxError = Box::new(std::io::Error::new(kind, message.to_owned()));

@@ -17,7 +17,9 @@
 //!   invalidation.
 //! - Foreign bytes under a key (another codec, an older version, garbage) are a miss: the
 //!   value is loaded again and overwritten, never a panic. Keys carry the namespace and a
-//!   version, so a version bump starts from an empty second tier.
+//!   version, so a version bump starts from an empty second tier. The Redis key is the
+//!   postcard encoding of the key, so instances sharing a namespace must use the same key
+//!   type (`11u64` and `11i32` are different keys there).
 //!
 //! Pub/sub rather than RESP3 client tracking: tracking needs RESP3 (Redis 6+) and a
 //! redirect connection per instance, and Redis sends its invalidations only for keys this
@@ -448,6 +450,41 @@ where
             .await;
         tier.settle_fill(key, began);
         loaded
+    }
+
+    /// [`Cache::get_or_refresh`] through both tiers: the load (Redis, then `load`) runs in a
+    /// task of its own, with the first tier's soft and hard timeouts and refresh-ahead; what
+    /// it fills is bounded by Redis's time to live and kept out of the first tier if an
+    /// invalidation of the key came meanwhile.
+    pub async fn get_or_refresh<F, Fut, E>(&self, key: &K, load: F) -> Result<V, SharedError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.s.enforce_staleness();
+        let began = self.s.generation(key);
+        let (tier, owned) = (self.s.clone(), key.clone());
+        // Once the load has stored its value: drop it if an invalidation came between the
+        // loader's check and the store (the check alone leaves that window).
+        let after = {
+            let (tier, key) = (self.s.clone(), key.clone());
+            Box::new(move || tier.settle_fill(&key, began))
+        };
+        let load = move || async move {
+            let fetched = tier.fetch_versioned(&owned, true).await;
+            if let Some((Some((value, ttl)), _)) = fetched {
+                return Ok((value, Some(tier.fill_ttl(began, ttl))));
+            }
+            let version = fetched.map(|(_, version)| version);
+            let value = load().await.map_err(|e| SharedError::from(e.into()))?;
+            tier.store_loaded(&owned, &value, version).await;
+            let ttl = tier.first_tier_ttl(tier.config.redis_ttl);
+            Ok((value, Some(tier.fill_ttl(began, ttl))))
+        };
+        let got = self.s.l1.get_or_refresh_ttl(key, load, after).await;
+        self.s.settle_fill(key, began);
+        got
     }
 
     /// Stores `value` under `key` in both tiers and tells the other instances to drop theirs.

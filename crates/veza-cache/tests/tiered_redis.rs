@@ -480,3 +480,41 @@ async fn a_load_that_raced_with_an_update_leaves_neither_tier_stale() {
     );
     assert_eq!(a.get(&3).await.as_deref(), Some("new"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_past_the_hard_timeout_still_fills_both_tiers() {
+    let config = TierConfig::new(redis_url()).namespace(namespace());
+    let first = Cache::<u64, String>::builder()
+        .max_entries(100)
+        .time_to_live(Duration::from_secs(3600))
+        .hard_timeout(Duration::from_millis(40))
+        .build()
+        .unwrap();
+    let a = TieredCache::new(first, config.clone()).await.unwrap();
+    let b = tiered(config).await;
+    let started = Instant::now();
+    let err = a
+        .get_or_refresh(&11, || async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok::<_, Infallible>("late".to_owned())
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        a.first_tier().get(&11).as_deref(),
+        Some("late"),
+        "a's first tier"
+    );
+    assert_eq!(
+        b.get(&11).await.as_deref(),
+        Some("late"),
+        "Redis, read by b"
+    );
+}
