@@ -272,7 +272,21 @@ fn two_instances(
 fn tier_markdown(t: &Value) -> String {
     let f = |k: &str| t[k].as_f64().unwrap_or(0.0);
     let u = |k: &str| t[k].as_u64().unwrap_or(0);
-    format!(
+    let mut tiers = String::from(
+        "\nReads by the tier that answered (`x-cache-tier`):\n\n| tier | reads | p50 | p99 |\n|---|---:|---:|---:|\n",
+    );
+    if let Some(map) = t["tiers"].as_object() {
+        for (tier, v) in map {
+            let n = |i: usize| v[i].as_f64().unwrap_or(0.0);
+            tiers.push_str(&format!(
+                "| {tier} | {} | {:.2} ms | {:.2} ms |\n",
+                v[0].as_u64().unwrap_or(0),
+                n(1),
+                n(2)
+            ));
+        }
+    }
+    let table = format!(
         "\n## Two instances, one Redis tier\n\n\
          Renames through one instance, reads of the same 200 users through the other, for {:.0} s.\n\n\
          | writes | reads | stale past {} ms | older within it | errors | read p50 | read p95 | read p99 | write p50 | write p99 |\n\
@@ -290,7 +304,8 @@ fn tier_markdown(t: &Value) -> String {
         f("read_p99_ms"),
         f("write_p50_ms"),
         f("write_p99_ms"),
-    )
+    );
+    table + &tiers
 }
 
 fn markdown(

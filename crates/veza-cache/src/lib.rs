@@ -100,7 +100,7 @@ pub use listen::RemovalCause;
 pub use load::{Entry, Source};
 pub use sorted_index::{SharedIndex, SortedIndex};
 #[cfg(feature = "redis")]
-pub use tier::{Codec, Postcard, TierConfig, TierStats, TieredCache};
+pub use tier::{Codec, Postcard, Served, TierConfig, TierStats, TieredCache};
 
 /// The README's example, compiled as a doctest.
 #[cfg(doctest)]

@@ -142,11 +142,11 @@ where
         &self,
         key: &K,
         load: F,
-    ) -> Result<Option<V>, SharedError>
+    ) -> (Result<Option<V>, SharedError>, Source)
     where
         F: Future<Output = Result<Option<(V, Option<std::time::Duration>)>, SharedError>>,
     {
-        self.load_async(key, &mut Some(load)).await.0
+        self.load_async(key, &mut Some(load)).await
     }
 
     /// Loads through the registry of flights. `load` is taken only if this caller loads; when

@@ -167,6 +167,33 @@ impl TierConfig {
     }
 }
 
+/// Which tier answered a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Served {
+    /// The first tier held it.
+    FirstTier,
+    /// Redis held it (and the first tier now does).
+    Redis,
+    /// Neither did: the loader ran.
+    Loaded,
+    /// Another caller in this instance was loading it; this one waited for that load (or
+    /// got the stale value of a failed one).
+    Joined,
+}
+
+impl Served {
+    /// `first`, `redis`, `loaded` or `joined`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Served::FirstTier => "first",
+            Served::Redis => "redis",
+            Served::Loaded => "loaded",
+            Served::Joined => "joined",
+        }
+    }
+}
+
 /// What a tiered cache counted (the first tier's own statistics are its `Cache`'s).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -417,7 +444,8 @@ where
                 let ttl = tier.first_tier_ttl(tier.config.redis_ttl);
                 Ok(Some((value, Some(tier.fill_ttl(began, ttl)))))
             })
-            .await;
+            .await
+            .0;
         tier.settle_fill(key, began);
         loaded.map(|v| v.expect("a loaded value"))
     }
@@ -429,14 +457,31 @@ where
         F: Future<Output = Result<Option<V>, E>>,
         E: Into<BoxError>,
     {
+        self.get_or_load_opt_served(key, load)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// [`get_or_load_opt`](TieredCache::get_or_load_opt), saying which tier answered.
+    pub async fn get_or_load_opt_served<F, E>(
+        &self,
+        key: &K,
+        load: F,
+    ) -> Result<(Option<V>, Served), SharedError>
+    where
+        F: Future<Output = Result<Option<V>, E>>,
+        E: Into<BoxError>,
+    {
         self.s.enforce_staleness();
         let tier = &self.s;
         let began = tier.generation(key);
-        let loaded = tier
+        let from_redis = std::sync::atomic::AtomicBool::new(false);
+        let (loaded, source) = tier
             .l1
             .load_with_ttl_async(key, async {
                 let fetched = tier.fetch_versioned(key, true).await;
                 if let Some((Some((value, ttl)), _)) = fetched {
+                    from_redis.store(true, Relaxed);
                     return Ok(Some((value, Some(tier.fill_ttl(began, ttl)))));
                 }
                 let version = fetched.map(|(_, version)| version);
@@ -449,7 +494,13 @@ where
             })
             .await;
         tier.settle_fill(key, began);
-        loaded
+        let served = match source {
+            crate::Source::Hit => Served::FirstTier,
+            crate::Source::Loaded if from_redis.load(Relaxed) => Served::Redis,
+            crate::Source::Loaded => Served::Loaded,
+            _ => Served::Joined,
+        };
+        loaded.map(|value| (value, served))
     }
 
     /// [`Cache::get_or_refresh`] through both tiers: the load (Redis, then `load`) runs in a

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_layer::Layer;
-use veza_cache::{Cache, TierConfig, TieredCache};
+use veza_cache::{Cache, Served, TierConfig, TieredCache};
 use veza_core::{Health, HealthCheck};
 use veza_dbpool::Cursor;
 use veza_mempool::{BufferPool, MemoryBudget, Pressure};
@@ -487,16 +487,14 @@ async fn route(
         (Method::POST, ["users", "import"]) => import(state, req).await,
         (Method::GET, ["users", "by-email", email]) => {
             let email = input::email(&percent_decode(email)?)?;
-            let user = user_by_email(state, &email)
-                .await?
-                .ok_or_else(|| ApiError::new(404, "no such user"))?;
-            Ok(json(state, 200, &user))
+            let (user, served) = user_by_email(state, &email).await?;
+            let user = user.ok_or_else(|| ApiError::new(404, "no such user"))?;
+            Ok(with_tier(json(state, 200, &user), served))
         }
         (Method::GET, ["users", id]) => {
-            let user = user_by_id(state, parse_id(id)?)
-                .await?
-                .ok_or_else(|| ApiError::new(404, "no such user"))?;
-            Ok(json(state, 200, &user))
+            let (user, served) = user_by_id(state, parse_id(id)?).await?;
+            let user = user.ok_or_else(|| ApiError::new(404, "no such user"))?;
+            Ok(with_tier(json(state, 200, &user), served))
         }
         (Method::PUT, ["users", id]) => update_user(state, parse_id(id)?, req).await,
         (Method::GET, ["users", id, "avatar"]) => avatar(state, parse_id(id)?).await,
@@ -647,7 +645,7 @@ async fn cached_user<K>(
     cache: Option<&UserCache<K>>,
     key: K,
     sql: &str,
-) -> Result<Option<User>, ApiError>
+) -> Result<(Option<User>, Option<Served>), ApiError>
 where
     K: std::hash::Hash
         + Eq
@@ -660,7 +658,7 @@ where
         + 'static,
 {
     let Some(cache) = cache else {
-        return load_user(state, sql, &key).await;
+        return Ok((load_user(state, sql, &key).await?, None));
     };
     let load = async {
         load_user(state, sql, &key)
@@ -668,32 +666,56 @@ where
             .map_err(|e| veza_core::BoxError::from(e.to_string()))
     };
     match cache {
-        UserCache::Local(cache) => cache.try_get_or_load_opt_async(&key, load).await,
-        UserCache::Tiered(cache) => cache.get_or_load_opt(&key, load).await,
+        UserCache::Local(cache) => cache
+            .try_get_or_load_opt_async(&key, load)
+            .await
+            .map(|user| (user, None)),
+        UserCache::Tiered(cache) => cache
+            .get_or_load_opt_served(&key, load)
+            .await
+            .map(|(user, served)| (user, Some(served))),
     }
     .map_err(|e| {
         ApiError::hidden(503, "a dependency is unavailable, retry", e.to_string()).retry_after(1)
     })
 }
 
-async fn user_by_id(state: &State, id: i64) -> Result<Option<User>, ApiError> {
+async fn user_by_id(state: &State, id: i64) -> Result<(Option<User>, Option<Served>), ApiError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
     cached_user(state, state.by_id.as_ref(), id, &sql).await
 }
 
 /// The guide's lookup by indexed email, cached.
-async fn user_by_email(state: &State, email: &str) -> Result<Option<User>, ApiError> {
+async fn user_by_email(
+    state: &State,
+    email: &str,
+) -> Result<(Option<User>, Option<Served>), ApiError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
     cached_user(state, state.by_email.as_ref(), email.to_owned(), &sql).await
 }
 
-async fn forget(state: &State, user: &User) {
+/// After an update: an in-process cache drops the user (the next read loads it); a tiered
+/// cache stores the new row in both tiers, so the other instances (told to drop their copy)
+/// read it from Redis instead of the database.
+async fn after_update(state: &State, user: &User) {
     if let Some(c) = &state.by_id {
-        c.invalidate(&user.id).await;
+        c.updated(user.id, user).await;
     }
     if let Some(c) = &state.by_email {
-        c.invalidate(&user.email).await;
+        c.updated(user.email.clone(), user).await;
     }
+}
+
+/// With a Redis tier, `x-cache-tier` says which tier answered: `first`, `redis`, `loaded`
+/// (the database) or `joined` (another request's load).
+fn with_tier(mut response: Response<Full<Bytes>>, served: Option<Served>) -> Response<Full<Bytes>> {
+    if let Some(served) = served {
+        response.headers_mut().insert(
+            "x-cache-tier",
+            http::HeaderValue::from_static(served.as_str()),
+        );
+    }
+    response
 }
 
 /// A user cache: in process only, or in process over a Redis tier shared by every instance
@@ -721,12 +743,12 @@ where
         }
     }
 
-    async fn invalidate(&self, key: &K) {
+    async fn updated(&self, key: K, user: &User) {
         match self {
             UserCache::Local(c) => {
-                c.invalidate(key);
+                c.invalidate(&key);
             }
-            UserCache::Tiered(c) => c.invalidate(key).await,
+            UserCache::Tiered(c) => c.insert(key, user.clone()).await,
         }
     }
 }
@@ -811,7 +833,7 @@ async fn update_user(
         .as_ref()
         .map(User::from_row)
         .ok_or_else(|| ApiError::new(404, "no such user"))?;
-    forget(state, &user).await;
+    after_update(state, &user).await;
     Ok(json(state, 200, &user))
 }
 

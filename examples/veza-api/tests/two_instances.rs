@@ -38,11 +38,28 @@ async fn a_rename_through_one_instance_is_served_by_the_other() {
     assert_eq!(r.status(), 201, "{:?}", r.text());
     let v: Value = serde_json::from_slice(r.body()).unwrap();
     let id = v["id"].as_i64().unwrap();
-    // Both instances cache the user.
-    for base in [&base_a, &base_b] {
-        let r = c.get(format!("{base}/users/{id}")).send().await.unwrap();
-        assert_eq!(name(&r), "Grace");
-    }
+    // Both instances cache the user; x-cache-tier says which tier answered.
+    let tier = |r: &veza_httpopt::Response| {
+        r.headers()
+            .get("x-cache-tier")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let r = c.get(format!("{base_a}/users/{id}")).send().await.unwrap();
+    assert_eq!(name(&r), "Grace");
+    assert_eq!(tier(&r).as_deref(), Some("loaded"), "a read the database");
+    let r = c.get(format!("{base_b}/users/{id}")).send().await.unwrap();
+    assert_eq!(name(&r), "Grace");
+    assert_eq!(
+        tier(&r).as_deref(),
+        Some("redis"),
+        "b found a's load in Redis"
+    );
+    let r = c.get(format!("{base_b}/users/{id}")).send().await.unwrap();
+    assert_eq!(
+        tier(&r).as_deref(),
+        Some("first"),
+        "then held it in its first tier"
+    );
     assert!(
         b.state_caches().0.entries >= 1,
         "b holds the user in its first tier"

@@ -354,7 +354,27 @@ struct TierReport {
     read_p99_ms: f64,
     write_p50_ms: f64,
     write_p99_ms: f64,
+    /// Reads by the tier that answered (`x-cache-tier`): count, p50 and p99 in ms.
+    tiers: BTreeMap<String, (u64, f64, f64)>,
     first_errors: Vec<String>,
+}
+
+/// A GET, with the `x-cache-tier` header of the answer (`none` without one).
+async fn send_traced(http: &Http, url: &str) -> Result<(u16, Bytes, String)> {
+    let req = hyper::Request::builder()
+        .method("GET")
+        .uri(url)
+        .body(Full::new(Bytes::new()))?;
+    let resp = tokio::time::timeout(Duration::from_secs(30), http.request(req)).await??;
+    let status = resp.status().as_u16();
+    let tier = resp
+        .headers()
+        .get("x-cache-tier")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none")
+        .to_owned();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body, tier))
 }
 
 /// For each user, the versions of its name written and acknowledged, with when.
@@ -378,6 +398,7 @@ async fn tier_check(http: &Http, a: &Args, read_base: &str) -> Result<()> {
             tokio::spawn(async move {
                 let mut rng = Rng(0x7135 + task as u64);
                 let (mut reads, mut writes) = (Vec::new(), Vec::new());
+                let mut by_tier: BTreeMap<String, Vec<u32>> = BTreeMap::new();
                 let (mut errors, mut stale, mut recent) = (0u64, 0u64, 0u64);
                 let mut first_errors = Vec::new();
                 let tasks = concurrency as u64;
@@ -413,9 +434,11 @@ async fn tier_check(http: &Http, a: &Args, read_base: &str) -> Result<()> {
                             }
                         }
                     } else {
-                        match send(&http, "GET", &format!("{read}/users/{id}"), None).await {
-                            Ok((200, body)) => {
-                                reads.push(t.elapsed().as_micros() as u32);
+                        match send_traced(&http, &format!("{read}/users/{id}")).await {
+                            Ok((200, body, tier)) => {
+                                let micros = t.elapsed().as_micros() as u32;
+                                reads.push(micros);
+                                by_tier.entry(tier).or_default().push(micros);
                                 let v: serde_json::Value = serde_json::from_slice(&body)?;
                                 let name = v["name"].as_str().unwrap_or_default();
                                 let seen: u64 = name
@@ -444,23 +467,35 @@ async fn tier_check(http: &Http, a: &Args, read_base: &str) -> Result<()> {
                                 errors += 1;
                                 if first_errors.len() < 3 {
                                     first_errors
-                                        .push(format!("GET {id}: {:?}", other.map(|(s, _)| s)));
+                                        .push(format!("GET {id}: {:?}", other.map(|(s, _, _)| s)));
                                 }
                             }
                         }
                     }
                 }
-                Ok::<_, anyhow::Error>((reads, writes, errors, stale, recent, first_errors))
+                Ok::<_, anyhow::Error>((
+                    reads,
+                    writes,
+                    by_tier,
+                    errors,
+                    stale,
+                    recent,
+                    first_errors,
+                ))
             })
         })
         .collect();
     let (mut reads, mut writes) = (Vec::new(), Vec::new());
+    let mut by_tier: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     let (mut errors, mut stale, mut recent) = (0, 0, 0);
     let mut first_errors = Vec::new();
     for t in tasks {
-        let (r, w, e, s, rc, fe) = t.await??;
+        let (r, w, bt, e, s, rc, fe) = t.await??;
         reads.extend(r);
         writes.extend(w);
+        for (tier, l) in bt {
+            by_tier.entry(tier).or_default().extend(l);
+        }
         errors += e;
         stale += s;
         recent += rc;
@@ -491,6 +526,13 @@ async fn tier_check(http: &Http, a: &Args, read_base: &str) -> Result<()> {
         read_p99_ms: pct(&reads, 0.99),
         write_p50_ms: pct(&writes, 0.50),
         write_p99_ms: pct(&writes, 0.99),
+        tiers: by_tier
+            .into_iter()
+            .map(|(tier, mut l)| {
+                l.sort_unstable();
+                (tier, (l.len() as u64, pct(&l, 0.50), pct(&l, 0.99)))
+            })
+            .collect(),
         first_errors,
     };
     let json = serde_json::to_string_pretty(&report)?;
