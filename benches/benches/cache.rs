@@ -177,37 +177,48 @@ fn ratio_case(bench: &Bench, id: &str, what: &str) -> Option<(Case, usize)> {
     bench.wants(case.id()).then_some((case, requests))
 }
 
+/// The caches the hit-ratio cases replay, ours first.
+const RATIO_CONTENDERS: [&str; 4] = ["veza-cache", "quick_cache", "moka", "lru"];
+
 /// Replays `keys` (get, insert on miss) through a fresh cache of 10,000 of each contender,
 /// one thread: the hit ratio.
 fn hit_ratios(bench: &Bench, case: &Case, keys: &[u64]) {
-    bench.run(
-        case,
-        vec![
-            Contender::new("veza-cache", || {
-                let cache = Cache::<u64, u64>::new(10_000).expect("cache");
-                fill_ratio(keys, |k| cache.get(&k), |k| cache.insert(k, k))
-            }),
-            Contender::new("quick_cache", || {
-                let cache = quick_cache::sync::Cache::<u64, u64>::new(10_000);
-                fill_ratio(keys, |k| cache.get(&k), |k| cache.insert(k, k))
-            }),
-            Contender::new("moka", || {
-                let cache = moka::sync::Cache::<u64, u64>::new(10_000);
-                fill_ratio(keys, |k| cache.get(&k), |k| cache.insert(k, k))
-            }),
-            Contender::new("lru", || {
-                let mut cache =
-                    lru::LruCache::<u64, u64>::new(NonZeroUsize::new(10_000).expect("non-zero"));
-                ratio(keys, |k| {
-                    let hit = cache.get(&k).is_some();
-                    if !hit {
-                        cache.put(k, k);
-                    }
-                    hit
-                })
-            }),
-        ],
-    );
+    let contenders = RATIO_CONTENDERS
+        .iter()
+        .map(|name| Contender::new(name, move || replay_ratio(name, keys, 10_000)))
+        .collect();
+    bench.run(case, contenders);
+}
+
+/// The hit ratio of a fresh `capacity` cache of contender `name` replaying `keys`.
+fn replay_ratio(name: &str, keys: &[u64], capacity: usize) -> f64 {
+    let cap = capacity as u64;
+    match name {
+        "veza-cache" => {
+            let cache = Cache::<u64, u64>::new(cap).expect("cache");
+            fill_ratio(keys, |k| cache.get(&k), |k| cache.insert(k, k))
+        }
+        "quick_cache" => {
+            let cache = quick_cache::sync::Cache::<u64, u64>::new(capacity);
+            fill_ratio(keys, |k| cache.get(&k), |k| cache.insert(k, k))
+        }
+        "moka" => {
+            let cache = moka::sync::Cache::<u64, u64>::new(cap);
+            fill_ratio(keys, |k| cache.get(&k), |k| cache.insert(k, k))
+        }
+        "lru" => {
+            let mut cache =
+                lru::LruCache::<u64, u64>::new(NonZeroUsize::new(capacity).expect("non-zero"));
+            ratio(keys, |k| {
+                let hit = cache.get(&k).is_some();
+                if !hit {
+                    cache.put(k, k);
+                }
+                hit
+            })
+        }
+        other => unreachable!("no replay for {other}"),
+    }
 }
 
 /// One thread replaying Zipf(0.99) requests over 1,000,000 keys through a capacity-10,000
@@ -341,30 +352,8 @@ fn policy_table(bench: &Bench) {
     for capacity in [1_000usize, 10_000, 100_000] {
         let requests = (capacity * 30).max(1_000_000) / if bench.quick() { 4 } else { 1 };
         for (shape, keys) in shapes(capacity, requests) {
-            let cap = capacity as u64;
-            let veza = {
-                let cache = Cache::<u64, u64>::new(cap).expect("cache");
-                fill_ratio(&keys, |k| cache.get(&k), |k| cache.insert(k, k))
-            };
-            let quick = {
-                let cache = quick_cache::sync::Cache::<u64, u64>::new(capacity);
-                fill_ratio(&keys, |k| cache.get(&k), |k| cache.insert(k, k))
-            };
-            let moka = {
-                let cache = moka::sync::Cache::<u64, u64>::new(cap);
-                fill_ratio(&keys, |k| cache.get(&k), |k| cache.insert(k, k))
-            };
-            let lru = {
-                let mut cache =
-                    lru::LruCache::<u64, u64>::new(NonZeroUsize::new(capacity).expect("non-zero"));
-                ratio(&keys, |k| {
-                    let hit = cache.get(&k).is_some();
-                    if !hit {
-                        cache.put(k, k);
-                    }
-                    hit
-                })
-            };
+            let [veza, quick, moka, lru] =
+                RATIO_CONTENDERS.map(|name| replay_ratio(name, &keys, capacity));
             let optimal = belady(&keys, capacity);
             let best = quick.max(moka);
             let line = format!(

@@ -336,15 +336,8 @@ where
     }
 
     /// Stores `slot` under `key`. An entry heavier than the shard's hot share is not kept
-    /// (and the key's old entry goes). Returns whether the key was new.
-    fn insert(
-        &mut self,
-        hash: u64,
-        key: K,
-        slot: Slot<V>,
-        weight: u64,
-        out: &mut Removals<K, V>,
-    ) -> bool {
+    /// (and the key's old entry goes).
+    fn insert(&mut self, hash: u64, key: K, slot: Slot<V>, weight: u64, out: &mut Removals<K, V>) {
         let existing = self.find(hash, &key);
         let small = u32::try_from(weight)
             .ok()
@@ -354,7 +347,7 @@ where
                 let old = self.remove_at(i);
                 out.removed(old.key, old.slot, RemovalCause::Replaced);
             }
-            return false;
+            return;
         };
         if let Some(i) = existing {
             let (old, old_weight, q) = {
@@ -370,8 +363,8 @@ where
             };
             self.queues[q].weight = self.queues[q].weight - old_weight + weight;
             out.removed(key, old, RemovalCause::Replaced);
-            while self.weight() > self.capacity && self.advance_cold(out) {}
-            return false;
+            self.trim(out);
+            return;
         }
         self.sketch.add(hash, 1);
         let queue = if self.ghosts.contains(hash) {
@@ -408,8 +401,12 @@ where
             nodes[j as usize].as_ref().map_or(0, |n| n.hash)
         });
         self.push_tail(queue, i);
+        self.trim(out);
+    }
+
+    /// Evicts until the shard is within its capacity.
+    fn trim(&mut self, out: &mut Removals<K, V>) {
         while self.weight() > self.capacity && self.advance_cold(out) {}
-        true
     }
 
     /// Moves cold's head on: promoted to hot if read there, or admitted to hot by the
@@ -542,7 +539,7 @@ where
     fn set_capacity(&mut self, capacity: u64, out: &mut Removals<K, V>) {
         self.capacity = capacity;
         self.hot_target = hot_target(capacity);
-        while self.weight() > self.capacity && self.advance_cold(out) {}
+        self.trim(out);
         while self.queues[HOT].weight > self.hot_target && self.advance_hot(out) {}
     }
 }

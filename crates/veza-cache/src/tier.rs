@@ -403,51 +403,9 @@ where
         F: Future<Output = Result<V, E>>,
         E: Into<BoxError>,
     {
-        self.s.enforce_staleness();
-        let tier = &self.s;
-        let began = tier.generation(key);
-        let loaded = tier
-            .l1
-            .load_with_ttl_async(key, async {
-                let fetched = tier.fetch_versioned(key, true).await;
-                if let Some((Some((value, ttl)), _)) = fetched {
-                    return Ok(Some((value, Some(tier.fill_ttl(began, ttl)))));
-                }
-                let version = fetched.map(|(_, version)| version);
-                let mut locked = None;
-                if let Some(wait) = tier.config.stampede_wait {
-                    match tier.lock(key, wait).await {
-                        Lock::Held(lock) => locked = Some(lock),
-                        Lock::Taken => {
-                            if let Some((value, ttl)) = tier.await_value(key, wait).await {
-                                return Ok(Some((value, Some(tier.fill_ttl(began, ttl)))));
-                            }
-                            tier.count(Count::LockTimeout);
-                        }
-                        Lock::Unavailable => {}
-                    }
-                }
-                let value = load.await.map_err(|e| SharedError::from(e.into()));
-                let value = match value {
-                    Ok(value) => value,
-                    Err(err) => {
-                        if let Some(lock) = locked {
-                            tier.unlock(lock).await;
-                        }
-                        return Err(err);
-                    }
-                };
-                tier.store_loaded(key, &value, version).await;
-                if let Some(lock) = locked {
-                    tier.unlock(lock).await;
-                }
-                let ttl = tier.first_tier_ttl(tier.config.redis_ttl);
-                Ok(Some((value, Some(tier.fill_ttl(began, ttl)))))
-            })
+        self.get_or_load_opt(key, async { load.await.map(Some) })
             .await
-            .0;
-        tier.settle_fill(key, began);
-        loaded.map(|v| v.expect("a loaded value"))
+            .map(|v| v.expect("a loaded value"))
     }
 
     /// Like [`get_or_load`](TieredCache::get_or_load) for a loader that may find nothing:
@@ -479,18 +437,12 @@ where
         let (loaded, source) = tier
             .l1
             .load_with_ttl_async(key, async {
-                let fetched = tier.fetch_versioned(key, true).await;
-                if let Some((Some((value, ttl)), _)) = fetched {
-                    from_redis.store(true, Relaxed);
-                    return Ok(Some((value, Some(tier.fill_ttl(began, ttl)))));
-                }
-                let version = fetched.map(|(_, version)| version);
-                let Some(value) = load.await.map_err(|e| SharedError::from(e.into()))? else {
-                    return Ok(None);
-                };
-                tier.store_loaded(key, &value, version).await;
-                let ttl = tier.first_tier_ttl(tier.config.redis_ttl);
-                Ok(Some((value, Some(tier.fill_ttl(began, ttl)))))
+                let load = async { load.await.map_err(|e| SharedError::from(e.into())) };
+                let filled = tier.fill(key, began, load).await?;
+                Ok(filled.map(|(value, ttl, redis)| {
+                    from_redis.store(redis, Relaxed);
+                    (value, Some(ttl))
+                }))
             })
             .await;
         tier.settle_fill(key, began);
@@ -523,15 +475,15 @@ where
             Box::new(move || tier.settle_fill(&key, began))
         };
         let load = move || async move {
-            let fetched = tier.fetch_versioned(&owned, true).await;
-            if let Some((Some((value, ttl)), _)) = fetched {
-                return Ok((value, Some(tier.fill_ttl(began, ttl))));
-            }
-            let version = fetched.map(|(_, version)| version);
-            let value = load().await.map_err(|e| SharedError::from(e.into()))?;
-            tier.store_loaded(&owned, &value, version).await;
-            let ttl = tier.first_tier_ttl(tier.config.redis_ttl);
-            Ok((value, Some(tier.fill_ttl(began, ttl))))
+            let load = async {
+                load()
+                    .await
+                    .map(Some)
+                    .map_err(|e| SharedError::from(e.into()))
+            };
+            let filled = tier.fill(&owned, began, load).await?;
+            let (value, ttl, _) = filled.expect("the loader always gives a value");
+            Ok((value, Some(ttl)))
         };
         let got = self.s.l1.get_or_refresh_ttl(key, load, after).await;
         self.s.settle_fill(key, began);
@@ -778,6 +730,46 @@ where
         };
         self.count(Count::RedisHit);
         Some((Some((value, self.first_tier_ttl(left))), version))
+    }
+
+    /// Fills a first-tier miss of `key` (which began at `began`): from Redis, else (under the
+    /// stampede lock, if configured) from `load`, whose value is written back to Redis unless
+    /// a write or invalidation came since the miss was read. The value, its first-tier time to
+    /// live (zero if the key was invalidated since `began`), and whether Redis had it; `None`
+    /// if the loader found nothing.
+    async fn fill(
+        &self,
+        key: &K,
+        began: Generation,
+        load: impl Future<Output = Result<Option<V>, SharedError>>,
+    ) -> Result<Option<(V, Duration, bool)>, SharedError> {
+        let fetched = self.fetch_versioned(key, true).await;
+        if let Some((Some((value, ttl)), _)) = fetched {
+            return Ok(Some((value, self.fill_ttl(began, ttl), true)));
+        }
+        let version = fetched.map(|(_, version)| version);
+        let mut locked = None;
+        if let Some(wait) = self.config.stampede_wait {
+            match self.lock(key, wait).await {
+                Lock::Held(lock) => locked = Some(lock),
+                Lock::Taken => {
+                    if let Some((value, ttl)) = self.await_value(key, wait).await {
+                        return Ok(Some((value, self.fill_ttl(began, ttl), true)));
+                    }
+                    self.count(Count::LockTimeout);
+                }
+                Lock::Unavailable => {}
+            }
+        }
+        let loaded = load.await;
+        if let Ok(Some(value)) = &loaded {
+            self.store_loaded(key, value, version).await;
+        }
+        if let Some(lock) = locked {
+            self.unlock(lock).await;
+        }
+        let ttl = self.fill_ttl(began, self.first_tier_ttl(self.config.redis_ttl));
+        Ok(loaded?.map(|value| (value, ttl, false)))
     }
 
     /// Takes the stampede lock of `key` (`SET NX PX`, expiring after twice `wait` in case the

@@ -647,15 +647,7 @@ async fn cached_user<K>(
     sql: &str,
 ) -> Result<(Option<User>, Option<Served>), ApiError>
 where
-    K: std::hash::Hash
-        + Eq
-        + Clone
-        + Send
-        + Sync
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + tokio_postgres::types::ToSql
-        + 'static,
+    K: UserKey + tokio_postgres::types::ToSql,
 {
     let Some(cache) = cache else {
         return Ok((load_user(state, sql, &key).await?, None));
@@ -725,8 +717,20 @@ enum UserCache<K> {
     Tiered(TieredCache<K, User>),
 }
 
-impl<K> UserCache<K>
-where
+/// What a user cache can be keyed by (the tiered cache encodes keys for Redis).
+trait UserKey:
+    std::hash::Hash
+    + Eq
+    + Clone
+    + Send
+    + Sync
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + 'static
+{
+}
+
+impl<K> UserKey for K where
     K: std::hash::Hash
         + Eq
         + Clone
@@ -734,8 +738,11 @@ where
         + Sync
         + serde::Serialize
         + serde::de::DeserializeOwned
-        + 'static,
+        + 'static
 {
+}
+
+impl<K: UserKey> UserCache<K> {
     fn first_tier(&self) -> &Cache<K, User> {
         match self {
             UserCache::Local(c) => c,
