@@ -1,8 +1,11 @@
 //! `cargo xtask loadtest`: the reference service (`examples/veza-api`) under a bounded load on
-//! loopback, once as built (pools, caches) and once naive (a connection per request, no
-//! cache), so the gain is measured; then two instances sharing a Redis cache tier, renames
-//! through one and reads through the other, counting stale reads. Writes
-//! `target/veza-load/report.{json,md}`.
+//! loopback, once per stack under the same seeded mix: as built (veza: our pools, caches,
+//! client, recorder), on the peers a Rust developer would pick without us (deadpool-postgres,
+//! moka, reqwest, metrics-exporter-prometheus, `spawn_blocking`), and naive (a connection per
+//! request, no cache); per stack the throughput, latency percentiles, the service's CPU time
+//! per 1,000 requests and its peak resident set. Then two instances sharing a Redis cache
+//! tier, renames through one and reads through the other, counting stale reads. Writes
+//! `report.{json,md}` under `veza-load` in the target directory (`CARGO_TARGET_DIR` honoured).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -14,7 +17,7 @@ use serde_json::Value;
 
 use crate::{pg, redis, util};
 
-const MODES: [&str; 2] = ["veza", "naive"];
+const MODES: [&str; 3] = ["veza", "peers", "naive"];
 
 struct Opts {
     duration: u64,
@@ -146,8 +149,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let db = pg::provision()?;
     eprintln!("xtask: building veza-api and veza-load (release)");
     util::run(util::cargo().args(["build", "--release", "--quiet", "-p", "veza-api", "--bins"]))?;
-    let bin_dir = util::root().join("target/release");
-    let out = util::root().join("target/veza-load");
+    let bin_dir = util::target_dir().join("release");
+    let out = util::target_dir().join("veza-load");
     std::fs::create_dir_all(&out)?;
     let mut results = serde_json::Map::new();
     for mode in MODES {
@@ -161,7 +164,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         let (service, base) =
             Service::start(&bin_dir.join("veza-api"), &db.url, mode, &schema, None)?;
         let file = out.join(format!("{mode}.json"));
+        let pid = service.child.id().to_string();
         let load = util::run(Command::new(bin_dir.join("veza-load")).args([
+            "--pid",
+            &pid,
             "--base",
             &base,
             "--duration",
@@ -182,24 +188,33 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     let tier = two_instances(&opts, &bin_dir, &db.url, &out, started)?;
     drop(db);
-    let ratio = |field: &str| {
+    let ratio = |field: &str, of: &str| {
         let v = results["veza"][field].as_f64().unwrap_or(0.0);
-        let n = results["naive"][field].as_f64().unwrap_or(0.0);
+        let n = results[of][field].as_f64().unwrap_or(0.0);
         if n > 0.0 { v / n } else { f64::INFINITY }
     };
-    let read_ratio = ratio("read_rps");
-    let total_ratio = ratio("rps");
+    let read_ratio = ratio("read_rps", "naive");
+    let total_ratio = ratio("rps", "naive");
+    // Against the peers: throughput up, p99 and CPU per request down (veza / peers).
+    let peers = serde_json::json!({
+        "throughput": ratio("rps", "peers"),
+        "read_throughput": ratio("read_rps", "peers"),
+        "p99": ratio("p99_ms", "peers"),
+        "cpu_per_request": ratio("cpu_ms_per_1000", "peers"),
+        "peak_rss": ratio("peak_rss_mib", "peers"),
+    });
     let errors: u64 = MODES
         .iter()
         .map(|m| results[*m]["errors"].as_u64().unwrap_or(0))
         .sum();
     let report = serde_json::json!({
-        "schema": 1,
+        "schema": 2,
         "duration_secs": opts.duration,
         "concurrency": opts.concurrency,
         "users": opts.users,
         "read_throughput_ratio": read_ratio,
         "throughput_ratio": total_ratio,
+        "veza_vs_peers": peers.clone(),
         "errors": errors,
         "modes": Value::Object(results.clone()),
         "two_instances": tier.clone(),
@@ -208,7 +223,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         out.join("report.json"),
         serde_json::to_string_pretty(&report)? + "\n",
     )?;
-    let mut md = markdown(&results, read_ratio, total_ratio, &opts);
+    let mut md = markdown(&results, read_ratio, &peers, &opts);
     md.push_str(&tier_markdown(&tier));
     std::fs::write(out.join("report.md"), &md)?;
     println!("{md}");
@@ -311,62 +326,99 @@ fn tier_markdown(t: &Value) -> String {
 fn markdown(
     results: &serde_json::Map<String, Value>,
     read_ratio: f64,
-    total_ratio: f64,
+    peers: &Value,
     o: &Opts,
 ) -> String {
     use std::fmt::Write;
+    let num = |m: &str, k: &str| results[m][k].as_f64();
     let mut md = String::new();
     let _ = writeln!(md, "# veza-api load test\n");
     let _ = writeln!(
         md,
-        "{} s per mode, {} connections, {} seeded users, on loopback. **veza**: pooled connections, \
-         caches, pooled HTTP client; **naive**: a database connection per request, no cache, an \
-         upstream connection per request.\n",
+        "{} s per stack, {} connections, {} seeded users, the same seeded mix, on loopback. \
+         **veza**: veza-dbpool, veza-cache, veza-httpopt (with its HTTP cache), veza-metrics, \
+         veza-workers, veza-mempool; **peers**: deadpool-postgres, moka, reqwest, \
+         metrics-exporter-prometheus, `spawn_blocking`, fresh `Vec`s; **naive**: a database \
+         connection per request, no cache, an upstream connection per request. CPU is the \
+         service's own (`/proc/PID/stat`, user + system, during the timed run).\n",
         o.duration, o.concurrency, o.users
     );
-    let _ = writeln!(md, "| | veza | naive | veza / naive |");
-    let _ = writeln!(md, "|---|---:|---:|---:|");
-    for (label, field) in [("reads/s", "read_rps"), ("requests/s", "rps")] {
-        let v = results["veza"][field].as_f64().unwrap_or(0.0);
-        let n = results["naive"][field].as_f64().unwrap_or(0.0);
-        let r = if field == "read_rps" {
-            read_ratio
-        } else {
-            total_ratio
-        };
-        let _ = writeln!(md, "| {label} | {v:.0} | {n:.0} | {r:.1}x |");
-    }
-    let e = |m: &str| results[m]["errors"].as_u64().unwrap_or(0);
-    let _ = writeln!(md, "| errors | {} | {} | |\n", e("veza"), e("naive"));
     let _ = writeln!(
         md,
-        "| endpoint | veza req/s | p50 / p95 / p99 ms | naive req/s | p50 / p95 / p99 ms |"
+        "| whole mix | veza | peers | naive | veza / peers | veza / naive |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+    let rows: [(&str, &str, usize); 9] = [
+        ("requests/s", "rps", 0),
+        ("reads/s", "read_rps", 0),
+        ("p50 ms", "p50_ms", 2),
+        ("p95 ms", "p95_ms", 2),
+        ("p99 ms", "p99_ms", 2),
+        ("p99.9 ms", "p999_ms", 2),
+        ("CPU ms / 1,000 requests", "cpu_ms_per_1000", 1),
+        ("peak RSS MiB", "peak_rss_mib", 1),
+        ("errors", "errors", 0),
+    ];
+    for (label, field, digits) in rows {
+        let cell = |m: &str| match num(m, field) {
+            Some(v) => format!("{v:.digits$}"),
+            None => "–".to_owned(),
+        };
+        let ratio = |of: &str| match (num("veza", field), num(of, field)) {
+            (Some(v), Some(p)) if p > 0.0 && field != "errors" => format!("{:.2}", v / p),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {} | {} | {} |",
+            cell("veza"),
+            cell("peers"),
+            cell("naive"),
+            ratio("peers"),
+            ratio("naive")
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n| endpoint | veza req/s | p50 / p99 / p99.9 ms | peers req/s | p50 / p99 / p99.9 ms | naive req/s | p50 / p99 / p99.9 ms |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
     if let Some(endpoints) = results["veza"]["endpoints"].as_object() {
         for name in endpoints.keys() {
             let cell = |m: &str| {
                 let ep = &results[m]["endpoints"][name];
                 let f = |k: &str| ep[k].as_f64().unwrap_or(0.0);
-                (
-                    format!("{:.0}", f("rps")),
-                    format!(
-                        "{:.2} / {:.2} / {:.2}",
-                        f("p50_ms"),
-                        f("p95_ms"),
-                        f("p99_ms")
-                    ),
+                format!(
+                    "{:.0} | {:.2} / {:.2} / {:.2}",
+                    f("rps"),
+                    f("p50_ms"),
+                    f("p99_ms"),
+                    f("p999_ms")
                 )
             };
-            let (vr, vl) = cell("veza");
-            let (nr, nl) = cell("naive");
-            let _ = writeln!(md, "| `{name}` | {vr} | {vl} | {nr} | {nl} |");
+            let _ = writeln!(
+                md,
+                "| `{name}` | {} | {} | {} |",
+                cell("veza"),
+                cell("peers"),
+                cell("naive")
+            );
         }
     }
-    let verdict = if read_ratio >= 3.0 { "meets" } else { "misses" };
+    let verdict = |ok: bool| if ok { "meets" } else { "misses" };
+    let r = |k: &str| peers[k].as_f64().unwrap_or(f64::NAN);
     let _ = writeln!(
         md,
-        "\nReads: veza is {read_ratio:.1}x the naive configuration (target >= 3x: {verdict})."
+        "\nAgainst the peers (veza / peers): throughput {:.2}x (target >= 1.2: {}), p99 {:.2}x \
+         (target <= 0.8: {}), CPU per request {:.2}x (target <= 0.85: {}). Reads against naive: \
+         {read_ratio:.1}x (target >= 3: {}).",
+        r("throughput"),
+        verdict(r("throughput") >= 1.2),
+        r("p99"),
+        verdict(r("p99") <= 0.8),
+        r("cpu_per_request"),
+        verdict(r("cpu_per_request") <= 0.85),
+        verdict(read_ratio >= 3.0),
     );
     md
 }

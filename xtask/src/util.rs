@@ -68,3 +68,12 @@ pub(crate) fn elapsed(start: Instant) -> String {
 pub(crate) fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_ok_and(|uid| uid == "0")
 }
+
+/// Where cargo puts its builds: `CARGO_TARGET_DIR` (relative to the workspace root, as cargo
+/// reads it when run there), else `target` under the root.
+pub(crate) fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root().join(dir),
+        _ => root().join("target"),
+    }
+}

@@ -88,13 +88,15 @@ pub struct State {
     db: Arc<Db>,
     by_id: Option<UserCache<i64>>,
     by_email: Option<UserCache<String>>,
-    workers: WorkerPool,
-    buffers: Arc<BufferPool>,
-    budget: Arc<MemoryBudget>,
-    http: veza_httpopt::Client,
+    workers: Hashing,
+    /// Pooled buffers for bodies and JSON (none on the peers stack: fresh `Vec`s).
+    buffers: Option<Arc<BufferPool>>,
+    /// The memory budget imports are refused past (none on the peers stack).
+    budget: Option<Arc<MemoryBudget>>,
+    http: Upstream,
     upstream: String,
     business: Business,
-    metrics: Metrics,
+    metrics: Exporter,
     checks: Vec<Arc<dyn HealthCheck>>,
     hash_cost: (u32, u32),
     body_budget: BodyBudget,
@@ -110,6 +112,57 @@ impl State {
     pub fn is_naive(&self) -> bool {
         self.config.mode == Mode::Naive
     }
+
+    /// The stack it runs on.
+    pub fn mode(&self) -> Mode {
+        self.config.mode
+    }
+}
+
+/// Where password hashing runs: veza-workers' bounded pool (a full queue answers 503), or
+/// Tokio's blocking threads (`spawn_blocking`, the peers stack: unbounded).
+enum Hashing {
+    Pool(WorkerPool),
+    Blocking(std::sync::atomic::AtomicU64),
+}
+
+impl Hashing {
+    fn submitted(&self) -> u64 {
+        match self {
+            Hashing::Pool(p) => veza_core::Observe::snapshot(p).submitted,
+            Hashing::Blocking(n) => n.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Hashing::Pool(p) => p.is_closed(),
+            Hashing::Blocking(_) => false,
+        }
+    }
+}
+
+/// The upstream client: veza-httpopt (pooled, with its RFC 9111 cache; or one connection per
+/// request, naive), or reqwest (the peers stack: pooled, no cache).
+enum Upstream {
+    Veza(veza_httpopt::Client),
+    Reqwest(reqwest::Client),
+}
+
+/// The metrics recorder: veza-metrics, or metrics-exporter-prometheus (the peers stack).
+#[derive(Clone)]
+enum Exporter {
+    Veza(Metrics),
+    Prometheus(metrics_exporter_prometheus::PrometheusHandle),
+}
+
+impl Exporter {
+    fn render(&self) -> String {
+        match self {
+            Exporter::Veza(m) => m.render(),
+            Exporter::Prometheus(h) => h.render(),
+        }
+    }
 }
 
 impl std::fmt::Debug for State {
@@ -121,15 +174,44 @@ impl std::fmt::Debug for State {
 }
 
 /// The process's recorder: installed once, shared by every app started in the process.
-fn metrics() -> Result<Metrics> {
-    static METRICS: Mutex<Option<Metrics>> = Mutex::new(None);
+/// veza-metrics for the veza and naive stacks, metrics-exporter-prometheus for the peers stack
+/// (with histogram buckets, as its documentation recommends for Prometheus, and its upkeep
+/// task); one process holds one, so an app of the other kind is refused.
+fn metrics(mode: Mode) -> Result<Exporter> {
+    static METRICS: Mutex<Option<Exporter>> = Mutex::new(None);
     let mut slot = METRICS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let peers = mode == Mode::Peers;
     if let Some(m) = &*slot {
+        if matches!(m, Exporter::Prometheus(_)) != peers {
+            anyhow::bail!(
+                "this process already installed the other stack's metrics recorder (one per process)"
+            );
+        }
         return Ok(m.clone());
     }
-    let m = Metrics::builder().install()?;
+    let m = if peers {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(veza_metrics::DEFAULT_BUCKETS)?
+            .install_recorder()?;
+        // What `PrometheusBuilder::install` would run on a runtime, on a thread of its own so
+        // it outlives any one runtime.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            })?;
+        // Handles made before the install (the HTTP layer's) are made again.
+        veza_core::publish::recorder_installed();
+        Exporter::Prometheus(handle)
+    } else {
+        Exporter::Veza(Metrics::builder().install()?)
+    };
     *slot = Some(m.clone());
     Ok(m)
 }
@@ -157,10 +239,13 @@ impl Running {
         let drained = tokio::time::timeout(deadline, self.server).await.is_ok();
         let left = deadline.saturating_sub(started.elapsed());
         let state = Arc::clone(&self.state);
-        let unstarted = tokio::task::spawn_blocking(move || state.workers.shutdown_timeout(left))
-            .await
-            .map(|jobs| jobs.len())
-            .unwrap_or(0);
+        let unstarted = tokio::task::spawn_blocking(move || match &state.workers {
+            Hashing::Pool(pool) => pool.shutdown_timeout(left).len(),
+            // Blocking tasks run to the end; the runtime waits for them when it shuts down.
+            Hashing::Blocking(_) => 0,
+        })
+        .await
+        .unwrap_or(0);
         // Database connections close now rather than when the process exits; a connection
         // still held by a request that missed the deadline is not waited for past it.
         let left = deadline.saturating_sub(started.elapsed());
@@ -173,23 +258,23 @@ impl Running {
     /// Jobs accepted by the password-hashing worker pool so far (one per sign-up that reached
     /// hashing).
     pub fn hash_jobs_submitted(&self) -> u64 {
-        veza_core::Observe::snapshot(&self.state.workers).submitted
+        self.state.workers.submitted()
     }
 
-    /// Statistics of the user caches (by id, by email); zero in naive mode.
+    /// Statistics of the user caches (by id, by email); zero in naive and peers modes.
     pub fn state_caches(&self) -> (veza_core::CacheStats, veza_core::CacheStats) {
         use veza_core::Observe;
         let by_id = self
             .state
             .by_id
             .as_ref()
-            .map(|c| c.first_tier().snapshot())
+            .and_then(|c| c.first_tier().map(Observe::snapshot))
             .unwrap_or_default();
         let by_email = self
             .state
             .by_email
             .as_ref()
-            .map(|c| c.first_tier().snapshot())
+            .and_then(|c| c.first_tier().map(Observe::snapshot))
             .unwrap_or_default();
         (by_id, by_email)
     }
@@ -208,17 +293,11 @@ impl Running {
 
 /// Starts the service: connects, migrates, starts the upstream if none is configured, binds.
 pub async fn start(config: Config) -> Result<Running> {
-    let metrics = metrics()?;
-    let naive = config.mode == Mode::Naive;
-    let db = Arc::new(
-        Db::open(
-            &config.database_url,
-            &config.schema,
-            config.pool_size,
-            naive,
-        )
-        .await?,
-    );
+    config.check()?;
+    let mode = config.mode;
+    let metrics = metrics(mode)?;
+    let db =
+        Arc::new(Db::open(&config.database_url, &config.schema, config.pool_size, mode).await?);
     let (avatars, upstream) = match &config.upstream_url {
         Some(url) => (None, url.trim_end_matches('/').to_owned()),
         None => {
@@ -228,70 +307,114 @@ pub async fn start(config: Config) -> Result<Running> {
         }
     };
     let ttl = Duration::from_secs(config.cache_ttl_secs);
-    let (by_id, by_email) = if naive {
-        (None, None)
-    } else {
-        let by_id = Cache::builder()
-            .name("users_by_id")
-            .max_entries(config.cache_entries)
-            .time_to_live(ttl)
-            .build()?;
-        let by_email = Cache::builder()
-            .name("users_by_email")
-            .max_entries(config.cache_entries)
-            .time_to_live(ttl)
-            .build()?;
-        match &config.redis_url {
-            // One namespace per cache and schema: instances sharing a database share a tier.
-            Some(url) => {
-                let tier = |name: &str| {
-                    TierConfig::new(url.as_str())
-                        .namespace(format!("veza-api:{}:{name}", config.schema))
-                        .redis_ttl(ttl)
-                };
-                (
-                    Some(UserCache::Tiered(
-                        TieredCache::new(by_id, tier("by_id")).await?,
-                    )),
-                    Some(UserCache::Tiered(
-                        TieredCache::new(by_email, tier("by_email")).await?,
-                    )),
+    let (by_id, by_email) = match mode {
+        Mode::Naive => (None, None),
+        // moka's async cache, bounded and with the same time to live; its `try_get_with`
+        // gives the single flight.
+        Mode::Peers => {
+            fn moka<K: UserKey>(entries: u64, ttl: Duration) -> UserCache<K> {
+                UserCache::Moka(
+                    moka::future::Cache::builder()
+                        .max_capacity(entries)
+                        .time_to_live(ttl)
+                        .build(),
                 )
             }
-            None => (
-                Some(UserCache::Local(by_id)),
-                Some(UserCache::Local(by_email)),
-            ),
+            (
+                Some(moka(config.cache_entries, ttl)),
+                Some(moka(config.cache_entries, ttl)),
+            )
+        }
+        Mode::Veza => {
+            let by_id = Cache::builder()
+                .name("users_by_id")
+                .max_entries(config.cache_entries)
+                .time_to_live(ttl)
+                .build()?;
+            let by_email = Cache::builder()
+                .name("users_by_email")
+                .max_entries(config.cache_entries)
+                .time_to_live(ttl)
+                .build()?;
+            match &config.redis_url {
+                // One namespace per cache and schema: instances sharing a database share a tier.
+                Some(url) => {
+                    let tier = |name: &str| {
+                        TierConfig::new(url.as_str())
+                            .namespace(format!("veza-api:{}:{name}", config.schema))
+                            .redis_ttl(ttl)
+                    };
+                    (
+                        Some(UserCache::Tiered(
+                            TieredCache::new(by_id, tier("by_id")).await?,
+                        )),
+                        Some(UserCache::Tiered(
+                            TieredCache::new(by_email, tier("by_email")).await?,
+                        )),
+                    )
+                }
+                None => (
+                    Some(UserCache::Local(by_id)),
+                    Some(UserCache::Local(by_email)),
+                ),
+            }
         }
     };
-    let workers = WorkerPool::builder()
-        .name("passwords")
-        .workers(config.workers)
-        .capacity(config.worker_queue)
-        .build()?;
-    let http = if naive {
-        // A connection per request, nothing kept: the baseline.
-        veza_httpopt::Client::builder()
-            .cache(veza_httpopt::CacheMode::Off)
-            .pool_max_idle_per_host(0)
-            .build()?
+    let workers = if mode == Mode::Peers {
+        Hashing::Blocking(std::sync::atomic::AtomicU64::new(0))
     } else {
-        veza_httpopt::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?
+        Hashing::Pool(
+            WorkerPool::builder()
+                .name("passwords")
+                .workers(config.workers)
+                .capacity(config.worker_queue)
+                .build()?,
+        )
     };
-    let buffers = Arc::new(BufferPool::new());
-    let budget = Arc::new(MemoryBudget::new(config.memory_limit_bytes)?);
-    budget.attach(&buffers);
-    let monitor = budget.start(Duration::from_secs(1));
+    let http = match mode {
+        // A connection per request, nothing kept: the baseline.
+        Mode::Naive => Upstream::Veza(
+            veza_httpopt::Client::builder()
+                .cache(veza_httpopt::CacheMode::Off)
+                .pool_max_idle_per_host(0)
+                .build()?,
+        ),
+        Mode::Veza => Upstream::Veza(
+            veza_httpopt::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?,
+        ),
+        // reqwest as its documentation sets it up: one client, pooled, a total timeout.
+        Mode::Peers => Upstream::Reqwest(
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?,
+        ),
+    };
+    let (buffers, budget, monitor) = if mode == Mode::Peers {
+        (None, None, None)
+    } else {
+        let buffers = Arc::new(BufferPool::new());
+        let budget = Arc::new(MemoryBudget::new(config.memory_limit_bytes)?);
+        budget.attach(&buffers);
+        let monitor = budget.start(Duration::from_secs(1));
+        (Some(buffers), Some(budget), Some(monitor))
+    };
 
     let mut checks: Vec<Arc<dyn HealthCheck>> = Vec::new();
     checks.push(Arc::new(crate::db::DbCheck(Arc::clone(&db))));
-    checks.push(Arc::new(http.health_check(
-        "avatars",
-        format!("{upstream}/avatars/health"),
-        Duration::from_secs(2),
-    )?));
+    let health_url = format!("{upstream}/avatars/health");
+    match &http {
+        Upstream::Veza(client) => checks.push(Arc::new(client.health_check(
+            "avatars",
+            health_url,
+            Duration::from_secs(2),
+        )?)),
+        Upstream::Reqwest(client) => checks.push(Arc::new(ReqwestCheck {
+            client: client.clone(),
+            url: health_url,
+        })),
+    }
     // A tier whose Redis is unreachable still serves (degraded, not unready).
     if let Some(UserCache::Tiered(c)) = &by_id {
         checks.push(Arc::new(c.clone()));
@@ -431,7 +554,7 @@ async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     mut stopped: watch::Receiver<bool>,
-    monitor: veza_mempool::Monitor,
+    monitor: Option<veza_mempool::Monitor>,
 ) {
     let service =
         HttpMetricsLayer::new(Routes::new(ROUTES.iter().copied())).layer(Api(Arc::clone(&state)));
@@ -553,16 +676,28 @@ fn limit(query: Option<&str>) -> Result<i64, ApiError> {
 /// A JSON response, serialised into a pooled buffer (veza-mempool) and copied out at its
 /// exact size.
 fn json(state: &State, status: u16, value: &impl Serialize) -> Response<Full<Bytes>> {
-    let mut buf = state.buffers.get(1024);
-    buf.clear();
-    if serde_json::to_writer(&mut *buf, value).is_err() {
+    let bytes = match &state.buffers {
+        Some(buffers) => {
+            let mut buf = buffers.get(1024);
+            buf.clear();
+            serde_json::to_writer(&mut *buf, value).map(|()| {
+                buf.push(b'\n');
+                Bytes::copy_from_slice(&buf)
+            })
+        }
+        // The peers stack: a fresh `Vec`, handed over without a copy.
+        None => serde_json::to_vec(value).map(|mut v| {
+            v.push(b'\n');
+            Bytes::from(v)
+        }),
+    };
+    let Ok(bytes) = bytes else {
         return text(
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot encode the response\n",
         );
-    }
-    buf.push(b'\n');
-    let mut r = Response::new(Full::new(Bytes::copy_from_slice(&buf)));
+    };
+    let mut r = Response::new(Full::new(bytes));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         "content-type",
@@ -608,7 +743,7 @@ async fn body(state: &State, req: Request<Incoming>) -> Result<Body, ApiError> {
         state.config.max_body_bytes,
         &state.config.server,
         &state.body_budget,
-        &state.buffers,
+        state.buffers.as_ref(),
     )
     .await
 }
@@ -666,6 +801,26 @@ where
             .get_or_load_opt_served(&key, load)
             .await
             .map(|(user, served)| (user, Some(served))),
+        // moka has no optional load: "no such user" travels as an error and comes back as
+        // `None`, so unknown users are not cached either.
+        UserCache::Moka(cache) => {
+            let loaded = cache
+                .try_get_with(key.clone(), async {
+                    match load.await {
+                        Ok(Some(user)) => Ok(user),
+                        Ok(None) => Err(None),
+                        Err(e) => Err(Some(e.to_string())),
+                    }
+                })
+                .await;
+            match loaded {
+                Ok(user) => Ok((Some(user), None)),
+                Err(e) => match &*e {
+                    None => Ok((None, None)),
+                    Some(why) => Err(Arc::from(veza_core::BoxError::from(why.clone()))),
+                },
+            }
+        }
     }
     .map_err(|e| {
         ApiError::hidden(503, "a dependency is unavailable, retry", e.to_string()).retry_after(1)
@@ -715,6 +870,8 @@ fn with_tier(mut response: Response<Full<Bytes>>, served: Option<Served>) -> Res
 enum UserCache<K> {
     Local(Cache<K, User>),
     Tiered(TieredCache<K, User>),
+    /// The peers stack.
+    Moka(moka::future::Cache<K, User>),
 }
 
 /// What a user cache can be keyed by (the tiered cache encodes keys for Redis).
@@ -743,10 +900,11 @@ impl<K> UserKey for K where
 }
 
 impl<K: UserKey> UserCache<K> {
-    fn first_tier(&self) -> &Cache<K, User> {
+    fn first_tier(&self) -> Option<&Cache<K, User>> {
         match self {
-            UserCache::Local(c) => c,
-            UserCache::Tiered(c) => c.first_tier(),
+            UserCache::Local(c) => Some(c),
+            UserCache::Tiered(c) => Some(c.first_tier()),
+            UserCache::Moka(_) => None,
         }
     }
 
@@ -756,6 +914,7 @@ impl<K: UserKey> UserCache<K> {
                 c.invalidate(&key);
             }
             UserCache::Tiered(c) => c.insert(key, user.clone()).await,
+            UserCache::Moka(c) => c.invalidate(&key).await,
         }
     }
 }
@@ -797,17 +956,27 @@ async fn sign_up(
             .map(|h| h.to_string())
             .map_err(|e| e.to_string())
     };
-    let handle = match state.workers.try_submit(job) {
-        Ok(h) => h,
-        Err(SubmitError::Full(_)) => {
-            return Err(ApiError::new(503, "too many sign-ups in progress, retry"));
+    let hash = match &state.workers {
+        Hashing::Pool(pool) => {
+            let handle = match pool.try_submit(job) {
+                Ok(h) => h,
+                Err(SubmitError::Full(_)) => {
+                    return Err(ApiError::new(503, "too many sign-ups in progress, retry"));
+                }
+                Err(_) => return Err(ApiError::new(503, "shutting down")),
+            };
+            handle
+                .await
+                .map_err(|e| ApiError::new(500, e.to_string()))?
         }
-        Err(_) => return Err(ApiError::new(503, "shutting down")),
-    };
-    let hash = handle
-        .await
-        .map_err(|e| ApiError::new(500, e.to_string()))?
-        .map_err(|e| ApiError::new(500, format!("hashing: {e}")))?;
+        Hashing::Blocking(submitted) => {
+            submitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::task::spawn_blocking(job)
+                .await
+                .map_err(|e| ApiError::new(500, e.to_string()))?
+        }
+    }
+    .map_err(|e| ApiError::new(500, format!("hashing: {e}")))?;
     let sql = format!(
         "WITH u AS (INSERT INTO users (email, name) VALUES ($1, $2) RETURNING {USER_COLUMNS}), \
          c AS (INSERT INTO credentials (user_id, password_hash) SELECT id, $3 FROM u) SELECT * FROM u"
@@ -893,7 +1062,11 @@ async fn import(
     state: &Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    if state.budget.pressure() == Pressure::Critical {
+    if state
+        .budget
+        .as_ref()
+        .is_some_and(|b| b.pressure() == Pressure::Critical)
+    {
         return Err(ApiError::new(503, "memory budget exhausted, retry later"));
     }
     input::ndjson_body(req.headers())?;
@@ -995,20 +1168,28 @@ async fn list_messages(
 /// The user's avatar from the upstream, through veza-httpopt (its cache honours the
 /// upstream's `max-age` and `ETag`). `x-cache` says where it came from.
 async fn avatar(state: &Arc<State>, id: i64) -> Result<Response<Full<Bytes>>, ApiError> {
-    let r = state
-        .http
-        .get(format!("{}/avatars/{id}", state.upstream))
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        return Err(ApiError::new(
-            502,
-            format!("upstream answered {}", r.status()),
-        ));
+    let url = format!("{}/avatars/{id}", state.upstream);
+    let (status, content_type, from_cache, body) = match &state.http {
+        Upstream::Veza(client) => {
+            let r = client.get(url).send().await?;
+            let content_type = r.headers().get("content-type").cloned();
+            (
+                r.status(),
+                content_type,
+                r.cache_status().from_cache(),
+                r.into_body(),
+            )
+        }
+        Upstream::Reqwest(client) => {
+            let r = client.get(url).send().await?;
+            let content_type = r.headers().get("content-type").cloned();
+            (r.status(), content_type, false, r.bytes().await?)
+        }
+    };
+    if !status.is_success() {
+        return Err(ApiError::new(502, format!("upstream answered {status}")));
     }
-    let from_cache = r.cache_status().from_cache();
-    let content_type = r.headers().get("content-type").cloned();
-    let mut resp = Response::new(Full::new(r.into_body()));
+    let mut resp = Response::new(Full::new(body));
     if let Some(ct) = content_type {
         resp.headers_mut().insert("content-type", ct);
     }
@@ -1059,6 +1240,35 @@ async fn ready(state: &Arc<State>) -> Response<Full<Bytes>> {
         status,
         &serde_json::json!({ "status": overall.as_str(), "components": components }),
     )
+}
+
+/// The upstream's readiness on the peers stack: a GET through the reqwest client, healthy on
+/// any answer below 500 within two seconds.
+struct ReqwestCheck {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl HealthCheck for ReqwestCheck {
+    fn name(&self) -> &str {
+        "avatars"
+    }
+
+    fn check(&self) -> veza_core::BoxFuture<'_, Health> {
+        Box::pin(async move {
+            let sent = self
+                .client
+                .get(&self.url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().as_u16() < 500 => Health::Healthy,
+                Ok(r) => Health::unhealthy(format!("answered {}", r.status())),
+                Err(e) => Health::unhealthy(e.to_string()),
+            }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,34 @@ use veza_metrics::ServerLimits;
 pub enum Mode {
     /// Pooled database connections, caches, the pooled HTTP client with its cache.
     Veza,
+    /// The same service on the crates a Rust developer would pick without us: deadpool-postgres,
+    /// moka, reqwest, metrics-exporter-prometheus, `spawn_blocking` for password hashing and
+    /// fresh `Vec`s for bodies (the load test's honest baseline).
+    Peers,
     /// The baseline the load test compares against: a new database connection per request, no
     /// cache, a new upstream connection per request.
     Naive,
+}
+
+impl Mode {
+    /// `veza`, `peers` or `naive`.
+    pub fn parse(name: &str) -> Result<Mode> {
+        match name {
+            "veza" => Ok(Mode::Veza),
+            "peers" => Ok(Mode::Peers),
+            "naive" => Ok(Mode::Naive),
+            other => bail!("unknown mode `{other}`: veza, peers or naive"),
+        }
+    }
+
+    /// The name used in files, the environment and `--stack`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Veza => "veza",
+            Mode::Peers => "peers",
+            Mode::Naive => "naive",
+        }
+    }
 }
 
 /// The service's settings. Every field has a default; see `veza-api.toml` for a sample file.
@@ -28,12 +53,12 @@ pub struct Config {
     pub database_url: String,
     /// The schema the service's tables live in (created when missing).
     pub schema: String,
-    /// `veza` (default) or `naive`.
+    /// `veza` (default), `peers` or `naive`.
     pub mode: Mode,
     /// The avatar upstream; when unset, the service starts one of its own on loopback.
     pub upstream_url: Option<String>,
-    /// Redis for a second cache tier shared by every instance (veza mode): updates through
-    /// one instance reach the others' caches. `VEZA_API_REDIS` overrides. Default none.
+    /// Redis for a second cache tier shared by every instance (veza mode only): updates
+    /// through one instance reach the others' caches. `VEZA_API_REDIS` overrides. Default none.
     pub redis_url: Option<String>,
     /// Database connections.
     pub pool_size: u32,
@@ -85,20 +110,27 @@ impl Default for Config {
 impl Config {
     /// Defaults, then `VEZA_API_CONFIG` or `--config FILE`, then the environment
     /// (`DATABASE_URL`, `VEZA_API_LISTEN`, `VEZA_API_SCHEMA`, `VEZA_API_MODE`,
-    /// `VEZA_API_UPSTREAM`), then `--listen ADDR` and `--naive`.
+    /// `VEZA_API_UPSTREAM`, `VEZA_API_REDIS`), then `--listen ADDR`, `--stack veza|peers|naive`
+    /// and `--naive` (the same as `--stack naive`).
     pub fn load(args: impl IntoIterator<Item = String>) -> Result<Config> {
         let args: Vec<String> = args.into_iter().collect();
         let mut file = std::env::var("VEZA_API_CONFIG").ok();
         let mut listen = None;
-        let mut naive = false;
+        let mut stack = None;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             match arg.as_str() {
                 "--config" => file = Some(it.next().context("--config needs a file")?.clone()),
                 "--listen" => listen = Some(it.next().context("--listen needs ADDR:PORT")?.clone()),
-                "--naive" => naive = true,
+                "--naive" => stack = Some(Mode::Naive),
+                "--stack" => {
+                    let v = it.next().context("--stack needs veza, peers or naive")?;
+                    stack = Some(Mode::parse(v).context("--stack")?);
+                }
                 other => {
-                    bail!("unknown argument `{other}` (try --config FILE, --listen ADDR, --naive)")
+                    bail!(
+                        "unknown argument `{other}` (try --config FILE, --listen ADDR, --stack veza|peers|naive, --naive)"
+                    )
                 }
             }
         }
@@ -116,9 +148,7 @@ impl Config {
             config.schema = v;
         }
         if let Ok(v) = std::env::var("VEZA_API_MODE") {
-            config.mode = toml::Value::String(v)
-                .try_into()
-                .context("VEZA_API_MODE: veza or naive")?;
+            config.mode = Mode::parse(&v).context("VEZA_API_MODE")?;
         }
         if let Ok(v) = std::env::var("VEZA_API_UPSTREAM") {
             config.upstream_url = Some(v);
@@ -129,8 +159,8 @@ impl Config {
         if let Some(l) = listen {
             config.listen = l.parse().context("--listen")?;
         }
-        if naive {
-            config.mode = Mode::Naive;
+        if let Some(mode) = stack {
+            config.mode = mode;
         }
         config.check()?;
         Ok(config)
@@ -162,6 +192,12 @@ impl Config {
         if self.max_body_bytes > self.body_budget_bytes || self.max_body_bytes > u32::MAX as usize {
             bail!("max_body_bytes must fit in body_budget_bytes (and under 4 GiB)");
         }
+        if self.redis_url.is_some() && self.mode != Mode::Veza {
+            bail!(
+                "redis_url (VEZA_API_REDIS) needs mode veza: the {} stack has no Redis tier",
+                self.mode.as_str()
+            );
+        }
         self.server.validate()?;
         Ok(())
     }
@@ -188,5 +224,19 @@ mod tests {
             ..Config::default()
         };
         assert!(bad.check().is_err());
+        let c: Config = toml::from_str("mode = \"peers\"").unwrap();
+        assert_eq!(c.mode, Mode::Peers);
+        let tier_without_veza = Config {
+            mode: Mode::Peers,
+            redis_url: Some("redis://127.0.0.1:6379".into()),
+            ..Config::default()
+        };
+        assert!(tier_without_veza.check().is_err());
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            Config::load(args(&["--stack", "peers"])).unwrap().mode,
+            Mode::Peers
+        );
+        assert!(Config::load(args(&["--stack", "fast"])).is_err());
     }
 }

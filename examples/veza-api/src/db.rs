@@ -1,5 +1,6 @@
-//! The database, pooled (veza-dbpool) or naive (a new connection per request), behind one
-//! small interface so every handler runs the same SQL in both modes.
+//! The database, pooled by veza-dbpool, pooled by deadpool-postgres (the peers stack) or naive
+//! (a new connection per request), behind one small interface so every handler runs the same
+//! SQL in every mode.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 use veza_dbpool::Pool;
 
+use crate::config::Mode;
 use crate::error::ApiError;
 
 /// The tables: the guide's `users` (from veza-dbpool), the service's credentials and messages.
@@ -23,11 +25,13 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_user_id_id ON messages (user_id, id DESC);";
 
-/// Pooled or naive.
-#[derive(Debug)]
+/// Pooled, peers or naive.
 pub enum Db {
     /// veza-dbpool.
     Pooled(Box<Pool>),
+    /// deadpool-postgres, configured as its documentation shows (fast recycling, a statement
+    /// cache per connection, wait/create/recycle timeouts on the Tokio runtime).
+    Peers(deadpool_postgres::Pool),
     /// A new connection for every request.
     Naive(Box<tokio_postgres::Config>),
 }
@@ -36,6 +40,8 @@ pub enum Db {
 pub enum DbConn<'a> {
     /// From the pool; statements are prepared once per connection.
     Pooled(veza_dbpool::Conn<'a>),
+    /// From deadpool; statements are prepared once per connection (its `prepare_cached`).
+    Peers(deadpool_postgres::Object),
     /// Opened for this request; closed when dropped.
     Naive(tokio_postgres::Client),
 }
@@ -44,14 +50,25 @@ impl std::fmt::Debug for DbConn<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             DbConn::Pooled(_) => "DbConn::Pooled",
+            DbConn::Peers(_) => "DbConn::Peers",
             DbConn::Naive(_) => "DbConn::Naive",
+        })
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Db::Pooled(_) => "Db::Pooled",
+            Db::Peers(_) => "Db::Peers",
+            Db::Naive(_) => "Db::Naive",
         })
     }
 }
 
 impl Db {
     /// Connects (pooled) or remembers how to (naive), in `schema`, creating the tables.
-    pub async fn open(url: &str, schema: &str, pool_size: u32, naive: bool) -> anyhow::Result<Db> {
+    pub async fn open(url: &str, schema: &str, pool_size: u32, mode: Mode) -> anyhow::Result<Db> {
         let mut pg: tokio_postgres::Config = url.parse()?;
         pg.options(format!("-c search_path={schema}"));
         pg.application_name("veza-api");
@@ -67,15 +84,35 @@ impl Db {
             .await?;
         drop(setup);
         let _ = task.await;
-        let db = if naive {
-            Db::Naive(Box::new(pg))
-        } else {
-            let pool = Pool::builder()
-                .pg(pg)
-                .name("api")
-                .max_size(pool_size)
-                .build()?;
-            Db::Pooled(Box::new(pool))
+        let db = match mode {
+            Mode::Naive => Db::Naive(Box::new(pg)),
+            Mode::Veza => {
+                let pool = Pool::builder()
+                    .pg(pg)
+                    .name("api")
+                    .max_size(pool_size)
+                    .build()?;
+                Db::Pooled(Box::new(pool))
+            }
+            Mode::Peers => {
+                use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
+                let manager = Manager::from_config(
+                    pg,
+                    NoTls,
+                    ManagerConfig {
+                        recycling_method: RecyclingMethod::Fast,
+                    },
+                );
+                let timeout = Some(Duration::from_secs(5));
+                let pool = deadpool_postgres::Pool::builder(manager)
+                    .max_size(pool_size as usize)
+                    .runtime(Runtime::Tokio1)
+                    .wait_timeout(timeout)
+                    .create_timeout(timeout)
+                    .recycle_timeout(timeout)
+                    .build()?;
+                Db::Peers(pool)
+            }
         };
         {
             let mut c = db.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -91,20 +128,28 @@ impl Db {
 
     /// Closes the pool's connections (waiting for those in use); nothing to do when naive.
     pub async fn close(&self) {
-        if let Db::Pooled(pool) = self {
-            pool.close().await;
+        match self {
+            Db::Pooled(pool) => pool.close().await,
+            // deadpool closes at once: idle connections drop, those in use drop when returned.
+            Db::Peers(pool) => pool.close(),
+            Db::Naive(_) => {}
         }
     }
 
     /// Whether [`close`](Db::close) closed the pool (never, when naive).
     pub fn is_closed(&self) -> bool {
-        matches!(self, Db::Pooled(pool) if pool.is_closed())
+        match self {
+            Db::Pooled(pool) => pool.is_closed(),
+            Db::Peers(pool) => pool.is_closed(),
+            Db::Naive(_) => false,
+        }
     }
 
     /// A connection for one request.
     pub async fn get(&self) -> Result<DbConn<'_>, ApiError> {
         match self {
             Db::Pooled(pool) => Ok(DbConn::Pooled(pool.get().await?)),
+            Db::Peers(pool) => Ok(DbConn::Peers(pool.get().await?)),
             Db::Naive(pg) => {
                 let (client, conn) = pg.connect(NoTls).await.map_err(ApiError::db)?;
                 tokio::spawn(conn);
@@ -117,7 +162,7 @@ impl Db {
     pub fn pool(&self) -> Option<&Pool> {
         match self {
             Db::Pooled(p) => Some(p),
-            Db::Naive(_) => None,
+            Db::Peers(_) | Db::Naive(_) => None,
         }
     }
 }
@@ -135,7 +180,7 @@ impl veza_core::HealthCheck for DbCheck {
         Box::pin(async move {
             match &*self.0 {
                 Db::Pooled(pool) => pool.check().await,
-                Db::Naive(_) => match self.0.get().await {
+                Db::Peers(_) | Db::Naive(_) => match self.0.get().await {
                     Ok(mut c) => match c.query_opt("SELECT 1", &[]).await {
                         Ok(_) => veza_core::Health::Healthy,
                         Err(e) => veza_core::Health::unhealthy(e.detail().to_owned()),
@@ -161,6 +206,10 @@ impl DbConn<'_> {
                     .await
                     .map_err(|e| ApiError::from(c.failed(e)))
             }
+            DbConn::Peers(c) => {
+                let st = c.prepare_cached(sql).await.map_err(ApiError::db)?;
+                c.query(&st, params).await.map_err(ApiError::db)
+            }
             DbConn::Naive(c) => c.query(sql, params).await.map_err(ApiError::db),
         }
     }
@@ -181,12 +230,14 @@ impl DbConn<'_> {
                 .batch_execute(sql)
                 .await
                 .map_err(|e| ApiError::from(c.failed(e))),
+            DbConn::Peers(c) => c.batch_execute(sql).await.map_err(ApiError::db),
             DbConn::Naive(c) => c.batch_execute(sql).await.map_err(ApiError::db),
         }
     }
 
-    /// Inserts users: binary COPY when pooled, one INSERT per row (in one transaction) when
-    /// naive, as the guide's batch insert does.
+    /// Inserts users: binary COPY when pooled (veza-dbpool's `copy_rows`, or tokio-postgres's
+    /// `BinaryCopyInWriter` on deadpool), one INSERT per row (in one transaction) when naive,
+    /// as the guide's batch insert does.
     pub async fn insert_users(&mut self, users: &[(String, String)]) -> Result<u64, ApiError> {
         match self {
             DbConn::Pooled(c) => {
@@ -203,6 +254,20 @@ impl DbConn<'_> {
                     &rows,
                 )
                 .await?)
+            }
+            DbConn::Peers(c) => {
+                use tokio_postgres::binary_copy::BinaryCopyInWriter;
+                let sink = c
+                    .copy_in("COPY users (email, name) FROM STDIN BINARY")
+                    .await
+                    .map_err(ApiError::db)?;
+                let writer = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TEXT]);
+                let mut writer = std::pin::pin!(writer);
+                for (email, name) in users {
+                    let row: [&(dyn ToSql + Sync); 2] = [email, name];
+                    writer.as_mut().write(&row).await.map_err(ApiError::db)?;
+                }
+                writer.finish().await.map_err(ApiError::db)
             }
             DbConn::Naive(c) => {
                 let tx = c.transaction().await.map_err(ApiError::db)?;

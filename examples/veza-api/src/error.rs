@@ -144,6 +144,29 @@ impl From<veza_dbpool::Error> for ApiError {
     }
 }
 
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> ApiError {
+        use deadpool_postgres::PoolError;
+        match e {
+            PoolError::Backend(e) => ApiError::db(e),
+            PoolError::Timeout(_) => ApiError::of_kind(ErrorKind::Timeout, format!("pool: {e}")),
+            PoolError::Closed => ApiError::of_kind(ErrorKind::Closed, format!("pool: {e}")),
+            _ => ApiError::of_kind(ErrorKind::Unavailable, format!("pool: {e}")),
+        }
+    }
+}
+
+impl From<reqwest::Error> for ApiError {
+    fn from(e: reqwest::Error) -> ApiError {
+        let (status, message) = if e.is_timeout() {
+            (504, "upstream took too long")
+        } else {
+            (502, "upstream failed")
+        };
+        ApiError::hidden(status, message, format!("upstream: {e}"))
+    }
+}
+
 impl From<veza_httpopt::Error> for ApiError {
     fn from(e: veza_httpopt::Error) -> ApiError {
         // An upstream failure is a bad gateway, whatever its class.

@@ -63,19 +63,37 @@ impl BodyBudget {
     }
 }
 
-/// A request body read whole: the pooled buffer, and its share of the body budget, given back
-/// together when dropped.
+/// A request body read whole: the buffer (pooled, or a fresh `Vec` on the peers stack), and
+/// its share of the body budget, given back together when dropped.
 #[derive(Debug)]
 pub struct Body {
-    buf: PooledBufOwned,
+    buf: Buf,
     _reserved: Option<OwnedSemaphorePermit>,
+}
+
+#[derive(Debug)]
+enum Buf {
+    Pooled(PooledBufOwned),
+    Fresh(Vec<u8>),
+}
+
+impl Buf {
+    fn as_vec(&mut self) -> &mut Vec<u8> {
+        match self {
+            Buf::Pooled(b) => b,
+            Buf::Fresh(v) => v,
+        }
+    }
 }
 
 impl std::ops::Deref for Body {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        &self.buf
+        match &self.buf {
+            Buf::Pooled(b) => b,
+            Buf::Fresh(v) => v,
+        }
     }
 }
 
@@ -87,7 +105,8 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::new(413, format!("body larger than {limit} bytes")).closing()
 }
 
-/// Reads a request body into a pooled buffer (the next request reuses its capacity), at most
+/// Reads a request body into a pooled buffer (the next request reuses its capacity; a fresh
+/// `Vec` when `buffers` is `None`), at most
 /// `limit` bytes (413 past it), whole within `limits.body_read_timeout` (408 past it), with
 /// its bytes reserved in `budget` (503 with `Retry-After` when the budget stays full).
 pub async fn read_body(
@@ -95,7 +114,7 @@ pub async fn read_body(
     limit: usize,
     limits: &ServerLimits,
     budget: &BodyBudget,
-    buffers: &Arc<BufferPool>,
+    buffers: Option<&Arc<BufferPool>>,
 ) -> Result<Body, ApiError> {
     let deadline = limits.body_deadline();
     let declared = req
@@ -114,8 +133,13 @@ pub async fn read_body(
         None => None,
     };
     let mut room = declared.unwrap_or(0);
-    let mut buf = buffers.get_owned(declared.unwrap_or(0).min(limit));
-    buf.clear();
+    let size = declared.unwrap_or(0).min(limit);
+    let mut buf = match buffers {
+        Some(pool) => Buf::Pooled(pool.get_owned(size)),
+        None => Buf::Fresh(Vec::with_capacity(size)),
+    };
+    let vec = buf.as_vec();
+    vec.clear();
     let mut body = req.into_body();
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
@@ -130,7 +154,7 @@ pub async fn read_body(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        let len = buf.len() + data.len();
+        let len = vec.len() + data.len();
         if len > limit {
             return Err(too_large(limit));
         }
@@ -145,7 +169,7 @@ pub async fn read_body(
             }
             room += more;
         }
-        buf.extend_from_slice(&data);
+        vec.extend_from_slice(&data);
     }
     Ok(Body {
         buf,

@@ -1,7 +1,9 @@
 //! `veza-load --base http://ADDR [--duration SECS] [--max-requests N] [--concurrency N]
-//! [--users N] [--out FILE]`: seeds the service, then drives a bounded, mostly-read mix at it
-//! on loopback and writes requests/s and latency percentiles per endpoint as JSON.
-//! `cargo xtask loadtest` runs it against both modes of the service.
+//! [--users N] [--out FILE] [--pid PID]`: seeds the service, then drives a bounded,
+//! mostly-read mix at it on loopback and writes requests/s and latency percentiles per
+//! endpoint and for the whole mix as JSON. With `--pid` (the service's process), it also reports
+//! the CPU time the service spent during the run (from `/proc/PID/stat`, after the seeding)
+//! and its peak resident set (`VmHWM`). `cargo xtask loadtest` runs it against every stack.
 //!
 //! With `--read-base http://ADDR2` (a second instance on the same database and Redis), it
 //! checks the shared cache tier instead: renames go through `--base`, reads of the same users
@@ -48,6 +50,7 @@ struct Args {
     out: Option<String>,
     read_base: Option<String>,
     bound: Duration,
+    pid: Option<u32>,
 }
 
 fn args() -> Result<Args> {
@@ -60,6 +63,7 @@ fn args() -> Result<Args> {
         out: None,
         read_base: None,
         bound: Duration::from_millis(50),
+        pid: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -73,6 +77,7 @@ fn args() -> Result<Args> {
             "--out" => a.out = Some(value()?),
             "--read-base" => a.read_base = Some(value()?.trim_end_matches('/').to_owned()),
             "--bound-ms" => a.bound = Duration::from_millis(value()?.parse()?),
+            "--pid" => a.pid = Some(value()?.parse()?),
             other => bail!("unknown argument `{other}`"),
         }
     }
@@ -83,6 +88,51 @@ fn args() -> Result<Args> {
         bail!("--concurrency and --users must be above zero");
     }
     Ok(a)
+}
+
+/// CPU seconds (user and system) the process `pid` has used so far: fields 14 and 15 of
+/// `/proc/PID/stat`, counted after the command name (which may hold spaces), in the kernel's
+/// `USER_HZ` ticks (100 per second on Linux, whatever the kernel's own tick).
+fn cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let after = stat
+        .rsplit_once(')')
+        .context("/proc/PID/stat without a command name")?
+        .1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // `after` starts at field 3 (the state): utime is field 14, stime field 15.
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i - 3)
+            .context("/proc/PID/stat too short")?
+            .parse()
+            .context("a tick count")
+    };
+    Ok((ticks(14)? + ticks(15)?) as f64 / 100.0)
+}
+
+/// The peak resident set of `pid` in MiB (`VmHWM` in `/proc/PID/status`).
+fn peak_rss_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .context("no VmHWM in /proc/PID/status")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kib as f64 / 1024.0)
+}
+
+/// The `p` quantile of sorted microsecond latencies, in milliseconds (0 when empty).
+fn quantile_ms(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    f64::from(sorted[((sorted.len() - 1) as f64 * p) as usize]) / 1000.0
 }
 
 /// SplitMix64: a small, seeded generator, so every run asks for the same things.
@@ -158,6 +208,7 @@ struct EndpointReport {
     p50_ms: f64,
     p95_ms: f64,
     p99_ms: f64,
+    p999_ms: f64,
 }
 
 #[derive(Serialize)]
@@ -169,6 +220,17 @@ struct Report {
     errors: u64,
     rps: f64,
     read_rps: f64,
+    /// The whole mix's latency percentiles (successful requests).
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    /// CPU seconds the service used during the run (with `--pid`).
+    cpu_secs: Option<f64>,
+    /// Service CPU milliseconds per 1,000 requests (with `--pid`).
+    cpu_ms_per_1000: Option<f64>,
+    /// The service's peak resident set, MiB (with `--pid`).
+    peak_rss_mib: Option<f64>,
     first_errors: Vec<String>,
     endpoints: BTreeMap<String, EndpointReport>,
 }
@@ -189,6 +251,7 @@ async fn main() -> Result<()> {
         return tier_check(&http, &a, read_base).await;
     }
 
+    let cpu_before = a.pid.map(cpu_secs).transpose()?;
     let deadline = Instant::now() + a.duration;
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
@@ -281,18 +344,14 @@ async fn main() -> Result<()> {
     }
     progress.abort();
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_after = a.pid.map(cpu_secs).transpose()?;
+    let peak_rss = a.pid.map(peak_rss_mib).transpose()?;
     let mut endpoints = BTreeMap::new();
     let (mut requests, mut errors, mut read_ok) = (0u64, 0u64, 0u64);
     for (i, (name, _, read)) in MIX.iter().enumerate() {
         let l = &mut all.latencies[i];
         l.sort_unstable();
-        let pct = |p: f64| {
-            if l.is_empty() {
-                0.0
-            } else {
-                f64::from(l[((l.len() - 1) as f64 * p) as usize]) / 1000.0
-            }
-        };
+        let pct = |p: f64| quantile_ms(l, p);
         let ok = l.len() as u64;
         requests += ok + all.errors[i];
         errors += all.errors[i];
@@ -309,9 +368,13 @@ async fn main() -> Result<()> {
                 p50_ms: pct(0.50),
                 p95_ms: pct(0.95),
                 p99_ms: pct(0.99),
+                p999_ms: pct(0.999),
             },
         );
     }
+    let mut mix: Vec<u32> = all.latencies.concat();
+    mix.sort_unstable();
+    let cpu = cpu_before.zip(cpu_after).map(|(b, a)| a - b);
     all.first_errors.truncate(5);
     let report = Report {
         base: a.base,
@@ -321,6 +384,13 @@ async fn main() -> Result<()> {
         errors,
         rps: (requests - errors) as f64 / seconds,
         read_rps: read_ok as f64 / seconds,
+        p50_ms: quantile_ms(&mix, 0.50),
+        p95_ms: quantile_ms(&mix, 0.95),
+        p99_ms: quantile_ms(&mix, 0.99),
+        p999_ms: quantile_ms(&mix, 0.999),
+        cpu_secs: cpu,
+        cpu_ms_per_1000: cpu.map(|c| c * 1000.0 / ((requests - errors).max(1) as f64 / 1000.0)),
+        peak_rss_mib: peak_rss,
         first_errors: all.first_errors,
         endpoints,
     };
