@@ -222,7 +222,7 @@ where
 
     /// A fresh value or cached absence, counted as a hit; else the stale value kept for
     /// fail-safe, if any.
-    fn hit(&self, key: &K) -> Result<Result<Option<V>, SharedError>, Option<V>> {
+    pub(crate) fn hit(&self, key: &K) -> Result<Result<Option<V>, SharedError>, Option<V>> {
         let found = match self.lookup(key) {
             Lookup::Value(v) => Ok(Some(v)),
             Lookup::Absent => Ok(None),

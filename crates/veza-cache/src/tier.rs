@@ -388,7 +388,9 @@ where
         }
         let tier = &self.s;
         let began = tier.generation(key);
-        let (value, ttl) = tier.fetch(key).await?;
+        // Boxed: the Redis round trip's state machine would otherwise make every caller's
+        // future (first-tier hits included) several KiB to move.
+        let (value, ttl) = Box::pin(tier.fetch(key)).await?;
         if tier.unchanged(began) {
             tier.l1.insert_with_ttl(key.clone(), value.clone(), ttl);
             tier.settle_fill(key, began);
@@ -432,6 +434,21 @@ where
         E: Into<BoxError>,
     {
         self.s.enforce_staleness();
+        // A first-tier hit answers here; the miss path (Redis, the stampede lock, the load,
+        // the write-back) is boxed, so the future a caller holds and moves stays small (it
+        // was 9 KiB, copied on every move, hits included).
+        if let Ok(found) = self.s.l1.hit(key) {
+            return found.map(|value| (value, Served::FirstTier));
+        }
+        Box::pin(self.fill_served(key, load)).await
+    }
+
+    /// The miss path of [`get_or_load_opt_served`](TieredCache::get_or_load_opt_served).
+    async fn fill_served<F, E>(&self, key: &K, load: F) -> Result<(Option<V>, Served), SharedError>
+    where
+        F: Future<Output = Result<Option<V>, E>>,
+        E: Into<BoxError>,
+    {
         let tier = &self.s;
         let began = tier.generation(key);
         let from_redis = std::sync::atomic::AtomicBool::new(false);

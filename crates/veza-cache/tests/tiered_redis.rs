@@ -518,3 +518,45 @@ async fn a_load_past_the_hard_timeout_still_fills_both_tiers() {
         "Redis, read by b"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_future_stays_small_and_a_hit_counts_once() {
+    // The miss path (Redis, the stampede lock, the load, the write-back) is boxed: a caller's
+    // future is moved whole on every await of its parents, hits included (it was 9 KiB).
+    let cache = tiered(TierConfig::new(redis_url()).namespace(namespace())).await;
+    let lookup = cache.get_or_load_opt_served(&1, async { Ok::<_, std::io::Error>(None) });
+    assert!(
+        std::mem::size_of_val(&lookup) <= 256,
+        "{} bytes",
+        std::mem::size_of_val(&lookup)
+    );
+    drop(lookup);
+    let get = cache.get(&1);
+    assert!(
+        std::mem::size_of_val(&get) <= 256,
+        "{} bytes",
+        std::mem::size_of_val(&get)
+    );
+    drop(get);
+
+    let (v, served) = cache
+        .get_or_load_opt_served(&7, async {
+            Ok::<_, std::io::Error>(Some("seven".to_owned()))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.as_deref(), served),
+        (Some("seven"), veza_cache::Served::Loaded)
+    );
+    let (v, served) = cache
+        .get_or_load_opt_served(&7, async { Ok::<_, std::io::Error>(None) })
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.as_deref(), served),
+        (Some("seven"), veza_cache::Served::FirstTier)
+    );
+    let stats = cache.first_tier().stats();
+    assert_eq!((stats.hits, stats.misses), (1, 1), "one miss, then one hit");
+}

@@ -145,11 +145,12 @@ impl Db {
         }
     }
 
-    /// A connection for one request.
+    /// A connection for one request. Each stack's checkout future is boxed on its own, so
+    /// the future every handler holds is not sized by another stack's pool.
     pub async fn get(&self) -> Result<DbConn<'_>, ApiError> {
         match self {
-            Db::Pooled(pool) => Ok(DbConn::Pooled(pool.get().await?)),
-            Db::Peers(pool) => Ok(DbConn::Peers(pool.get().await?)),
+            Db::Pooled(pool) => Ok(DbConn::Pooled(Box::pin(pool.get()).await?)),
+            Db::Peers(pool) => Ok(DbConn::Peers(Box::pin(pool.get()).await?)),
             Db::Naive(pg) => {
                 let (client, conn) = pg.connect(NoTls).await.map_err(ApiError::db)?;
                 tokio::spawn(conn);
