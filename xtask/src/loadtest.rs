@@ -23,6 +23,7 @@ struct Opts {
     duration: u64,
     concurrency: usize,
     users: u64,
+    rounds: usize,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -30,6 +31,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         duration: 20,
         concurrency: 32,
         users: 10_000,
+        rounds: 2,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -38,13 +40,19 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--duration" => o.duration = value()?.parse().context("--duration SECS")?,
             "--concurrency" => o.concurrency = value()?.parse().context("--concurrency N")?,
             "--users" => o.users = value()?.parse().context("--users N")?,
+            "--rounds" => o.rounds = value()?.parse().context("--rounds N")?,
             other => {
-                bail!("unknown option `{other}` (--duration SECS, --concurrency N, --users N)")
+                bail!(
+                    "unknown option `{other}` (--duration SECS, --concurrency N, --users N, --rounds N)"
+                )
             }
         }
     }
     if o.duration == 0 || o.duration > 120 {
         bail!("--duration must be 1..=120 seconds (the whole test stays under 5 minutes)");
+    }
+    if o.rounds == 0 || o.rounds > 5 {
+        bail!("--rounds must be 1..=5");
     }
     Ok(o)
 }
@@ -153,17 +161,32 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let out = util::target_dir().join("veza-load");
     std::fs::create_dir_all(&out)?;
     let mut results = serde_json::Map::new();
-    for mode in MODES {
+    // veza and peers run `rounds` times each, in alternating order (veza, peers, peers,
+    // veza, ...), so neither always runs after the other's writes (autovacuum, checkpoints);
+    // each stack's report is the mean of its rounds. Naive, far behind, runs once.
+    let mut plan = Vec::new();
+    for round in 0..opts.rounds {
+        let pair = if round % 2 == 0 {
+            ["veza", "peers"]
+        } else {
+            ["peers", "veza"]
+        };
+        plan.extend(pair.map(|m| (m, round)));
+    }
+    plan.push(("naive", 0));
+    let mut runs: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
+    for (mode, round) in plan {
         // A schema of its own per run, so a run never meets the data of an earlier one (even
         // when `psql` is missing and the drop below cannot happen).
-        let schema = format!("veza_load_{mode}_{}", std::process::id());
+        let schema = format!("veza_load_{mode}_{round}_{}", std::process::id());
         eprintln!(
-            "xtask: {mode}: starting the service ({})",
+            "xtask: {mode} (round {}): starting the service ({})",
+            round + 1,
             util::elapsed(started)
         );
         let (service, base) =
             Service::start(&bin_dir.join("veza-api"), &db.url, mode, &schema, None)?;
-        let file = out.join(format!("{mode}.json"));
+        let file = out.join(format!("{mode}-{}.json", round + 1));
         let pid = service.child.id().to_string();
         let load = util::run(Command::new(bin_dir.join("veza-load")).args([
             "--pid",
@@ -184,7 +207,20 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         load?;
         stopped.with_context(|| format!("{mode}: graceful shutdown"))?;
         let report: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
-        results.insert(mode.to_owned(), report);
+        runs.entry(mode).or_default().push(report);
+    }
+    for (mode, reports) in &runs {
+        let mut mean = mean_of(reports);
+        mean["rounds_rps"] = reports.iter().map(|r| r["rps"].clone()).collect();
+        // Counts add up over the rounds; rates and times are means.
+        for count in ["requests", "errors"] {
+            mean[count] = reports
+                .iter()
+                .map(|r| r[count].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                .into();
+        }
+        results.insert((*mode).to_owned(), mean);
     }
     let tier = two_instances(&opts, &bin_dir, &db.url, &out, started)?;
     drop(db);
@@ -212,6 +248,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "duration_secs": opts.duration,
         "concurrency": opts.concurrency,
         "users": opts.users,
+        "rounds": opts.rounds,
         "read_throughput_ratio": read_ratio,
         "throughput_ratio": total_ratio,
         "veza_vs_peers": peers.clone(),
@@ -284,6 +321,31 @@ fn two_instances(
     Ok(serde_json::from_str(&std::fs::read_to_string(&file)?)?)
 }
 
+/// The mean of `reports` (the same shape): numbers are averaged leaf by leaf, anything else
+/// is taken from the first.
+fn mean_of(reports: &[Value]) -> Value {
+    fn mean(values: &[&Value]) -> Value {
+        match values.first() {
+            Some(Value::Number(_)) => {
+                let nums: Vec<f64> = values.iter().filter_map(|v| v.as_f64()).collect();
+                serde_json::json!(nums.iter().sum::<f64>() / nums.len().max(1) as f64)
+            }
+            Some(Value::Object(first)) => Value::Object(
+                first
+                    .keys()
+                    .map(|k| {
+                        let leaves: Vec<&Value> = values.iter().map(|v| &v[k.as_str()]).collect();
+                        (k.clone(), mean(&leaves))
+                    })
+                    .collect(),
+            ),
+            Some(other) => (*other).clone(),
+            None => Value::Null,
+        }
+    }
+    mean(&reports.iter().collect::<Vec<_>>())
+}
+
 fn tier_markdown(t: &Value) -> String {
     let f = |k: &str| t[k].as_f64().unwrap_or(0.0);
     let u = |k: &str| t[k].as_u64().unwrap_or(0);
@@ -335,20 +397,21 @@ fn markdown(
     let _ = writeln!(md, "# veza-api load test\n");
     let _ = writeln!(
         md,
-        "{} s per stack, {} connections, {} seeded users, the same seeded mix, on loopback. \
+        "{} s per run, {} connections, {} seeded users, the same seeded mix, on loopback; veza \
+         and peers ran {} rounds each in alternating order (figures are their means), naive once. \
          **veza**: veza-dbpool, veza-cache, veza-httpopt (with its HTTP cache), veza-metrics, \
          veza-workers, veza-mempool; **peers**: deadpool-postgres, moka, reqwest, \
          metrics-exporter-prometheus, `spawn_blocking`, fresh `Vec`s; **naive**: a database \
          connection per request, no cache, an upstream connection per request. CPU is the \
          service's own (`/proc/PID/stat`, user + system, during the timed run).\n",
-        o.duration, o.concurrency, o.users
+        o.duration, o.concurrency, o.users, o.rounds
     );
     let _ = writeln!(
         md,
         "| whole mix | veza | peers | naive | veza / peers | veza / naive |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
-    let rows: [(&str, &str, usize); 9] = [
+    let rows: [(&str, &str, usize); 12] = [
         ("requests/s", "rps", 0),
         ("reads/s", "read_rps", 0),
         ("p50 ms", "p50_ms", 2),
@@ -357,6 +420,9 @@ fn markdown(
         ("p99.9 ms", "p999_ms", 2),
         ("CPU ms / 1,000 requests", "cpu_ms_per_1000", 1),
         ("peak RSS MiB", "peak_rss_mib", 1),
+        ("CPUs busy: service", "service_cores", 2),
+        ("CPUs busy: load generator", "load_cores", 2),
+        ("CPUs busy: whole machine", "machine_cores", 2),
         ("errors", "errors", 0),
     ];
     for (label, field, digits) in rows {
@@ -378,6 +444,23 @@ fn markdown(
             ratio("naive")
         );
     }
+    let rounds = |m: &str| {
+        results[m]["rounds_rps"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|v| format!("{:.0}", v.as_f64().unwrap_or(0.0)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    let _ = writeln!(
+        md,
+        "\nRequests/s by round: veza {}; peers {}.",
+        rounds("veza"),
+        rounds("peers")
+    );
     let _ = writeln!(
         md,
         "\n| endpoint | veza req/s | p50 / p99 / p99.9 ms | peers req/s | p50 / p99 / p99.9 ms | naive req/s | p50 / p99 / p99.9 ms |"

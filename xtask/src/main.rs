@@ -8,7 +8,7 @@
 //! cargo xtask tidy                     repository rules
 //! cargo xtask codegen [--check]        regenerate docs/metrics.md from the catalog
 //! cargo xtask report-shot               screenshot report.html with headless Chromium
-//! cargo xtask loadtest [--duration SECS] the reference service under load, veza vs naive
+//! cargo xtask loadtest [--duration SECS] the reference service under load: veza, peers, naive
 //! ```
 #![allow(
     clippy::print_stdout,
@@ -49,9 +49,10 @@ tasks:
   ci             fmt, clippy, rustdoc, tidy, tests, bench build, cargo-deny
   tidy           check repository rules (module docs, versions, README/CHANGELOG, no ignored tests)
   codegen        regenerate docs/metrics.md from the catalog (--check: fail if stale)
-  loadtest       run examples/veza-api under a bounded load, as built and naive;
-                 writes target/veza-load/report.{json,md}
+  loadtest       run examples/veza-api under a bounded load on three stacks (veza,
+                 the peers, naive); writes veza-load/report.{json,md} in the target dir
                  --duration SECS (default 20) --concurrency N (32) --users N (10000)
+                 --rounds N (2: veza and peers, alternating)
   miri           unit tests of the unsafe and lock-free code under miri (nightly + miri)
   report-shot    screenshot target/veza-bench/report.html with headless Chromium
                  (--height PX, default 6000); writes target/veza-bench/report.png

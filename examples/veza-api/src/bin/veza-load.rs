@@ -112,6 +112,21 @@ fn cpu_secs(pid: u32) -> Result<f64> {
     Ok((ticks(14)? + ticks(15)?) as f64 / 100.0)
 }
 
+/// The machine's busy and total CPU ticks so far (`/proc/stat`, all CPUs): busy is
+/// everything but idle and I/O wait.
+fn machine_ticks() -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat.lines().next().context("empty /proc/stat")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let total: u64 = ticks.iter().sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    Ok((total - idle, total))
+}
+
 /// The peak resident set of `pid` in MiB (`VmHWM` in `/proc/PID/status`).
 fn peak_rss_mib(pid: u32) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -231,6 +246,14 @@ struct Report {
     cpu_ms_per_1000: Option<f64>,
     /// The service's peak resident set, MiB (with `--pid`).
     peak_rss_mib: Option<f64>,
+    /// CPUs the service kept busy on average during the run (with `--pid`).
+    service_cores: Option<f64>,
+    /// CPUs this load generator kept busy on average during the run.
+    load_cores: f64,
+    /// CPUs the whole machine kept busy on average during the run (service, load generator,
+    /// PostgreSQL, the kernel), and how many it has.
+    machine_cores: f64,
+    machine_cpus: usize,
     first_errors: Vec<String>,
     endpoints: BTreeMap<String, EndpointReport>,
 }
@@ -252,6 +275,8 @@ async fn main() -> Result<()> {
     }
 
     let cpu_before = a.pid.map(cpu_secs).transpose()?;
+    let own_before = cpu_secs(std::process::id())?;
+    let machine_before = machine_ticks()?;
     let deadline = Instant::now() + a.duration;
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
@@ -345,6 +370,8 @@ async fn main() -> Result<()> {
     progress.abort();
     let seconds = started.elapsed().as_secs_f64();
     let cpu_after = a.pid.map(cpu_secs).transpose()?;
+    let own_after = cpu_secs(std::process::id())?;
+    let machine_after = machine_ticks()?;
     let peak_rss = a.pid.map(peak_rss_mib).transpose()?;
     let mut endpoints = BTreeMap::new();
     let (mut requests, mut errors, mut read_ok) = (0u64, 0u64, 0u64);
@@ -391,6 +418,10 @@ async fn main() -> Result<()> {
         cpu_secs: cpu,
         cpu_ms_per_1000: cpu.map(|c| c * 1000.0 / ((requests - errors).max(1) as f64 / 1000.0)),
         peak_rss_mib: peak_rss,
+        service_cores: cpu.map(|c| c / seconds),
+        load_cores: (own_after - own_before) / seconds,
+        machine_cores: (machine_after.0 - machine_before.0) as f64 / 100.0 / seconds,
+        machine_cpus: std::thread::available_parallelism().map_or(1, usize::from),
         first_errors: all.first_errors,
         endpoints,
     };
