@@ -72,6 +72,16 @@ async fn an_update_through_one_instance_reaches_the_other_within_50ms() {
         "both subscribed"
     );
     a.insert(1, "v1".to_owned()).await;
+    // b first hears of the write: an invalidation arriving while b's read is in flight
+    // rightly keeps that read out of b's first tier (the race guard), which "keeps it" below
+    // would take for a failure.
+    assert!(
+        eventually(Duration::from_millis(50), || async {
+            b.stats().invalidations_received >= 1
+        })
+        .await,
+        "b heard the first write"
+    );
     assert_eq!(
         b.get(&1).await.as_deref(),
         Some("v1"),
