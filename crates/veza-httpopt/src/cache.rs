@@ -296,10 +296,10 @@ fn selects(stored: &HeaderMap, fresh: &HeaderMap) -> bool {
 
 /// Adds `Date: now` (IMF-fixdate) when the fields have none.
 fn with_date(headers: &mut HeaderMap, now: SystemTime) {
-    if !headers.contains_key(DATE) {
-        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
-            headers.insert(DATE, v);
-        }
+    if !headers.contains_key(DATE)
+        && let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(now))
+    {
+        headers.insert(DATE, v);
     }
 }
 
@@ -708,18 +708,19 @@ impl HttpCache {
         };
         out.headers
             .insert(AGE, HeaderValue::from(policy.age(now).as_secs()));
-        if let Some(names) = vary_names(&parts.headers) {
-            if storable && policy.is_storable() {
-                self.put(
-                    req,
-                    policy,
-                    parts,
-                    stored.version,
-                    stored.body.clone(),
-                    names,
-                    now,
-                );
-            }
+        if let Some(names) = vary_names(&parts.headers)
+            && storable
+            && policy.is_storable()
+        {
+            self.put(
+                req,
+                policy,
+                parts,
+                stored.version,
+                stored.body.clone(),
+                names,
+                now,
+            );
         }
         Some(out)
     }

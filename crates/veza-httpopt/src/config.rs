@@ -315,16 +315,16 @@ impl Config {
         if self.max_decoded_size < self.max_body_size {
             return bad("max_decoded_size must be at least max_body_size");
         }
-        if let Some(ua) = &self.user_agent {
-            if http::HeaderValue::from_str(ua).is_err() {
-                return bad("user_agent is not a valid header value");
-            }
+        if let Some(ua) = &self.user_agent
+            && http::HeaderValue::from_str(ua).is_err()
+        {
+            return bad("user_agent is not a valid header value");
         }
         self.proxy.matcher()?;
-        if let Some(b) = &self.circuit_breaker {
-            if b.failures == 0 || b.open_for.is_zero() {
-                return bad("circuit_breaker.failures and open_for must be above zero");
-            }
+        if let Some(b) = &self.circuit_breaker
+            && (b.failures == 0 || b.open_for.is_zero())
+        {
+            return bad("circuit_breaker.failures and open_for must be above zero");
         }
         let c = &self.cache;
         if c.mode != CacheMode::Off && (c.max_bytes == 0 || c.max_entry_bytes == 0) {

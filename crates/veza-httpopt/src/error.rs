@@ -128,10 +128,10 @@ impl Error {
 fn transport_is_retryable(e: &(dyn StdError + 'static)) -> bool {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
-                return true;
-            }
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled() || h.is_closed())
+        {
+            return true;
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as Io;
@@ -190,10 +190,10 @@ pub(crate) fn failed_lookup(e: &(dyn StdError + 'static)) -> Option<Lookup> {
 pub(crate) fn is_protocol_violation(e: &(dyn StdError + 'static)) -> bool {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() {
-                return true;
-            }
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && (h.is_parse() || h.is_parse_status())
+        {
+            return true;
         }
         cur = err.source();
     }

@@ -176,10 +176,10 @@ impl Metrics {
     /// The handles for `host`, created on first use.
     pub(crate) fn host(&self, host: &str) -> Arc<HostMetrics> {
         let epoch = veza_core::publish::epoch();
-        if let Some(h) = self.hosts.read().get(host) {
-            if h.epoch == epoch {
-                return Arc::clone(h);
-            }
+        if let Some(h) = self.hosts.read().get(host)
+            && h.epoch == epoch
+        {
+            return Arc::clone(h);
         }
         let mut hosts = self.hosts.write();
         let key = if hosts.len() >= MAX_HOSTS && !hosts.contains_key(host) {

@@ -156,14 +156,13 @@ fn normalize_dates(headers: &mut HeaderMap) {
         match (parsed, invalid) {
             (Some(t), _) => {
                 let canonical = httpdate::fmt_http_date(t);
-                if several
+                if (several
                     || headers
                         .get(&name)
-                        .is_none_or(|v| v.as_bytes() != canonical.as_bytes())
+                        .is_none_or(|v| v.as_bytes() != canonical.as_bytes()))
+                    && let Ok(v) = HeaderValue::from_str(&canonical)
                 {
-                    if let Ok(v) = HeaderValue::from_str(&canonical) {
-                        headers.insert(&name, v);
-                    }
+                    headers.insert(&name, v);
                 }
             }
             (None, Some(expired)) => {
