@@ -27,6 +27,30 @@ fn main() {
     invalidation::writes(&bench);
 }
 
+/// The Redis URL for `case` when this run wants the case; `None` when it is filtered out or
+/// there is no Redis (recorded as skipped).
+fn wanted_redis(bench: &Bench, case: &Case) -> Option<String> {
+    if !bench.wants(case.id()) {
+        return None;
+    }
+    match bench.redis_url() {
+        Ok(url) => Some(url),
+        Err(reason) => {
+            bench.skip(case, &reason);
+            None
+        }
+    }
+}
+
+/// The 2-thread runtime every case of this suite runs on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 fn l2_hit(bench: &Bench) {
     let case = Case::new(
         "cache/l2_hit",
@@ -35,12 +59,8 @@ fn l2_hit(bench: &Bench) {
         "lookups/s",
         "veza-cache",
     );
-    if !bench.wants(case.id()) {
+    let Some(redis_url) = wanted_redis(bench, &case) else {
         return;
-    }
-    let redis_url = match bench.redis_url() {
-        Ok(url) => url,
-        Err(reason) => return bench.skip(&case, &reason),
     };
     let db_url = match bench.database_url() {
         Ok(url) => url,
@@ -48,11 +68,7 @@ fn l2_hit(bench: &Bench) {
     };
     let per_task = if bench.quick() { 500 } else { 2_000 };
     let case = case.ops(TASKS * per_task);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let value = |k: u64| format!("{k:0>100}");
 
     let (tiered, raw, pool) = rt.block_on(async {
@@ -295,12 +311,15 @@ mod invalidation {
         pipe.query_async::<()>(conn).await.expect("write");
     }
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
+    /// Runs `case` with pub/sub (ours) against tracking, each sampled by `sample(way)`.
+    fn both<'a, S: FnMut() -> f64 + 'a>(bench: &Bench, case: &Case, sample: impl Fn(Way) -> S) {
+        bench.run(
+            case,
+            vec![
+                Contender::new("pub/sub", sample(Way::PubSub)),
+                Contender::new("resp3-tracking", sample(Way::Tracking)),
+            ],
+        );
     }
 
     async fn writer(url: &str) -> MultiplexedConnection {
@@ -321,16 +340,12 @@ mod invalidation {
             "µs",
             "pub/sub",
         );
-        if !bench.wants(case.id()) {
+        let Some(url) = super::wanted_redis(bench, &case) else {
             return;
-        }
-        let url = match bench.redis_url() {
-            Ok(url) => url,
-            Err(reason) => return bench.skip(&case, &reason),
         };
         let writes = if bench.quick() { 400 } else { 2_000 };
         let case = case.ops(writes);
-        let rt = runtime();
+        let rt = super::runtime();
         let sample = |way: Way| {
             let url = url.clone();
             let rt = &rt;
@@ -351,13 +366,7 @@ mod invalidation {
                 })
             }
         };
-        bench.run(
-            &case,
-            vec![
-                Contender::new("pub/sub", sample(Way::PubSub)),
-                Contender::new("resp3-tracking", sample(Way::Tracking)),
-            ],
-        );
+        both(bench, &case, sample);
     }
 
     /// `cache/invalidating_write`: 16 tasks writing through one connection while two other
@@ -371,16 +380,12 @@ mod invalidation {
             "writes/s",
             "pub/sub",
         );
-        if !bench.wants(case.id()) {
+        let Some(url) = super::wanted_redis(bench, &case) else {
             return;
-        }
-        let url = match bench.redis_url() {
-            Ok(url) => url,
-            Err(reason) => return bench.skip(&case, &reason),
         };
         let per_task = if bench.quick() { 300 } else { 1_500 };
         let case = case.ops(TASKS * per_task);
-        let rt = runtime();
+        let rt = super::runtime();
         let sample = |way: Way| {
             let url = url.clone();
             let rt = &rt;
@@ -415,12 +420,6 @@ mod invalidation {
                 })
             }
         };
-        bench.run(
-            &case,
-            vec![
-                Contender::new("pub/sub", sample(Way::PubSub)),
-                Contender::new("resp3-tracking", sample(Way::Tracking)),
-            ],
-        );
+        both(bench, &case, sample);
     }
 }

@@ -158,23 +158,23 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 
 impl From<reqwest::Error> for ApiError {
     fn from(e: reqwest::Error) -> ApiError {
-        let (status, message) = if e.is_timeout() {
-            (504, "upstream took too long")
-        } else {
-            (502, "upstream failed")
-        };
-        ApiError::hidden(status, message, format!("upstream: {e}"))
+        ApiError::upstream(e.is_timeout(), &e)
     }
 }
 
 impl From<veza_httpopt::Error> for ApiError {
     fn from(e: veza_httpopt::Error) -> ApiError {
-        // An upstream failure is a bad gateway, whatever its class.
-        let status = if e.is_timeout() { 504 } else { 502 };
-        let message = if e.is_timeout() {
-            "upstream took too long"
+        ApiError::upstream(e.is_timeout(), &e)
+    }
+}
+
+impl ApiError {
+    /// An upstream failure is a bad gateway, whatever its class (504 when it timed out).
+    fn upstream(timed_out: bool, e: &dyn fmt::Display) -> ApiError {
+        let (status, message) = if timed_out {
+            (504, "upstream took too long")
         } else {
-            "upstream failed"
+            (502, "upstream failed")
         };
         ApiError::hidden(status, message, format!("upstream: {e}"))
     }

@@ -604,13 +604,7 @@ async fn tier_check(http: &Http, a: &Args, read_base: &str) -> Result<()> {
     }
     reads.sort_unstable();
     writes.sort_unstable();
-    let pct = |l: &[u32], p: f64| {
-        if l.is_empty() {
-            0.0
-        } else {
-            f64::from(l[((l.len() - 1) as f64 * p) as usize]) / 1000.0
-        }
-    };
+    let pct = quantile_ms;
     first_errors.truncate(5);
     let report = TierReport {
         write_base: a.base.clone(),
