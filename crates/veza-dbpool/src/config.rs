@@ -39,7 +39,9 @@ pub struct Config {
     /// A server-side limit on every statement (`statement_timeout`); none by default.
     pub statement_timeout: Option<Duration>,
     /// A connection idle longer than this gets a round-trip test before it is handed out;
-    /// younger ones only get the free `is_closed` check. Default 500 ms.
+    /// younger ones only get the free `is_closed` check. Default 500 ms (HikariCP's). The
+    /// test runs within the checkout's `checkout_timeout`: a server that stopped answering
+    /// fails the checkout with a timeout and the connection is closed.
     pub test_idle_after: Duration,
     /// Whether `Conn::prepare_cached` keeps prepared statements per connection. Turn it off
     /// behind PgBouncer in transaction mode. Default on.
@@ -58,8 +60,9 @@ pub struct Config {
     /// Runs on every new connection before the pool hands it out (session settings, `SET
     /// ROLE`, loading types). An error fails the connection like a connect error.
     pub after_connect: Option<crate::Hook>,
-    /// Runs on a connection at every checkout, after the pool's own checks. An error closes
-    /// that connection and the checkout takes another.
+    /// Runs on a connection at every checkout, after the pool's own checks, within the
+    /// checkout's `checkout_timeout`. An error closes that connection and the checkout takes
+    /// another; running past the timeout closes it and fails the checkout with a timeout.
     pub before_checkout: Option<crate::Hook>,
 }
 

@@ -335,16 +335,39 @@ impl Pool {
                 self.s.metrics.expired();
                 continue;
             }
-            if now.saturating_duration_since(conn.last_used) >= self.s.config.test_idle_after
-                && conn.client.simple_query("").await.is_err()
-            {
-                conn.broken = true;
-                continue;
+            // The idle test and the hook run within the checkout's deadline: a server that
+            // stopped answering (a host gone without a word, a frozen network path) costs the
+            // caller its timeout, not the kernel's retransmission limit. Boxed: rare, and
+            // every checkout would otherwise carry these futures.
+            if now.saturating_duration_since(conn.last_used) >= self.s.config.test_idle_after {
+                let test = tokio::time::timeout_at(deadline, conn.client.simple_query(""));
+                match Box::pin(test).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => {
+                        conn.broken = true;
+                        continue;
+                    }
+                    Err(_) => {
+                        // The test is still on the wire: the connection is not reusable.
+                        conn.broken = true;
+                        cancel(&conn.client);
+                        return Checkout::Failed(self.timed_out(started));
+                    }
+                }
             }
             if let Some(hook) = &self.s.config.before_checkout {
-                if hook.call(&conn.client).await.is_err() {
-                    conn.broken = true;
-                    continue;
+                match Box::pin(tokio::time::timeout_at(deadline, hook.call(&conn.client))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => {
+                        conn.broken = true;
+                        continue;
+                    }
+                    Err(_) => {
+                        // The hook's statement may still run on the server: stop it.
+                        conn.broken = true;
+                        cancel(&conn.client);
+                        return Checkout::Failed(self.timed_out(started));
+                    }
                 }
             }
             // `close` began while this checkout was testing the connection: do not hand it out.

@@ -143,3 +143,51 @@ fn before_checkout_runs_each_time_and_a_refusal_takes_another_connection() {
         assert_eq!(pool.snapshot().misses, 2);
     });
 }
+
+#[test]
+fn a_before_checkout_hook_that_hangs_costs_the_checkout_timeout_and_its_connection() {
+    common::runtime().block_on(async {
+        let hang = Arc::new(AtomicBool::new(false));
+        let mut c = common::config("hook-hangs", 1);
+        let app = c.pg.get_application_name().unwrap().to_owned();
+        c.checkout_timeout = Duration::from_millis(300);
+        let h = Arc::clone(&hang);
+        c.before_checkout = Some(Hook::new(move |client| {
+            let hang_now = h.load(Ordering::SeqCst);
+            Box::pin(async move {
+                if hang_now {
+                    client.batch_execute("SELECT pg_sleep(5)").await
+                } else {
+                    Ok(())
+                }
+            })
+        }));
+        let pool = Pool::new(c).unwrap();
+        drop(pool.get().await.unwrap());
+        hang.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        let err = tokio::time::timeout(Duration::from_secs(4), pool.get())
+            .await
+            .expect("the hook runs within the checkout timeout")
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // The hook's statement was cancelled on the server, not left to sleep its 5 s out.
+        let mut active = -1;
+        for _ in 0..50 {
+            active = common::backends_in_state(&app, "active").await;
+            if active == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(active, 0, "the hung statement still runs on the server");
+        hang.store(false, Ordering::SeqCst);
+        // The connection still busy with the hook's statement was closed, not pooled.
+        let conn = pool.get().await.unwrap();
+        let one: i32 = conn.query_one("SELECT 1", &[]).await.unwrap().get(0);
+        assert_eq!(one, 1);
+        drop(conn);
+        assert_eq!(pool.snapshot().misses, 2, "a second connection was opened");
+    });
+}
