@@ -26,7 +26,7 @@
 //!   concurrent requests to it are not coalesced behind each other.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -143,10 +143,69 @@ struct Weigh;
 
 /// A storage key: the index record of a URI (looked up on every request, so it is the URI
 /// itself, hashed and compared without formatting or allocating), or one stored variant.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Key {
     Index(Uri),
     Entry(Box<str>),
+}
+
+/// `Key::Index` hashed a few slices at a time. `Uri`'s own `Hash` feeds the hasher one byte
+/// at a time (it lowercases the authority as it goes), which made the index lookup of every
+/// request cost as much as the rest of the cache's work. Equal URIs (`Uri`'s `PartialEq`:
+/// scheme and authority compared without case, path and query exactly) hash equally: the
+/// scheme and authority are fed lowercased, in the same 64-byte pieces whatever their case.
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Key::Index(uri) => hash_uri(uri, state),
+            Key::Entry(k) => {
+                state.write_u8(1);
+                k.hash(state);
+            }
+        }
+    }
+}
+
+fn hash_uri<H: Hasher>(uri: &Uri, state: &mut H) {
+    state.write_u8(0);
+    hash_lowercased(uri.scheme_str().unwrap_or("").as_bytes(), state);
+    hash_lowercased(uri.authority().map_or("", |a| a.as_str()).as_bytes(), state);
+    state.write(uri.path().as_bytes());
+    state.write_u8(0xff);
+    if let Some(query) = uri.query() {
+        state.write_u8(b'?');
+        state.write(query.as_bytes());
+    }
+}
+
+fn hash_lowercased<H: Hasher>(bytes: &[u8], state: &mut H) {
+    let mut buf = [0u8; 64];
+    for piece in bytes.chunks(64) {
+        if piece.iter().any(u8::is_ascii_uppercase) {
+            let lower = &mut buf[..piece.len()];
+            lower.copy_from_slice(piece);
+            lower.make_ascii_lowercase();
+            state.write(lower);
+        } else {
+            state.write(piece);
+        }
+    }
+    state.write_u8(0xff);
+}
+
+/// A request's URI as an index key, looked up without cloning it.
+struct IndexOf<'a>(&'a Uri);
+
+impl Hash for IndexOf<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_uri(self.0, state);
+    }
+}
+
+impl quick_cache::Equivalent<Key> for IndexOf<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        matches!(key, Key::Index(uri) if wire::same_uri(uri, self.0))
+    }
 }
 
 impl Key {
@@ -194,9 +253,7 @@ pub struct HttpCache {
 /// them case-insensitively), quotes stripped from arguments; fields that are not text are
 /// skipped. The one parser the cache and the client use.
 pub(crate) fn directives(headers: &HeaderMap) -> impl Iterator<Item = (&str, Option<&str>)> {
-    headers
-        .get_all(CACHE_CONTROL)
-        .iter()
+    wire::field_values(headers, &CACHE_CONTROL)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|d| match d.split_once('=') {
@@ -206,9 +263,19 @@ pub(crate) fn directives(headers: &HeaderMap) -> impl Iterator<Item = (&str, Opt
         .filter(|(n, _)| !n.is_empty())
 }
 
-/// Whether `Cache-Control` carries `name`.
+/// Whether `Cache-Control` carries `name`: what `directives(headers).any(..)` says, read
+/// byte by byte (this runs on every response; the iterator chain's `str` splitting and
+/// Unicode trimming cost several times more).
 pub(crate) fn has_directive(headers: &HeaderMap, name: &str) -> bool {
-    directives(headers).any(|(n, _)| n.eq_ignore_ascii_case(name))
+    let name = name.as_bytes();
+    wire::field_values(headers, &CACHE_CONTROL).any(|v| {
+        // A field that is not text is skipped, as `directives` does.
+        v.to_str().is_ok()
+            && v.as_bytes().split(|&b| b == b',').any(|d| {
+                let n = d.iter().position(|&b| b == b'=').map_or(d, |i| &d[..i]);
+                n.trim_ascii().eq_ignore_ascii_case(name)
+            })
+    })
 }
 
 /// Whether `stale-while-revalidate`/`stale-if-error` may apply, and their windows.
@@ -467,7 +534,7 @@ impl HttpCache {
     /// The stored entry for a request; `Err(Some(renew))` for a live pass mark, `Err(None)`
     /// for nothing.
     fn find(&self, req: &http::request::Parts) -> Result<Arc<Stored>, Option<bool>> {
-        let Some(Slot::Index(index)) = self.store.get(&index_key(&req.uri)) else {
+        let Some(Slot::Index(index)) = self.store.get(&IndexOf(&req.uri)) else {
             return Err(None);
         };
         let (generation, names) = match index {
@@ -727,7 +794,7 @@ impl HttpCache {
 
     /// Drops every stored response for `uri` (all its variants). Returns whether any was known.
     pub fn invalidate(&self, uri: &Uri) -> bool {
-        let removed = self.store.remove(&index_key(uri)).is_some();
+        let removed = self.store.remove(&IndexOf(uri)).is_some();
         if removed {
             self.invalidations.fetch_add(1, Ordering::Relaxed);
         }
@@ -773,6 +840,88 @@ impl Observe for HttpCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn has_directive_says_what_the_directive_parser_says() {
+        let values: &[&[u8]] = &[
+            b"no-store",
+            b"No-Store",
+            b" max-age=60 , no-store ",
+            b"max-age=60,no-cache=\"set-cookie, no-store\"",
+            b"no-storex, xno-store",
+            b"no-store=1",
+            b"\tno-store\t",
+            b",,, ,",
+            b"private=\"a\", public",
+            b"no-store\xff",
+            b"",
+        ];
+        for v in values {
+            let mut h = HeaderMap::new();
+            h.append(CACHE_CONTROL, HeaderValue::from_bytes(v).unwrap());
+            h.append(CACHE_CONTROL, HeaderValue::from_static("max-age=5"));
+            for name in [
+                "no-store",
+                "public",
+                "max-age",
+                "set-cookie",
+                "no-cache",
+                "x",
+            ] {
+                let parsed = directives(&h).any(|(n, _)| n.eq_ignore_ascii_case(name));
+                assert_eq!(
+                    has_directive(&h, name),
+                    parsed,
+                    "{name} in {:?}",
+                    String::from_utf8_lossy(v)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn index_keys_hash_like_uri_equality() {
+        let hash = |k: &dyn Fn(&mut std::hash::DefaultHasher)| {
+            let mut h = std::hash::DefaultHasher::new();
+            k(&mut h);
+            h.finish()
+        };
+        let long_host = format!("{}.example.com", "Ab".repeat(50));
+        let pairs = [
+            ("http://example.com/a?x=1", "HTTP://EXAMPLE.com/a?x=1"),
+            ("http://example.com:8080/", "http://Example.COM:8080/"),
+            (
+                &*format!("http://{}/p", long_host.to_ascii_lowercase()),
+                &*format!("http://{long_host}/p"),
+            ),
+        ];
+        for (a, b) in pairs {
+            let (a, b): (Uri, Uri) = (a.parse().unwrap(), b.parse().unwrap());
+            assert_eq!(a, b, "Uri's equality ignores the case of scheme and host");
+            let (ka, kb) = (Key::Index(a.clone()), Key::Index(b.clone()));
+            assert_eq!(hash(&|h| ka.hash(h)), hash(&|h| kb.hash(h)), "{a} / {b}");
+            assert_eq!(hash(&|h| IndexOf(&b).hash(h)), hash(&|h| ka.hash(h)));
+            assert!(quick_cache::Equivalent::equivalent(&IndexOf(&b), &ka));
+        }
+        // Path and query are case-sensitive, and where the query starts matters.
+        let distinct = [
+            ("http://h/a", "http://h/A"),
+            ("http://h/a?b", "http://h/a%3Fb"),
+            ("http://h/ab", "http://h/a?b"),
+        ];
+        for (a, b) in distinct {
+            let (a, b): (Uri, Uri) = (a.parse().unwrap(), b.parse().unwrap());
+            let (ka, kb) = (Key::Index(a), Key::Index(b.clone()));
+            assert_ne!(hash(&|h| ka.hash(h)), hash(&|h| kb.hash(h)));
+            assert!(!quick_cache::Equivalent::equivalent(&IndexOf(&b), &ka));
+        }
+        // An index key never meets a variant key.
+        let entry = Key::Entry("http://h/a".into());
+        assert!(!quick_cache::Equivalent::equivalent(
+            &IndexOf(&"http://h/a".parse().unwrap()),
+            &entry
+        ));
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -41,6 +41,9 @@ struct Inner {
     config: Config,
     limits: Limits,
     user_agent: Option<HeaderValue>,
+    /// The fields `prepare` adds to a request that has none (`User-Agent`, `Accept-Encoding`),
+    /// made once: a copy costs less than inserting them one by one on every request.
+    default_headers: http::HeaderMap,
     cache: Option<HttpCache>,
     coalescer: Coalescer,
     budget: TpsBudget,
@@ -106,12 +109,23 @@ impl Client {
             None => None,
         };
         let config_breaker = config.circuit_breaker.clone();
+        let mut default_headers = http::HeaderMap::new();
+        if let Some(ua) = &user_agent {
+            default_headers.insert(USER_AGENT, ua.clone());
+        }
+        if limits.decompress {
+            default_headers.insert(
+                ACCEPT_ENCODING,
+                HeaderValue::from_static(body::ACCEPT_ENCODING),
+            );
+        }
         Ok(Client {
             inner: Arc::new(Inner {
                 hyper,
                 config,
                 limits,
                 user_agent,
+                default_headers,
                 cache,
                 coalescer: Coalescer::default(),
                 budget,
@@ -221,26 +235,31 @@ impl Client {
         let limit = self.inner.config.max_redirects;
         let mut hops = 0u32;
         loop {
-            let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
-            let method = parts.method.clone();
+            let host = self
+                .inner
+                .metrics
+                .host(crate::wire::uri_host(&parts.uri).unwrap_or(""));
             let start = Instant::now();
             #[cfg(feature = "tracing")]
             let span = tracing::debug_span!(
                 "http.request",
-                method = %method,
+                method = %parts.method,
                 host = parts.uri.host().unwrap_or(""),
                 path = parts.uri.path(),
                 status = tracing::field::Empty,
                 cache = tracing::field::Empty,
                 duration_ms = tracing::field::Empty,
             );
-            // Without redirects to follow (the default), the request is not kept.
-            let (sent, kept) = if limit == 0 {
-                (self.dispatch(parts, body, &host), None)
+            // The request stays here, lent to the exchange: the futures below hold a reference,
+            // not a copy (a request head is over 200 bytes, and every layer of the exchange's
+            // future would carry and move it). Without redirects to follow (the default), the
+            // body is not needed again.
+            let sent_body = if limit == 0 {
+                std::mem::take(&mut body)
             } else {
-                let sent = self.dispatch(parts.clone(), body.clone(), &host);
-                (sent, Some((parts, body)))
+                body.clone()
             };
+            let sent = self.dispatch(&mut parts, sent_body, &host);
             #[cfg(feature = "tracing")]
             let sent = tracing::Instrument::instrument(sent, span.clone());
             let result = match tokio::time::timeout_at(deadline, sent).await {
@@ -264,7 +283,7 @@ impl Client {
                 }
             }
             host.request(
-                &method,
+                &parts.method,
                 result.as_ref().ok().map(Response::status),
                 start.elapsed(),
             );
@@ -275,10 +294,9 @@ impl Client {
                     HeaderValue::from_static(resp.cache.as_str()),
                 );
             }
-            let Some((kept_parts, kept_body)) = kept else {
+            if limit == 0 {
                 return Ok(resp);
-            };
-            (parts, body) = (kept_parts, kept_body);
+            }
             if !self.next_hop(&mut parts, &mut body, resp.status, &resp.headers, &mut hops)? {
                 return Ok(resp);
             }
@@ -336,13 +354,16 @@ impl Client {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut hops = 0u32;
         loop {
-            let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
+            let host = self
+                .inner
+                .metrics
+                .host(crate::wire::uri_host(&parts.uri).unwrap_or(""));
             let start = Instant::now();
             let sent = self.retrying(
                 &parts,
                 body.clone(),
                 &host,
-                |p, b| self.send_head(p, b),
+                |b| self.send_head(&parts, b),
                 |r: &http::Response<hyper::body::Incoming>| (r.status(), r.headers()),
             );
             let head = match tokio::time::timeout_at(deadline, sent).await {
@@ -420,7 +441,10 @@ impl Client {
         let mut parts = http::Request::new(()).into_parts().0;
         parts.uri = uri;
         self.prepare(&mut parts)?;
-        let host = self.inner.metrics.host(parts.uri.host().unwrap_or(""));
+        let host = self
+            .inner
+            .metrics
+            .host(crate::wire::uri_host(&parts.uri).unwrap_or(""));
         match tokio::time::timeout(timeout, self.fetch(&parts, Bytes::new(), &host)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout {
@@ -450,13 +474,17 @@ impl Client {
                 )));
             }
         }
-        if parts.uri.host().is_none_or(str::is_empty) {
+        if crate::wire::uri_host(&parts.uri).is_none_or(str::is_empty) {
             return Err(Error::InvalidRequest(format!(
                 "uri {} has no host",
                 parts.uri
             )));
         }
-        if let Some(ua) = &self.inner.user_agent {
+        // The common request brings no fields: it gets the defaults in one copy.
+        let defaulted = parts.headers.is_empty();
+        if defaulted {
+            parts.headers.clone_from(&self.inner.default_headers);
+        } else if let Some(ua) = &self.inner.user_agent {
             parts
                 .headers
                 .entry(USER_AGENT)
@@ -476,7 +504,7 @@ impl Client {
                     .insert(http::header::PROXY_AUTHORIZATION, auth);
             }
         }
-        if self.inner.limits.decompress {
+        if self.inner.limits.decompress && !defaulted {
             parts
                 .headers
                 .entry(ACCEPT_ENCODING)
@@ -487,13 +515,13 @@ impl Client {
 
     async fn dispatch(
         &self,
-        parts: http::request::Parts,
+        parts: &mut http::request::Parts,
         body: Bytes,
         host: &HostMetrics,
     ) -> Result<Response, Error> {
         let Some(cache) = &self.inner.cache else {
             return self
-                .fetch(&parts, body, host)
+                .fetch(parts, body, host)
                 .await
                 .map(|r| with_status(r, CacheStatus::Bypass));
         };
@@ -509,7 +537,7 @@ impl Client {
             return self.cached_get(cache, parts, body, host, mode).await;
         }
         let invalidates = !parts.method.is_safe();
-        let resp = Box::pin(self.fetch(&parts, body, host)).await?;
+        let resp = Box::pin(self.fetch(parts, body, host)).await?;
         let resp = with_status(resp, CacheStatus::Bypass);
         if invalidates && (resp.status.is_success() || resp.status.is_redirection()) {
             // RFC 9111 §4.4: the target URI, and Location / Content-Location on the same origin.
@@ -526,7 +554,7 @@ impl Client {
     async fn cached_get(
         &self,
         cache: &HttpCache,
-        mut parts: http::request::Parts,
+        parts: &mut http::request::Parts,
         body: Bytes,
         host: &HostMetrics,
         mode: RequestCache,
@@ -535,19 +563,19 @@ impl Client {
         crate::wire::normalize_request(&mut parts.headers);
         if mode == RequestCache::Reload {
             host.miss();
-            let r = self.fetch(&parts, body, host).await?;
-            self.store(cache, &parts, &r, SystemTime::now());
+            let r = self.fetch(parts, body, host).await?;
+            self.store(cache, parts, &r, SystemTime::now());
             return Ok(with_status(r, CacheStatus::Miss));
         }
-        match cache.lookup(&parts, mode) {
+        match cache.lookup(parts, mode) {
             Lookup::Fresh(r) => {
                 host.hit();
                 Ok(ranged(&parts.headers, r))
             }
-            Lookup::Pass { .. } if only_if_cached(&parts, mode) => Ok(gateway_timeout()),
+            Lookup::Pass { .. } if only_if_cached(parts, mode) => Ok(gateway_timeout()),
             Lookup::Pass { renew } => {
-                let r = self.fetch(&parts, body, host).await?;
-                if cache.after_pass(&parts, &r, SystemTime::now(), renew) {
+                let r = self.fetch(parts, body, host).await?;
+                if cache.after_pass(parts, &r, SystemTime::now(), renew) {
                     self.inner.metrics.stored_bytes(cache.stored_bytes());
                 }
                 Ok(with_status(r, CacheStatus::Miss))
@@ -565,22 +593,22 @@ impl Client {
     async fn miss(
         &self,
         cache: &HttpCache,
-        parts: http::request::Parts,
+        parts: &http::request::Parts,
         body: Bytes,
         host: &HostMetrics,
         mode: RequestCache,
     ) -> Result<Response, Error> {
         host.miss();
-        if only_if_cached(&parts, mode) {
+        if only_if_cached(parts, mode) {
             return Ok(gateway_timeout());
         }
         let fetch = || async {
-            let r = self.fetch(&parts, body, host).await?;
-            self.store(cache, &parts, &r, SystemTime::now());
+            let r = self.fetch(parts, body, host).await?;
+            self.store(cache, parts, &r, SystemTime::now());
             Ok(with_status(r, CacheStatus::Miss))
         };
         if self.inner.config.cache.coalesce {
-            let key = self.inner.coalescer.key(&parts);
+            let key = self.inner.coalescer.key(parts);
             self.inner.coalescer.run(key, fetch).await
         } else {
             fetch().await
@@ -591,14 +619,14 @@ impl Client {
         &self,
         cache: &HttpCache,
         stored: Arc<Stored>,
-        parts: http::request::Parts,
+        parts: &http::request::Parts,
         conditional: http::request::Parts,
         host: &HostMetrics,
         now: SystemTime,
     ) -> Result<Response, Error> {
         if stored.within_swr(now) {
             host.stale(StaleReason::WhileRevalidate);
-            self.refresh_in_background(Arc::clone(&stored), parts, conditional);
+            self.refresh_in_background(Arc::clone(&stored), parts.clone(), conditional);
             return Ok(stored.stale_response(now));
         }
         // The typed `OnlyIfCached` never gets here (its lookup serves any stored response):
@@ -606,9 +634,9 @@ impl Client {
         if has_directive(&parts.headers, "only-if-cached") {
             return Ok(gateway_timeout());
         }
-        let revalidate = || self.revalidate(cache, &stored, &parts, conditional, host);
+        let revalidate = || self.revalidate(cache, &stored, parts, conditional, host);
         if self.inner.config.cache.coalesce {
-            let key = self.inner.coalescer.key(&parts);
+            let key = self.inner.coalescer.key(parts);
             self.inner.coalescer.run(key, revalidate).await
         } else {
             revalidate().await
@@ -685,7 +713,10 @@ impl Client {
             let Some(cache) = client.inner.cache.as_ref() else {
                 return;
             };
-            let host = client.inner.metrics.host(parts.uri.host().unwrap_or(""));
+            let host = client
+                .inner
+                .metrics
+                .host(crate::wire::uri_host(&parts.uri).unwrap_or(""));
             let refresh = client.revalidate(cache, &stored, &parts, conditional, &host);
             // The outcome is in the cache (or not, on failure); nobody waits for it.
             let _ = tokio::time::timeout(timeout, refresh).await;
@@ -705,7 +736,7 @@ impl Client {
             parts,
             body,
             host,
-            |p, b| self.send_once(p, b),
+            |b| self.send_once(parts, b),
             |r: &Response| (r.status, &r.headers),
         )
         .await
@@ -720,7 +751,7 @@ impl Client {
         parts: &http::request::Parts,
         body: Bytes,
         host: &HostMetrics,
-        once: impl Fn(http::request::Parts, Bytes) -> Fut,
+        once: impl Fn(Bytes) -> Fut,
         head: impl Fn(&T) -> (StatusCode, &http::HeaderMap),
     ) -> Result<T, Error>
     where
@@ -739,7 +770,7 @@ impl Client {
             if let Some((breakers, host)) = circuit {
                 breakers.admit(host)?;
             }
-            let outcome = once(parts.clone(), body.clone()).await;
+            let outcome = once(body.clone()).await;
             if let Some((breakers, host)) = circuit {
                 let failed = crate::breaker::is_failure(match &outcome {
                     Ok(answer) => Ok(head(answer).0),
@@ -796,11 +827,12 @@ impl Client {
     /// Sends a request and waits for the response head (within `read_timeout`).
     async fn send_head(
         &self,
-        parts: http::request::Parts,
+        parts: &http::request::Parts,
         body: Bytes,
     ) -> Result<http::Response<hyper::body::Incoming>, Error> {
         let inner = &*self.inner;
-        let req = http::Request::from_parts(parts, Full::new(body));
+        // The copy hyper takes is made here, before the first await: no future holds it.
+        let req = http::Request::from_parts(parts.clone(), Full::new(body));
         let sent = inner.hyper.request(req);
         match inner.limits.read_timeout {
             Some(t) => tokio::time::timeout(t, sent)
@@ -814,7 +846,11 @@ impl Client {
         .map_err(|e| self.classify(e))
     }
 
-    async fn send_once(&self, parts: http::request::Parts, body: Bytes) -> Result<Response, Error> {
+    async fn send_once(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+    ) -> Result<Response, Error> {
         let inner = &*self.inner;
         let head_request = parts.method == Method::HEAD;
         let resp = self.send_head(parts, body).await?;

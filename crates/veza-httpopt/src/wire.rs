@@ -13,7 +13,7 @@ use http::header::{
     AGE, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, DATE, EXPIRES, HeaderName, HeaderValue, TE,
     TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode, Uri};
 
 /// The largest delta-seconds value the cache acts on (RFC 9111 §1.2.2).
 pub(crate) const MAX_DELTA_SECS: u64 = 1 << 31;
@@ -189,11 +189,61 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     UPGRADE,
 ];
 
-/// Makes a response read whole consistent, whether it is then served from the network or
-/// from the cache: hop-by-hop fields go (RFC 9110 §7.6.1), and `Content-Length` says the
-/// length of the body handed out (a `Transfer-Encoding` response's own `Content-Length`
-/// must be ignored, RFC 9112 §6.3; a decoded body has another length). HEAD responses and
-/// the statuses without a body keep theirs.
+/// The values of the field `name` in order, as `get_all` gives them. A request or response
+/// head of a few fields is walked (a name comparison each), cheaper than hashing the name to
+/// look it up; the cache asks several such questions of every exchange.
+pub(crate) fn field_values<'h>(
+    headers: &'h HeaderMap,
+    name: &'h HeaderName,
+) -> impl Iterator<Item = &'h HeaderValue> + 'h {
+    let small = headers.keys_len() <= 8;
+    let walked = small.then(|| {
+        headers
+            .iter()
+            .filter(move |(k, _)| *k == name)
+            .map(|(_, v)| v)
+    });
+    let hashed = (!small).then(|| headers.get_all(name).iter());
+    walked
+        .into_iter()
+        .flatten()
+        .chain(hashed.into_iter().flatten())
+}
+
+/// The host of `uri`, what `Uri::host` gives, found in one forward and one backward pass over
+/// the authority's few bytes (`Uri::host` splits with `str` searchers whose set-up costs more
+/// than the search; it ran twice per request).
+pub(crate) fn uri_host(uri: &Uri) -> Option<&str> {
+    let auth = uri.authority()?.as_str();
+    let start = auth.bytes().rposition(|b| b == b'@').map_or(0, |i| i + 1);
+    let host_port = &auth[start..];
+    let end = if host_port.starts_with('[') {
+        host_port
+            .bytes()
+            .position(|b| b == b']')
+            .map_or(host_port.len(), |i| i + 1)
+    } else {
+        host_port
+            .bytes()
+            .position(|b| b == b':')
+            .unwrap_or(host_port.len())
+    };
+    Some(&host_port[..end])
+}
+
+/// Whether two URIs are equal as `Uri`'s `PartialEq` says (scheme and authority without
+/// case), with the common case first: the same bytes.
+pub(crate) fn same_uri(a: &Uri, b: &Uri) -> bool {
+    fn text(u: &Uri) -> (Option<&str>, Option<&str>, Option<&str>) {
+        (
+            u.scheme_str(),
+            u.authority().map(http::uri::Authority::as_str),
+            u.path_and_query().map(http::uri::PathAndQuery::as_str),
+        )
+    }
+    text(a) == text(b) || a == b
+}
+
 /// Removes the hop-by-hop fields (RFC 9110 §7.6.1): the fixed list and what `Connection`
 /// names (never `Content-Length`).
 pub(crate) fn hop_by_hop(headers: &mut HeaderMap) {
@@ -202,6 +252,10 @@ pub(crate) fn hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
         return;
     }
+    remove_hop_by_hop(headers);
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -216,13 +270,36 @@ pub(crate) fn hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Makes a response read whole consistent, whether it is then served from the network or
+/// from the cache: hop-by-hop fields go (RFC 9110 §7.6.1), and `Content-Length` says the
+/// length of the body handed out (a `Transfer-Encoding` response's own `Content-Length`
+/// must be ignored, RFC 9112 §6.3; a decoded body has another length). HEAD responses and
+/// the statuses without a body keep theirs.
 pub(crate) fn end_to_end(
     headers: &mut HeaderMap,
     method: &Method,
     status: StatusCode,
     body_len: usize,
 ) {
-    hop_by_hop(headers);
+    // One pass over the fields (this runs on every response): any hop-by-hop field, and the
+    // `Content-Length` values.
+    let mut hop = false;
+    let mut lengths = 0usize;
+    let mut said = None;
+    for (name, value) in headers.iter() {
+        if *name == CONTENT_LENGTH {
+            lengths += 1;
+            if lengths == 1 {
+                said = value.to_str().ok().and_then(|v| v.parse::<usize>().ok());
+            }
+        } else if HOP_BY_HOP.contains(name) {
+            hop = true;
+        }
+    }
+    if hop {
+        // `Content-Length` is never among the fields removed: the count above stands.
+        remove_hop_by_hop(headers);
+    }
     let bodiless = *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -230,17 +307,13 @@ pub(crate) fn end_to_end(
     if bodiless {
         return;
     }
-    let said = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if said != Some(body_len) || headers.get_all(CONTENT_LENGTH).iter().count() > 1 {
+    if said != Some(body_len) || lengths > 1 {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(body_len));
     }
 }
 
 fn normalize_cache_control(headers: &mut HeaderMap) {
-    let needs = headers.get_all(CACHE_CONTROL).iter().any(|v| {
+    let needs = field_values(headers, &CACHE_CONTROL).any(|v| {
         v.to_str()
             .is_ok_and(|v| v.split(',').any(directive_needs_rewrite))
     });
@@ -324,6 +397,53 @@ fn normalize_age(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_values_are_get_all_in_order_for_small_and_large_heads() {
+        for extra in [0usize, 3, 20] {
+            let mut h = HeaderMap::new();
+            h.append(CACHE_CONTROL, HeaderValue::from_static("a"));
+            for i in 0..extra {
+                let name = HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap();
+                h.append(name, HeaderValue::from_static("y"));
+            }
+            h.append(DATE, HeaderValue::from_static("d"));
+            h.append(CACHE_CONTROL, HeaderValue::from_static("b"));
+            h.append(CACHE_CONTROL, HeaderValue::from_static("c"));
+            let walked: Vec<_> = field_values(&h, &CACHE_CONTROL).collect();
+            let hashed: Vec<_> = h.get_all(CACHE_CONTROL).iter().collect();
+            assert_eq!(walked, hashed, "{extra} other fields");
+            assert_eq!(walked, ["a", "b", "c"]);
+            assert_eq!(field_values(&h, &EXPIRES).count(), 0);
+        }
+    }
+
+    #[test]
+    fn uri_host_and_same_uri_agree_with_http() {
+        let uris = [
+            "http://example.com/a",
+            "http://example.com:8080/a?b=c",
+            "http://user:pw@example.com:81/",
+            "http://a@b@example.com/",
+            "http://[::1]:8080/x",
+            "http://[fe80::1%25eth0]/",
+            "HTTP://EXAMPLE.COM/a",
+            "http://Example.com:8080/a?b=c",
+            "/relative/only",
+            "http://h",
+            "http://h/",
+            "http://h?",
+            "https://h:443/p?q",
+        ];
+        for a in uris {
+            let ua: Uri = a.parse().unwrap();
+            assert_eq!(uri_host(&ua), ua.host(), "{a}");
+            for b in uris {
+                let ub: Uri = b.parse().unwrap();
+                assert_eq!(same_uri(&ua, &ub), ua == ub, "{a} / {b}");
+            }
+        }
+    }
 
     fn cc(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
