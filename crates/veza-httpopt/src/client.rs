@@ -220,17 +220,25 @@ impl Client {
     }
 
     /// Sends a request built with `http::Request`, under the client's total timeout.
-    pub async fn execute(&self, req: http::Request<Bytes>) -> Result<Response, Error> {
-        self.execute_with(req, self.inner.config.timeout).await
+    pub fn execute(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> impl Future<Output = Result<Response, Error>> + Send + '_ {
+        // The request is split before the future is made, and the future works on it where
+        // it lies: an `async fn` would keep its argument and the moved-out copy both (the
+        // compiler does not overlap them), and every exchange would carry the extra bytes.
+        let (mut parts, mut body) = req.into_parts();
+        let timeout = self.inner.config.timeout;
+        async move { self.execute_with(&mut parts, &mut body, timeout).await }
     }
 
     async fn execute_with(
         &self,
-        req: http::Request<Bytes>,
+        parts: &mut http::request::Parts,
+        body: &mut Bytes,
         timeout: Duration,
     ) -> Result<Response, Error> {
-        let (mut parts, mut body) = req.into_parts();
-        self.prepare(&mut parts)?;
+        self.prepare(parts)?;
         let deadline = tokio::time::Instant::now() + timeout;
         let limit = self.inner.config.max_redirects;
         let mut hops = 0u32;
@@ -255,11 +263,11 @@ impl Client {
             // future would carry and move it). Without redirects to follow (the default), the
             // body is not needed again.
             let sent_body = if limit == 0 {
-                std::mem::take(&mut body)
+                std::mem::take(body)
             } else {
                 body.clone()
             };
-            let sent = self.dispatch(&mut parts, sent_body, &host);
+            let sent = self.dispatch(parts, sent_body, &host);
             #[cfg(feature = "tracing")]
             let sent = tracing::Instrument::instrument(sent, span.clone());
             let result = match tokio::time::timeout_at(deadline, sent).await {
@@ -297,7 +305,7 @@ impl Client {
             if limit == 0 {
                 return Ok(resp);
             }
-            if !self.next_hop(&mut parts, &mut body, resp.status, &resp.headers, &mut hops)? {
+            if !self.next_hop(parts, body, resp.status, &resp.headers, &mut hops)? {
                 return Ok(resp);
             }
         }
@@ -1370,10 +1378,19 @@ impl RequestBuilder {
     }
 
     /// Sends it.
-    pub async fn send(self) -> Result<Response, Error> {
-        let req = self.req?;
+    ///
+    /// The future owns what it needs (`'static`): spawn it or keep it.
+    pub fn send(self) -> impl Future<Output = Result<Response, Error>> + Send + 'static {
         let timeout = self.timeout.unwrap_or(self.client.inner.config.timeout);
-        self.client.execute_with(req, timeout).await
+        let client = self.client;
+        // Split before the future is made, and worked on where it lies (see `execute`).
+        let mut request = self.req.map(http::Request::into_parts);
+        async move {
+            match &mut request {
+                Ok((parts, body)) => client.execute_with(parts, body, timeout).await,
+                Err(e) => Err(std::mem::replace(e, Error::InvalidRequest(String::new()))),
+            }
+        }
     }
 }
 
