@@ -226,7 +226,8 @@ fn start(headers: &HeaderMap, limits: Limits) -> Result<(Option<u64>, Option<Dec
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        // A field value is visible ASCII and tabs: ASCII trimming is all the trimming.
+        .and_then(|v| v.trim_ascii().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body) {
         return Err(Error::BodyTooLarge {
             limit: limits.max_body,

@@ -253,7 +253,9 @@ pub struct HttpCache {
 /// them case-insensitively), quotes stripped from arguments; fields that are not text are
 /// skipped. The one parser the cache and the client use.
 pub(crate) fn directives(headers: &HeaderMap) -> impl Iterator<Item = (&str, Option<&str>)> {
-    wire::field_values(headers, &CACHE_CONTROL)
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|d| match d.split_once('=') {
@@ -268,7 +270,7 @@ pub(crate) fn directives(headers: &HeaderMap) -> impl Iterator<Item = (&str, Opt
 /// Unicode trimming cost several times more).
 pub(crate) fn has_directive(headers: &HeaderMap, name: &str) -> bool {
     let name = name.as_bytes();
-    wire::field_values(headers, &CACHE_CONTROL).any(|v| {
+    headers.get_all(CACHE_CONTROL).iter().any(|v| {
         // A field that is not text is skipped, as `directives` does.
         v.to_str().is_ok()
             && v.as_bytes().split(|&b| b == b',').any(|d| {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LOCATION, CONTENT_TYPE, HeaderName, HeaderValue,
-    LOCATION, USER_AGENT,
+    ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, CONTENT_LOCATION, CONTENT_TYPE, HeaderName,
+    HeaderValue, LOCATION, USER_AGENT,
 };
 use http::{Method, StatusCode, Uri};
 use http_body_util::Full;
@@ -538,11 +538,16 @@ impl Client {
             .get::<RequestCache>()
             .copied()
             .unwrap_or_default();
+        // Most requests say nothing about caching: one lookup answers the questions the
+        // request's own `Cache-Control` would raise below.
+        let directives = parts.headers.contains_key(CACHE_CONTROL);
         if parts.method == Method::GET
             && mode != RequestCache::NoStore
-            && !has_directive(&parts.headers, "no-store")
+            && !(directives && has_directive(&parts.headers, "no-store"))
         {
-            return self.cached_get(cache, parts, body, host, mode).await;
+            return self
+                .cached_get(cache, parts, body, host, mode, directives)
+                .await;
         }
         let invalidates = !parts.method.is_safe();
         let resp = Box::pin(self.fetch(parts, body, host)).await?;
@@ -566,9 +571,12 @@ impl Client {
         body: Bytes,
         host: &HostMetrics,
         mode: RequestCache,
+        directives: bool,
     ) -> Result<Response, Error> {
         // RFC 9111 §5.2: request directive names are case-insensitive too.
-        crate::wire::normalize_request(&mut parts.headers);
+        if directives {
+            crate::wire::normalize_request(&mut parts.headers);
+        }
         if mode == RequestCache::Reload {
             host.miss();
             let r = self.fetch(parts, body, host).await?;
@@ -580,7 +588,12 @@ impl Client {
                 host.hit();
                 Ok(ranged(&parts.headers, r))
             }
-            Lookup::Pass { .. } if only_if_cached(parts, mode) => Ok(gateway_timeout()),
+            Lookup::Pass { .. }
+                if mode == RequestCache::OnlyIfCached
+                    || (directives && has_directive(&parts.headers, "only-if-cached")) =>
+            {
+                Ok(gateway_timeout())
+            }
             Lookup::Pass { renew } => {
                 let r = self.fetch(parts, body, host).await?;
                 if cache.after_pass(parts, &r, SystemTime::now(), renew) {

@@ -10,7 +10,7 @@
 //! again on the first request after an install; the gauges are set from exact values.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -159,23 +159,54 @@ static OPEN: AtomicUsize = AtomicUsize::new(0);
 /// All of a client's handles.
 #[derive(Debug)]
 pub(crate) struct Metrics {
+    /// Tells this client's metrics apart in the per-thread memo of [`Metrics::host`].
+    id: u64,
     hosts: RwLock<HashMap<String, Arc<HostMetrics>>>,
     open: Late<Gauge>,
     stored: Late<Gauge>,
 }
 
+thread_local! {
+    /// The last host's handles this thread asked for, with the id of the metrics they came
+    /// from. The handles of a host are never removed from a client's map (hosts past the
+    /// bound fold into "other"), so a memo stays right until the recorder changes, which the
+    /// epoch tells.
+    static LAST_HOST: std::cell::RefCell<Option<(u64, Arc<HostMetrics>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 impl Metrics {
     pub(crate) fn new() -> Self {
+        static IDS: AtomicU64 = AtomicU64::new(0);
         Metrics {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
             hosts: RwLock::new(HashMap::new()),
             open: Late::new(|| metrics::gauge!(cat::CONNECTIONS_OPEN.name)),
             stored: Late::new(|| metrics::gauge!(cat::CACHE_STORED.name)),
         }
     }
 
-    /// The handles for `host`, created on first use.
+    /// The handles for `host`, created on first use. A thread's requests in a row to one
+    /// upstream (the common case) find them in a per-thread memo of the last host asked for,
+    /// without the shared lock and the hash of the host name (about 400 instructions a
+    /// request, measured with callgrind on `httpopt/get_16`).
     pub(crate) fn host(&self, host: &str) -> Arc<HostMetrics> {
         let epoch = veza_core::publish::epoch();
+        let memo = LAST_HOST.with_borrow(|last| match last {
+            Some((id, h)) if *id == self.id && h.epoch == epoch && h.host == host => {
+                Some(Arc::clone(h))
+            }
+            _ => None,
+        });
+        if let Some(h) = memo {
+            return h;
+        }
+        let h = self.host_shared(host, epoch);
+        LAST_HOST.with_borrow_mut(|last| *last = Some((self.id, Arc::clone(&h))));
+        h
+    }
+
+    fn host_shared(&self, host: &str, epoch: u64) -> Arc<HostMetrics> {
         if let Some(h) = self.hosts.read().get(host)
             && h.epoch == epoch
         {

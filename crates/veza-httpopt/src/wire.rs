@@ -189,27 +189,6 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     UPGRADE,
 ];
 
-/// The values of the field `name` in order, as `get_all` gives them. A request or response
-/// head of a few fields is walked (a name comparison each), cheaper than hashing the name to
-/// look it up; the cache asks several such questions of every exchange.
-pub(crate) fn field_values<'h>(
-    headers: &'h HeaderMap,
-    name: &'h HeaderName,
-) -> impl Iterator<Item = &'h HeaderValue> + 'h {
-    let small = headers.keys_len() <= 8;
-    let walked = small.then(|| {
-        headers
-            .iter()
-            .filter(move |(k, _)| *k == name)
-            .map(|(_, v)| v)
-    });
-    let hashed = (!small).then(|| headers.get_all(name).iter());
-    walked
-        .into_iter()
-        .flatten()
-        .chain(hashed.into_iter().flatten())
-}
-
 /// The host of `uri`, what `Uri::host` gives, found in one forward and one backward pass over
 /// the authority's few bytes (`Uri::host` splits with `str` searchers whose set-up costs more
 /// than the search; it ran twice per request).
@@ -313,7 +292,7 @@ pub(crate) fn end_to_end(
 }
 
 fn normalize_cache_control(headers: &mut HeaderMap) {
-    let needs = field_values(headers, &CACHE_CONTROL).any(|v| {
+    let needs = headers.get_all(CACHE_CONTROL).iter().any(|v| {
         v.to_str()
             .is_ok_and(|v| v.split(',').any(directive_needs_rewrite))
     });
@@ -397,26 +376,6 @@ fn normalize_age(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn field_values_are_get_all_in_order_for_small_and_large_heads() {
-        for extra in [0usize, 3, 20] {
-            let mut h = HeaderMap::new();
-            h.append(CACHE_CONTROL, HeaderValue::from_static("a"));
-            for i in 0..extra {
-                let name = HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap();
-                h.append(name, HeaderValue::from_static("y"));
-            }
-            h.append(DATE, HeaderValue::from_static("d"));
-            h.append(CACHE_CONTROL, HeaderValue::from_static("b"));
-            h.append(CACHE_CONTROL, HeaderValue::from_static("c"));
-            let walked: Vec<_> = field_values(&h, &CACHE_CONTROL).collect();
-            let hashed: Vec<_> = h.get_all(CACHE_CONTROL).iter().collect();
-            assert_eq!(walked, hashed, "{extra} other fields");
-            assert_eq!(walked, ["a", "b", "c"]);
-            assert_eq!(field_values(&h, &EXPIRES).count(), 0);
-        }
-    }
 
     #[test]
     fn uri_host_and_same_uri_agree_with_http() {
