@@ -583,31 +583,42 @@ impl Client {
             self.store(cache, parts, &r, SystemTime::now());
             return Ok(with_status(r, CacheStatus::Miss));
         }
-        match cache.lookup(parts, mode) {
+        // The lookup is settled before anything is awaited: what it found (a stored response,
+        // a conditional request) is not kept in this future while the network answers.
+        let next = match cache.lookup(parts, mode) {
             Lookup::Fresh(r) => {
                 host.hit();
-                Ok(ranged(&parts.headers, r))
+                return Ok(ranged(&parts.headers, r));
             }
             Lookup::Pass { .. }
                 if mode == RequestCache::OnlyIfCached
                     || (directives && has_directive(&parts.headers, "only-if-cached")) =>
             {
-                Ok(gateway_timeout())
+                return Ok(gateway_timeout());
             }
-            Lookup::Pass { renew } => {
-                let r = self.fetch(parts, body, host).await?;
+            Lookup::Pass { renew } => Next::Pass(self.fetch(parts, body, host), renew),
+            // The miss and stale paths are boxed: their futures (coalescing, revalidation) are
+            // several times the size of the common paths', and every request would otherwise
+            // carry, move and allocate that size.
+            Lookup::Miss => Next::Slow(Box::pin(self.miss(cache, parts, body, host, mode))),
+            Lookup::Stale(stored, conditional, now) => Next::Slow(Box::pin(self.stale(
+                cache,
+                stored,
+                parts,
+                conditional,
+                host,
+                now,
+            ))),
+        };
+        match next {
+            Next::Pass(fetch, renew) => {
+                let r = fetch.await?;
                 if cache.after_pass(parts, &r, SystemTime::now(), renew) {
                     self.inner.metrics.stored_bytes(cache.stored_bytes());
                 }
                 Ok(with_status(r, CacheStatus::Miss))
             }
-            // The miss and stale paths are boxed: their futures (coalescing, revalidation) are
-            // several times the size of the common paths', and every request would otherwise
-            // carry, move and allocate that size.
-            Lookup::Miss => Box::pin(self.miss(cache, parts, body, host, mode)).await,
-            Lookup::Stale(stored, conditional, now) => {
-                Box::pin(self.stale(cache, stored, parts, conditional, host, now)).await
-            }
+            Next::Slow(slow) => slow.await,
         }
     }
 
@@ -747,19 +758,25 @@ impl Client {
 
     /// Sends a request upstream, retrying idempotent ones after connection errors within the
     /// budget, and reads the body within the limits.
+    ///
+    /// The exchange with the network is boxed: the futures that await it (the cache's paths,
+    /// the total timeout, the caller's own) stay small, so a caller that boxes or spawns the
+    /// request allocates a block the allocator keeps at hand (glibc's per-thread cache stops
+    /// at about 1 KiB; past it every request took the slow path of `malloc` and `free`), and
+    /// moving them costs less.
     async fn fetch(
         &self,
         parts: &http::request::Parts,
         body: Bytes,
         host: &HostMetrics,
     ) -> Result<Response, Error> {
-        self.retrying(
+        Box::pin(self.retrying(
             parts,
             body,
             host,
             |b| self.send_once(parts, b),
             |r: &Response| (r.status, &r.headers),
-        )
+        ))
         .await
     }
 
@@ -942,6 +959,13 @@ fn tls(http: connector::Proxied, config: &Config) -> Result<connector::Inner, Er
     #[cfg(feature = "http2")]
     let b = b.enable_http2();
     Ok(b.wrap_connector(http))
+}
+
+/// What a cached GET does after the lookup: go upstream (and renew the pass mark if asked),
+/// or run a boxed slow path.
+enum Next<'a, F> {
+    Pass(F, bool),
+    Slow(std::pin::Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>),
 }
 
 fn with_status(mut r: Response, status: CacheStatus) -> Response {
