@@ -68,7 +68,10 @@ impl Breakers {
         let state = hosts.entry(host.to_owned()).or_default();
         state.failures = state.failures.saturating_add(1);
         if state.probing || state.failures >= self.config.failures {
-            state.open_until = Some(Instant::now() + self.config.open_for);
+            state.open_until = Some(crate::wire::instant_after(
+                Instant::now(),
+                self.config.open_for,
+            ));
             state.probing = false;
         }
     }

@@ -542,7 +542,9 @@ impl HttpCache {
         let (generation, names) = match index {
             Index::Pass { until } => {
                 let now = Instant::now();
-                return Err((now < until).then(|| until < now + self.pass_ttl / 2));
+                return Err(
+                    (now < until).then(|| until < wire::instant_after(now, self.pass_ttl / 2))
+                );
             }
             Index::Vary { generation, names } => (generation, names),
         };
@@ -572,13 +574,13 @@ impl HttpCache {
         &self,
         req: &http::request::Parts,
         resp: &Response,
-        response_time: SystemTime,
         renew: bool,
     ) -> bool {
         if !renew && plainly_uncacheable(&req.headers, &resp.headers) {
             return false;
         }
-        self.store(req, resp, response_time)
+        // The clock is read only when something may be stored.
+        self.store(req, resp, SystemTime::now())
     }
 
     /// Stores a response to `req` if RFC 9111 allows it; returns whether it did. A response
@@ -609,7 +611,7 @@ impl HttpCache {
             self.store.insert(
                 index_key(&req.uri),
                 Slot::Index(Index::Pass {
-                    until: Instant::now() + self.pass_ttl,
+                    until: wire::instant_after(Instant::now(), self.pass_ttl),
                 }),
             );
             return false;
@@ -649,7 +651,7 @@ impl HttpCache {
 
     /// Marks `uri` as uncacheable for `pass_ttl`.
     fn pass(&self, uri: &Uri) {
-        let until = Instant::now() + self.pass_ttl;
+        let until = wire::instant_after(Instant::now(), self.pass_ttl);
         self.store
             .insert(index_key(uri), Slot::Index(Index::Pass { until }));
     }

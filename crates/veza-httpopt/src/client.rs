@@ -239,7 +239,8 @@ impl Client {
         timeout: Duration,
     ) -> Result<Response, Error> {
         self.prepare(parts)?;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let first = Instant::now();
+        let deadline = deadline_after(first, timeout);
         let limit = self.inner.config.max_redirects;
         let mut hops = 0u32;
         loop {
@@ -247,7 +248,7 @@ impl Client {
                 .inner
                 .metrics
                 .host(crate::wire::uri_host(&parts.uri).unwrap_or(""));
-            let start = Instant::now();
+            let start = if hops == 0 { first } else { Instant::now() };
             #[cfg(feature = "tracing")]
             let span = tracing::debug_span!(
                 "http.request",
@@ -359,7 +360,7 @@ impl Client {
     ) -> Result<crate::StreamingResponse, Error> {
         let (mut parts, mut body) = req.into_parts();
         self.prepare(&mut parts)?;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(Instant::now(), timeout);
         let mut hops = 0u32;
         loop {
             let host = self
@@ -613,7 +614,7 @@ impl Client {
         match next {
             Next::Pass(fetch, renew) => {
                 let r = fetch.await?;
-                if cache.after_pass(parts, &r, SystemTime::now(), renew) {
+                if cache.after_pass(parts, &r, renew) {
                     self.inner.metrics.stored_bytes(cache.stored_bytes());
                 }
                 Ok(with_status(r, CacheStatus::Miss))
@@ -966,6 +967,12 @@ fn tls(http: connector::Proxied, config: &Config) -> Result<connector::Inner, Er
 enum Next<'a, F> {
     Pass(F, bool),
     Slow(std::pin::Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>),
+}
+
+/// `start + timeout` as a tokio deadline. A timeout too long to add (`Duration::MAX`, meant
+/// as no limit) is capped at thirty years, as tokio's own sleeps do; it used to panic.
+fn deadline_after(start: Instant, timeout: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(crate::wire::instant_after(start, timeout))
 }
 
 fn with_status(mut r: Response, status: CacheStatus) -> Response {

@@ -486,3 +486,96 @@ async fn health_checks_follow_the_upstream() {
         .unwrap();
     assert!(!gone.check().await.is_ready());
 }
+
+#[tokio::test]
+async fn bursts_of_sixteen_keep_their_connections() {
+    // More requests in flight than the guide's ten idle connections per host: with that cap,
+    // connections above ten were closed as they came back and opened again for the next
+    // burst.
+    let s = serve(|_req| async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        response(200, &[("cache-control", "no-store".into())], "x")
+    })
+    .await;
+    let c = Client::builder().build().unwrap();
+    // One request first: the cache learns the URI is not stored (until then, identical
+    // requests in flight are coalesced into one).
+    c.get(s.url("/b")).send().await.unwrap();
+    for _ in 0..10 {
+        let burst: Vec<_> = (0..16).map(|_| c.get(s.url("/b")).send()).collect();
+        for r in futures_join(burst).await {
+            assert_eq!(r.unwrap().body().as_ref(), b"x");
+        }
+    }
+    assert_eq!(s.requests(), 161);
+    assert!(
+        s.connections() <= 16,
+        "{} connections for bursts of 16",
+        s.connections()
+    );
+}
+
+async fn futures_join<F: std::future::Future + Send + 'static>(fs: Vec<F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_timeout_of_duration_max_means_no_limit_not_a_panic() {
+    let s = serve(|_req| async { response(200, &[], "ok") }).await;
+    let c = Client::builder().timeout(Duration::MAX).build().unwrap();
+    let r = c.get(s.url("/max")).send().await.unwrap();
+    assert_eq!(r.body().as_ref(), b"ok");
+    let c = Client::builder().build().unwrap();
+    let r = c
+        .get(s.url("/max-per-request"))
+        .timeout(Duration::MAX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.body().as_ref(), b"ok");
+    let mut streamed = c
+        .get(s.url("/max-streamed"))
+        .timeout(Duration::MAX)
+        .send_streaming()
+        .await
+        .unwrap();
+    assert_eq!(streamed.chunk().await.unwrap().unwrap().as_ref(), b"ok");
+}
+
+#[tokio::test]
+async fn durations_of_max_in_the_configuration_never_panic() {
+    // `Duration::MAX` reads as "no limit"; added to the clock it used to panic.
+    let s = serve(|req: http::Request<hyper::body::Incoming>| async move {
+        match req.uri().path() {
+            "/fail" => response(503, &[], "down"),
+            _ => response(200, &[("cache-control", "no-store".into())], "ok"),
+        }
+    })
+    .await;
+    let mut breaker = veza_httpopt::BreakerConfig::default();
+    breaker.failures = 1;
+    breaker.open_for = Duration::MAX;
+    let c = Client::builder()
+        .config(|c| c.cache.pass_ttl = Duration::MAX)
+        .circuit_breaker(breaker)
+        .build()
+        .unwrap();
+    // The pass mark (no-store) is set and read with a ttl of MAX.
+    for _ in 0..3 {
+        let r = c.get(s.url("/p")).send().await.unwrap();
+        assert_eq!(r.body().as_ref(), b"ok");
+    }
+    assert_eq!(s.requests(), 3);
+    // The breaker opens for MAX: the host fails at once from then on.
+    let _ = c.get(s.url("/fail")).send().await;
+    let err = c.get(s.url("/p")).send().await.unwrap_err();
+    assert!(matches!(err, Error::CircuitOpen { .. }), "{err}");
+}

@@ -195,7 +195,10 @@ impl WorkerPool {
     /// [`shutdown_now`](WorkerPool::shutdown_now). Returns an empty vector when everything ran.
     /// Jobs running at the deadline are not interrupted; dropping the pool waits for them.
     pub fn shutdown_timeout(&self, timeout: Duration) -> Vec<UnstartedJob> {
-        let deadline = Instant::now() + timeout;
+        // `Duration::MAX` (no limit) and its like: thirty years, not a panic.
+        let far = Duration::from_secs(86_400 * 365 * 30);
+        let now = Instant::now();
+        let deadline = now.checked_add(timeout.min(far)).unwrap_or(now);
         self.shared.queue.close();
         if !self.owner.on_own_worker() {
             let mut threads = self
@@ -378,7 +381,11 @@ impl<'a> Submitter<'a> {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.enqueue(job, Wait::Until(Instant::now() + timeout), with_handle)
+        // A timeout past what the clock can add (`Duration::MAX`) waits as `submit` does.
+        let wait = Instant::now()
+            .checked_add(timeout)
+            .map_or(Wait::Forever, Wait::Until);
+        self.enqueue(job, wait, with_handle)
     }
 
     /// See [`WorkerPool::submit_async`].

@@ -76,3 +76,28 @@ fn a_blocking_submit_waits_for_room_then_succeeds() {
     gate.open();
     assert_eq!(common::within(10, move || blocked.join().unwrap()), 9);
 }
+
+#[test]
+fn timeouts_of_duration_max_wait_and_never_panic() {
+    // `Duration::MAX` reads as "no limit"; added to the clock it used to panic.
+    let pool = WorkerPool::builder()
+        .workers(1)
+        .capacity(4)
+        .build()
+        .unwrap();
+    let handle = pool
+        .submit_timeout(|| 7, Duration::MAX)
+        .unwrap_or_else(|_| panic!("room in the queue"));
+    assert_eq!(handle.join().unwrap(), 7);
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..4 {
+        let ran = ran.clone();
+        pool.execute(move || {
+            ran.fetch_add(1, SeqCst);
+        })
+        .unwrap_or_else(|_| panic!("room"));
+    }
+    let left = pool.shutdown_timeout(Duration::MAX);
+    assert!(left.is_empty(), "every accepted job ran");
+    assert_eq!(ran.load(SeqCst), 4);
+}
