@@ -153,7 +153,7 @@ enum Key {
 /// at a time (it lowercases the authority as it goes), which made the index lookup of every
 /// request cost as much as the rest of the cache's work. Equal URIs (`Uri`'s `PartialEq`:
 /// scheme and authority compared without case, path and query exactly) hash equally: the
-/// scheme and authority are fed lowercased, in the same 64-byte pieces whatever their case.
+/// authority is fed lowercased, in the same 64-byte pieces whatever its case.
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
         match self {
@@ -167,8 +167,9 @@ impl Hash for Key {
 }
 
 fn hash_uri<H: Hasher>(uri: &Uri, state: &mut H) {
+    // The scheme is left out: equality still tells `http` from `https`, and the two rarely
+    // share an authority and a path in one cache.
     state.write_u8(0);
-    hash_lowercased(uri.scheme_str().unwrap_or("").as_bytes(), state);
     hash_lowercased(uri.authority().map_or("", |a| a.as_str()).as_bytes(), state);
     state.write(uri.path().as_bytes());
     state.write_u8(0xff);

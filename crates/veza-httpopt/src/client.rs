@@ -244,10 +244,7 @@ impl Client {
         let limit = self.inner.config.max_redirects;
         let mut hops = 0u32;
         loop {
-            let host = self
-                .inner
-                .metrics
-                .host(crate::wire::uri_host(&parts.uri).unwrap_or(""));
+            let host = self.inner.metrics.host_of(&parts.uri);
             let start = if hops == 0 { first } else { Instant::now() };
             #[cfg(feature = "tracing")]
             let span = tracing::debug_span!(
@@ -363,10 +360,7 @@ impl Client {
         let deadline = deadline_after(Instant::now(), timeout);
         let mut hops = 0u32;
         loop {
-            let host = self
-                .inner
-                .metrics
-                .host(crate::wire::uri_host(&parts.uri).unwrap_or(""));
+            let host = self.inner.metrics.host_of(&parts.uri);
             let start = Instant::now();
             let sent = self.retrying(
                 &parts,
@@ -450,10 +444,7 @@ impl Client {
         let mut parts = http::Request::new(()).into_parts().0;
         parts.uri = uri;
         self.prepare(&mut parts)?;
-        let host = self
-            .inner
-            .metrics
-            .host(crate::wire::uri_host(&parts.uri).unwrap_or(""));
+        let host = self.inner.metrics.host_of(&parts.uri);
         match tokio::time::timeout(timeout, self.fetch(&parts, Bytes::new(), &host)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout {
@@ -746,10 +737,7 @@ impl Client {
             let Some(cache) = client.inner.cache.as_ref() else {
                 return;
             };
-            let host = client
-                .inner
-                .metrics
-                .host(crate::wire::uri_host(&parts.uri).unwrap_or(""));
+            let host = client.inner.metrics.host_of(&parts.uri);
             let refresh = client.revalidate(cache, &stored, &parts, conditional, &host);
             // The outcome is in the cache (or not, on failure); nobody waits for it.
             let _ = tokio::time::timeout(timeout, refresh).await;

@@ -166,12 +166,15 @@ pub(crate) struct Metrics {
     stored: Late<Gauge>,
 }
 
+/// A client's metrics id, an authority, and its host's handles.
+type Memo = (u64, Box<str>, Arc<HostMetrics>);
+
 thread_local! {
     /// The last host's handles this thread asked for, with the id of the metrics they came
-    /// from. The handles of a host are never removed from a client's map (hosts past the
+    /// from and the authority they were asked for. The handles of a host are never removed from a client's map (hosts past the
     /// bound fold into "other"), so a memo stays right until the recorder changes, which the
     /// epoch tells.
-    static LAST_HOST: std::cell::RefCell<Option<(u64, Arc<HostMetrics>)>> =
+    static LAST_HOST: std::cell::RefCell<Option<Memo>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -191,9 +194,16 @@ impl Metrics {
     /// without the shared lock and the hash of the host name (about 400 instructions a
     /// request, measured with callgrind on `httpopt/get_16`).
     pub(crate) fn host(&self, host: &str) -> Arc<HostMetrics> {
+        self.host_shared(host, veza_core::publish::epoch())
+    }
+
+    /// The handles for `uri`'s host. The memo is keyed by the URI's authority, compared as
+    /// bytes, so the host is not even parsed out of it when the memo answers.
+    pub(crate) fn host_of(&self, uri: &http::Uri) -> Arc<HostMetrics> {
         let epoch = veza_core::publish::epoch();
+        let authority = uri.authority().map_or("", http::uri::Authority::as_str);
         let memo = LAST_HOST.with_borrow(|last| match last {
-            Some((id, h)) if *id == self.id && h.epoch == epoch && h.host == host => {
+            Some((id, auth, h)) if *id == self.id && h.epoch == epoch && **auth == *authority => {
                 Some(Arc::clone(h))
             }
             _ => None,
@@ -201,8 +211,8 @@ impl Metrics {
         if let Some(h) = memo {
             return h;
         }
-        let h = self.host_shared(host, epoch);
-        LAST_HOST.with_borrow_mut(|last| *last = Some((self.id, Arc::clone(&h))));
+        let h = self.host_shared(crate::wire::uri_host(uri).unwrap_or(""), epoch);
+        LAST_HOST.with_borrow_mut(|last| *last = Some((self.id, authority.into(), Arc::clone(&h))));
         h
     }
 
