@@ -41,8 +41,8 @@ struct Inner {
     config: Config,
     limits: Limits,
     user_agent: Option<HeaderValue>,
-    /// The fields `prepare` adds to a request that has none (`User-Agent`, `Accept-Encoding`),
-    /// made once: a copy costs less than inserting them one by one on every request.
+    /// The fields `with_defaults` gives a request that has none (`User-Agent`,
+    /// `Accept-Encoding`), made once: a copy costs less than inserting them one by one.
     default_headers: http::HeaderMap,
     cache: Option<HttpCache>,
     coalescer: Coalescer,
@@ -454,7 +454,7 @@ impl Client {
         }
     }
 
-    /// Checks the URI and adds the default headers.
+    /// Checks the URI, and adds a forward proxy's credentials to a plain http request.
     fn prepare(&self, parts: &mut http::request::Parts) -> Result<(), Error> {
         match parts.uri.scheme_str() {
             Some("http") => {}
@@ -480,16 +480,6 @@ impl Client {
                 parts.uri
             )));
         }
-        // The common request brings no fields: it gets the defaults in one copy.
-        let defaulted = parts.headers.is_empty();
-        if defaulted {
-            parts.headers.clone_from(&self.inner.default_headers);
-        } else if let Some(ua) = &self.inner.user_agent {
-            parts
-                .headers
-                .entry(USER_AGENT)
-                .or_insert_with(|| ua.clone());
-        }
         // A forward proxy of plain http requests reads its credentials from each request
         // (an https destination gets them once, on the CONNECT).
         if parts.uri.scheme() == Some(&http::uri::Scheme::HTTP) {
@@ -503,12 +493,6 @@ impl Client {
                     .headers
                     .insert(http::header::PROXY_AUTHORIZATION, auth);
             }
-        }
-        if self.inner.limits.decompress && !defaulted {
-            parts
-                .headers
-                .entry(ACCEPT_ENCODING)
-                .or_insert(HeaderValue::from_static(body::ACCEPT_ENCODING));
         }
         Ok(())
     }
@@ -851,6 +835,25 @@ impl Client {
         }
     }
 
+    /// Adds the default fields (`User-Agent`, `Accept-Encoding`) the request does not set. They
+    /// go on hyper's copy only: the cache reads the request as the caller wrote it (a `Vary`
+    /// on them matches every request that left them to the client alike), and the common
+    /// request's own map stays empty, so one copy of the defaults is made, not two.
+    fn with_defaults(&self, headers: &mut http::HeaderMap) {
+        if headers.is_empty() {
+            headers.clone_from(&self.inner.default_headers);
+            return;
+        }
+        if let Some(ua) = &self.inner.user_agent {
+            headers.entry(USER_AGENT).or_insert_with(|| ua.clone());
+        }
+        if self.inner.limits.decompress {
+            headers
+                .entry(ACCEPT_ENCODING)
+                .or_insert(HeaderValue::from_static(body::ACCEPT_ENCODING));
+        }
+    }
+
     /// Sends a request and waits for the response head (within `read_timeout`).
     async fn send_head(
         &self,
@@ -859,7 +862,9 @@ impl Client {
     ) -> Result<http::Response<hyper::body::Incoming>, Error> {
         let inner = &*self.inner;
         // The copy hyper takes is made here, before the first await: no future holds it.
-        let req = http::Request::from_parts(parts.clone(), Full::new(body));
+        let mut head = parts.clone();
+        self.with_defaults(&mut head.headers);
+        let req = http::Request::from_parts(head, Full::new(body));
         let sent = inner.hyper.request(req);
         match inner.limits.read_timeout {
             Some(t) => tokio::time::timeout(t, sent)

@@ -579,3 +579,65 @@ async fn durations_of_max_in_the_configuration_never_panic() {
     let err = c.get(s.url("/p")).send().await.unwrap_err();
     assert!(matches!(err, Error::CircuitOpen { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn the_origin_gets_the_default_fields_and_the_cache_varies_on_them_alike() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let s = serve(move |req: http::Request<hyper::body::Incoming>| {
+        let field = |name: &str| {
+            req.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        log.lock()
+            .unwrap()
+            .push((field("user-agent"), field("accept-encoding")));
+        async {
+            response(
+                200,
+                &[
+                    ("cache-control", "max-age=60".into()),
+                    ("vary", "Accept-Encoding, User-Agent".into()),
+                ],
+                "v",
+            )
+        }
+    })
+    .await;
+    let c = Client::builder().build().unwrap();
+    // A request without fields, then one with a field of its own: both carry the defaults.
+    let r = c.get(s.url("/v")).send().await.unwrap();
+    assert_eq!(r.cache_status(), veza_httpopt::CacheStatus::Miss);
+    let r = c
+        .get(s.url("/other"))
+        .header("x-trace", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.body().as_ref(), b"v");
+    // A caller's own User-Agent wins over the default.
+    c.get(s.url("/mine"))
+        .header("user-agent", "mine/1")
+        .send()
+        .await
+        .unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        for (ua, ae) in &seen[..2] {
+            assert!(
+                ua.as_deref()
+                    .is_some_and(|u| u.starts_with("veza-httpopt/")),
+                "{ua:?}"
+            );
+            assert!(ae.is_some(), "Accept-Encoding is sent by default");
+        }
+        assert_eq!(seen[2].0.as_deref(), Some("mine/1"));
+    }
+    // The stored response varies on the default fields: the next request that leaves them to
+    // the client is served from the cache.
+    let r = c.get(s.url("/v")).send().await.unwrap();
+    assert_eq!(r.cache_status(), veza_httpopt::CacheStatus::Hit);
+    assert_eq!(s.requests(), 3);
+}
