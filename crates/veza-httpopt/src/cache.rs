@@ -272,6 +272,10 @@ pub(crate) fn directives(headers: &HeaderMap) -> impl Iterator<Item = (&str, Opt
 pub(crate) fn has_directive(headers: &HeaderMap, name: &str) -> bool {
     let name = name.as_bytes();
     headers.get_all(CACHE_CONTROL).iter().any(|v| {
+        // The common field is the one directive alone (`no-store`): one comparison.
+        if v.as_bytes().eq_ignore_ascii_case(name) {
+            return true;
+        }
         // A field that is not text is skipped, as `directives` does.
         v.to_str().is_ok()
             && v.as_bytes().split(|&b| b == b',').any(|d| {
