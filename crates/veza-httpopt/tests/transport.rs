@@ -508,8 +508,10 @@ async fn bursts_of_sixteen_keep_their_connections() {
         }
     }
     assert_eq!(s.requests(), 161);
+    // 16 when nothing races; a connect that finishes after a connection came back is pooled
+    // too, so a loaded machine may see a few more. The old cap of ten gave 70.
     assert!(
-        s.connections() <= 16,
+        s.connections() <= 24,
         "{} connections for bursts of 16",
         s.connections()
     );
