@@ -830,10 +830,7 @@ where
 
     /// Polls Redis for `key`'s value (every 5 ms) for up to `wait`.
     async fn await_value(&self, key: &K, wait: Duration) -> Option<(V, Duration)> {
-        let now = Instant::now();
-        let deadline = now
-            .checked_add(wait.min(Duration::from_secs(86_400 * 365)))
-            .unwrap_or(now);
+        let deadline = veza_core::duration::after(Instant::now(), wait);
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
             if let Some(found) = self.fetch_counted(key, false).await {

@@ -16,6 +16,22 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The longest span [`after`] adds: thirty years, what "no limit" comes to in practice.
+pub const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `t + d` with `d` capped at [`FAR`]: a timeout of `Duration::MAX` (a natural "no limit")
+/// is a deadline thirty years away, not the panic `Instant + Duration` gives on overflow.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let now = Instant::now();
+/// assert_eq!(veza_core::duration::after(now, Duration::from_secs(5)), now + Duration::from_secs(5));
+/// assert_eq!(veza_core::duration::after(now, Duration::MAX), now + veza_core::duration::FAR);
+/// ```
+pub fn after(t: std::time::Instant, d: Duration) -> std::time::Instant {
+    t.checked_add(d.min(FAR)).unwrap_or(t)
+}
+
 /// Why a duration string was refused; its message quotes the input and the accepted form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseDurationError(String);

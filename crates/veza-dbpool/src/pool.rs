@@ -337,37 +337,26 @@ impl Pool {
             }
             // The idle test and the hook run within the checkout's deadline: a server that
             // stopped answering (a host gone without a word, a frozen network path) costs the
-            // caller its timeout, not the kernel's retransmission limit. Boxed: rare, and
-            // every checkout would otherwise carry these futures.
+            // caller its timeout, not the kernel's retransmission limit.
+            let mut verdict = Some(true);
             if now.saturating_duration_since(conn.last_used) >= self.s.config.test_idle_after {
-                let test = tokio::time::timeout_at(deadline, conn.client.simple_query(""));
-                match Box::pin(test).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => {
-                        conn.broken = true;
-                        continue;
-                    }
-                    Err(_) => {
-                        // The test is still on the wire: the connection is not reusable.
-                        conn.broken = true;
-                        cancel(&conn.client);
-                        return Checkout::Failed(self.timed_out(started));
-                    }
-                }
+                verdict = vet(deadline, conn.client.simple_query("")).await;
             }
-            if let Some(hook) = &self.s.config.before_checkout {
-                match Box::pin(tokio::time::timeout_at(deadline, hook.call(&conn.client))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => {
-                        conn.broken = true;
-                        continue;
-                    }
-                    Err(_) => {
-                        // The hook's statement may still run on the server: stop it.
-                        conn.broken = true;
-                        cancel(&conn.client);
-                        return Checkout::Failed(self.timed_out(started));
-                    }
+            if let (Some(true), Some(hook)) = (verdict, &self.s.config.before_checkout) {
+                verdict = vet(deadline, hook.call(&conn.client)).await;
+            }
+            match verdict {
+                Some(true) => {}
+                Some(false) => {
+                    conn.broken = true;
+                    continue;
+                }
+                None => {
+                    // The test's or the hook's statement may still run on the server: stop
+                    // it; the connection is not reusable.
+                    conn.broken = true;
+                    cancel(&conn.client);
+                    return Checkout::Failed(self.timed_out(started));
                 }
             }
             // `close` began while this checkout was testing the connection: do not hand it out.
@@ -822,6 +811,17 @@ impl Drop for Conn<'_> {
             }
         }
     }
+}
+
+/// Runs a check on a connection until `deadline`: `Some(true)` it passed, `Some(false)` it
+/// failed, `None` it ran past the deadline. Boxed: rare, and every checkout's future would
+/// otherwise carry the check's.
+fn vet<'a, T, E>(
+    deadline: tokio::time::Instant,
+    check: impl Future<Output = Result<T, E>> + Send + 'a,
+) -> impl Future<Output = Option<bool>> + Send + 'a {
+    let check = Box::pin(tokio::time::timeout_at(deadline, check));
+    async move { check.await.ok().map(|r| r.is_ok()) }
 }
 
 /// Asks the server to stop what the connection is running (a cancel request on a connection

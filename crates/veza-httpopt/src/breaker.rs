@@ -68,7 +68,7 @@ impl Breakers {
         let state = hosts.entry(host.to_owned()).or_default();
         state.failures = state.failures.saturating_add(1);
         if state.probing || state.failures >= self.config.failures {
-            state.open_until = Some(crate::wire::instant_after(
+            state.open_until = Some(veza_core::duration::after(
                 Instant::now(),
                 self.config.open_for,
             ));

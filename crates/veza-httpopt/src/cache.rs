@@ -547,9 +547,8 @@ impl HttpCache {
         let (generation, names) = match index {
             Index::Pass { until } => {
                 let now = Instant::now();
-                return Err(
-                    (now < until).then(|| until < wire::instant_after(now, self.pass_ttl / 2))
-                );
+                return Err((now < until)
+                    .then(|| until < veza_core::duration::after(now, self.pass_ttl / 2)));
             }
             Index::Vary { generation, names } => (generation, names),
         };
@@ -616,7 +615,7 @@ impl HttpCache {
             self.store.insert(
                 index_key(&req.uri),
                 Slot::Index(Index::Pass {
-                    until: wire::instant_after(Instant::now(), self.pass_ttl),
+                    until: veza_core::duration::after(Instant::now(), self.pass_ttl),
                 }),
             );
             return false;
@@ -656,7 +655,7 @@ impl HttpCache {
 
     /// Marks `uri` as uncacheable for `pass_ttl`.
     fn pass(&self, uri: &Uri) {
-        let until = wire::instant_after(Instant::now(), self.pass_ttl);
+        let until = veza_core::duration::after(Instant::now(), self.pass_ttl);
         self.store
             .insert(index_key(uri), Slot::Index(Index::Pass { until }));
     }

@@ -59,13 +59,6 @@ pub(crate) fn after(t: SystemTime, d: Duration) -> SystemTime {
     t.checked_add(d).unwrap_or(t)
 }
 
-/// `t + d` on the monotonic clock, with `d` capped at thirty years (a configured
-/// `Duration::MAX` means "no limit"): never a panic.
-pub(crate) fn instant_after(t: std::time::Instant, d: Duration) -> std::time::Instant {
-    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
-    t.checked_add(d.min(FAR)).unwrap_or(t)
-}
-
 /// Makes a response's (or a 304's) caching headers safe and canonical before the rules read
 /// them: `Cache-Control` directive names in lower case (RFC 9111 §5.2: they are
 /// case-insensitive) with delta-seconds saturated at 2^31, and `Age` normalised. Fields that

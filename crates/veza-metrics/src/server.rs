@@ -88,12 +88,10 @@ impl ServerLimits {
     /// The instant by which a body that starts arriving now must be complete.
     pub fn body_deadline(&self) -> tokio::time::Instant {
         // A timeout past what the clock can add (`Duration::MAX`): thirty years, not a panic.
-        let now = tokio::time::Instant::now();
-        now.checked_add(
-            self.body_read_timeout
-                .min(std::time::Duration::from_secs(86_400 * 365 * 30)),
-        )
-        .unwrap_or(now)
+        tokio::time::Instant::from_std(veza_core::duration::after(
+            tokio::time::Instant::now().into_std(),
+            self.body_read_timeout,
+        ))
     }
 }
 

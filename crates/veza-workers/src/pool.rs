@@ -196,9 +196,7 @@ impl WorkerPool {
     /// Jobs running at the deadline are not interrupted; dropping the pool waits for them.
     pub fn shutdown_timeout(&self, timeout: Duration) -> Vec<UnstartedJob> {
         // `Duration::MAX` (no limit) and its like: thirty years, not a panic.
-        let far = Duration::from_secs(86_400 * 365 * 30);
-        let now = Instant::now();
-        let deadline = now.checked_add(timeout.min(far)).unwrap_or(now);
+        let deadline = veza_core::duration::after(Instant::now(), timeout);
         self.shared.queue.close();
         if !self.owner.on_own_worker() {
             let mut threads = self
