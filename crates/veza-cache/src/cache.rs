@@ -167,9 +167,15 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        let found = match self.lookup(key) {
-            Lookup::Value(value) => Some(value),
-            Lookup::Absent | Lookup::Stale(_) | Lookup::Failed(_) | Lookup::Missing => None,
+        let found = match self.s.store.get(key) {
+            None => None,
+            // The common entry: a value without expiry or idle clock (no clock read).
+            Some(Slot::Value {
+                value,
+                expires: NEVER,
+                touched: None,
+            }) => Some(value),
+            Some(slot) => self.timed_value(key, slot),
         };
         let event = if found.is_some() {
             Event::Hit
@@ -178,6 +184,19 @@ where
         };
         self.s.counters.add(event, 1);
         found
+    }
+
+    /// The value of a slot that has an expiry or an idle clock, or is not a value; kept out
+    /// of [`get`](Cache::get)'s common path.
+    #[inline(never)]
+    fn timed_value<Q>(&self, key: &Q, slot: Slot<V>) -> Option<V>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        match self.classify(key, slot) {
+            Lookup::Value(value) => Some(value),
+            Lookup::Absent | Lookup::Stale(_) | Lookup::Failed(_) | Lookup::Missing => None,
+        }
     }
 
     /// What the cache holds for `key` now, without counting; expired entries are removed.

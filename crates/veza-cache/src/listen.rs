@@ -90,6 +90,12 @@ impl<K, V> Removals<K, V> {
         }
     }
 
+    /// Whether removed entries are kept for a listener.
+    #[inline]
+    pub(crate) fn listening(&self) -> bool {
+        self.listening
+    }
+
     /// Records a removed entry (user values only: cached absences are not values).
     #[inline]
     pub(crate) fn removed(&mut self, key: K, slot: Slot<V>, cause: RemovalCause) {

@@ -102,8 +102,11 @@ const EMPTY: Queue = Queue {
 /// generation; when it is full, the old one is cleared and they swap. So the last departures
 /// are remembered, `cap` of them on average, for a few bits each and no table.
 struct Ghosts {
-    filters: [Box<[u64]>; 2],
+    /// Both generations, one after the other: `words` each.
+    filters: Box<[u64]>,
+    /// Where the young generation starts: 0 or `words`.
     young: usize,
+    words: usize,
     count: usize,
     half: usize,
     mask: u64,
@@ -116,54 +119,57 @@ impl Ghosts {
         let half = (cap * 2 / 3).max(1);
         let words = (half * 32 / 64).max(1).next_power_of_two();
         Ghosts {
-            filters: [
-                vec![0; words].into_boxed_slice(),
-                vec![0; words].into_boxed_slice(),
-            ],
+            filters: vec![0; 2 * words].into_boxed_slice(),
             young: 0,
+            words,
             count: 0,
             half: if cap == 0 { 0 } else { half },
             mask: (words * 64 - 1) as u64,
         }
     }
 
-    /// The three bits of `hash`, from a remix of it.
-    #[inline]
-    fn bits(&self, hash: u64) -> [u64; 3] {
+    /// The three bits of `hash`, from a remix of it, as (word in a generation, bit mask).
+    #[inline(always)]
+    fn bits(&self, hash: u64) -> [(usize, u64); 3] {
         let h = hash.rotate_left(23).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        [h & self.mask, (h >> 21) & self.mask, (h >> 42) & self.mask]
+        [h, h >> 21, h >> 42].map(|b| {
+            let bit = b & self.mask;
+            ((bit / 64) as usize, 1 << (bit % 64))
+        })
     }
 
+    #[inline]
     fn push(&mut self, hash: u64) {
         if self.half == 0 {
             return;
         }
         if self.count >= self.half {
-            self.young ^= 1;
-            self.filters[self.young].fill(0);
+            self.young ^= self.words;
+            let young = self.young;
+            self.filters[young..young + self.words].fill(0);
             self.count = 0;
         }
-        let bits = self.bits(hash);
-        let filter = &mut self.filters[self.young];
-        for bit in bits {
-            filter[(bit / 64) as usize] |= 1 << (bit % 64);
+        let young = self.young;
+        for (word, bit) in self.bits(hash) {
+            self.filters[young + word] |= bit;
         }
         self.count += 1;
     }
 
     /// Whether `hash` left lately (or, rarely, a key whose bits it shares).
+    #[inline]
     fn contains(&self, hash: u64) -> bool {
-        let bits = self.bits(hash);
-        self.filters.iter().any(|filter| {
-            bits.iter()
-                .all(|&bit| filter[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
-        })
+        let [(a, x), (b, y), (c, z)] = self.bits(hash);
+        let held = |at: usize| {
+            self.filters[at + a] & x != 0
+                && self.filters[at + b] & y != 0
+                && self.filters[at + c] & z != 0
+        };
+        held(0) || held(self.words)
     }
 
     fn clear(&mut self) {
-        for filter in &mut self.filters {
-            filter.fill(0);
-        }
+        self.filters.fill(0);
         self.count = 0;
     }
 }
@@ -260,6 +266,7 @@ where
         self.table.len()
     }
 
+    #[inline]
     fn push_tail(&mut self, q: usize, i: u32) {
         let tail = self.queues[q].tail;
         let weight = {
@@ -280,6 +287,7 @@ where
         queue.len += 1;
     }
 
+    #[inline]
     fn unlink(&mut self, i: u32) {
         let (prev, next, q, weight) = {
             let n = self.node(i);
@@ -305,14 +313,21 @@ where
         self.push_tail(q, i);
     }
 
-    /// Takes node `i` out of the shard.
-    fn remove_at(&mut self, i: u32) -> Node<K, V> {
+    /// Takes node `i` out of its queue and the table; its index is free again (the node
+    /// itself stays for the caller to take or drop).
+    #[inline]
+    fn detach(&mut self, i: u32) {
         self.unlink(i);
         let hash = self.node(i).hash;
         if let Ok(entry) = self.table.find_entry(hash, |&j| j == i) {
             entry.remove();
         }
         self.free.push(i);
+    }
+
+    /// Takes node `i` out of the shard.
+    fn remove_at(&mut self, i: u32) -> Node<K, V> {
+        self.detach(i);
         self.nodes[i as usize]
             .take()
             .expect("a linked node is live")
@@ -330,7 +345,7 @@ where
             (n.hash, spent)
         };
         if spent {
-            self.sketch.add(hash, 1);
+            self.sketch.add(hash);
         }
         spent
     }
@@ -366,7 +381,7 @@ where
             self.trim(out);
             return;
         }
-        self.sketch.add(hash, 1);
+        self.sketch.add(hash);
         let queue = if self.ghosts.contains(hash) {
             HOT // it came back soon after leaving cold
         } else {
@@ -471,9 +486,15 @@ where
     }
 
     fn evict_at(&mut self, i: u32, out: &mut Removals<K, V>) {
-        let node = self.remove_at(i);
         out.evicted += 1;
-        out.removed(node.key, node.slot, RemovalCause::Capacity);
+        if out.listening() {
+            let node = self.remove_at(i);
+            out.removed(node.key, node.slot, RemovalCause::Capacity);
+        } else {
+            // Nobody listens: the entry is dropped where it lies, not moved out first.
+            self.detach(i);
+            self.nodes[i as usize] = None;
+        }
     }
 
     /// TinyLFU: the candidate enters only if it was requested clearly more often lately than
@@ -733,6 +754,7 @@ where
     }
 
     /// Counts what went and hands it to the listener, outside any lock.
+    #[inline]
     fn deliver(&self, out: Removals<K, V>) {
         if out.evicted > 0 {
             self.counters.add(Event::EvictSize, out.evicted);
