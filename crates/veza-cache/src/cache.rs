@@ -167,15 +167,11 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        let found = match self.s.store.get(key) {
+        let found = match self.s.store.get_plain(key) {
             None => None,
             // The common entry: a value without expiry or idle clock (no clock read).
-            Some(Slot::Value {
-                value,
-                expires: NEVER,
-                touched: None,
-            }) => Some(value),
-            Some(slot) => self.timed_value(key, slot),
+            Some(Ok(value)) => Some(value),
+            Some(Err(slot)) => self.timed_value(key, slot),
         };
         let event = if found.is_some() {
             Event::Hit

@@ -50,6 +50,7 @@ impl<K, V> Listener<K, V> {
     /// Calls the listener for each removal. A panicking listener does not unwind into the
     /// cache's caller: the panic is counted ([`Cache::listener_panics`](crate::Cache)) and
     /// the next removal is delivered as usual.
+    #[inline(never)]
     pub(crate) fn deliver(&self, removals: Vec<(K, V, RemovalCause)>) {
         for (key, value, cause) in removals {
             let call = AssertUnwindSafe(|| (self.callback)(key, value, cause));

@@ -36,7 +36,7 @@ use equivalent::Equivalent;
 use hashbrown::HashTable;
 use parking_lot::RwLock;
 
-use crate::entry::{Slot, Weigher};
+use crate::entry::{NEVER, Slot, Weigher};
 use crate::listen::{Listener, RemovalCause, Removals};
 use crate::sketch::Sketch;
 use crate::stats::{Counters, Event};
@@ -485,6 +485,7 @@ where
         }
     }
 
+    #[inline]
     fn evict_at(&mut self, i: u32, out: &mut Removals<K, V>) {
         out.evicted += 1;
         if out.listening() {
@@ -670,6 +671,27 @@ where
         self.shard(hash).read().get(hash, key).cloned()
     }
 
+    /// For [`Cache::get`](crate::Cache::get): a copy of the value for `key` if it is one
+    /// without expiry or idle clock (the common entry, nothing more to check), else a copy of
+    /// the slot for the caller to sort (credited with a read either way).
+    #[inline]
+    pub(crate) fn get_plain<Q>(&self, key: &Q) -> Option<Result<V, Slot<V>>>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+        V: Clone,
+    {
+        let hash = self.hash(key);
+        let shard = self.shard(hash).read();
+        Some(match shard.get(hash, key)? {
+            Slot::Value {
+                value,
+                expires: NEVER,
+                touched: None,
+            } => Ok(value.clone()),
+            slot => Err(slot.clone()),
+        })
+    }
+
     /// Stores `slot` under `key`.
     pub(crate) fn insert(&self, key: K, slot: Slot<V>) {
         let hash = self.hash(&key);
@@ -754,7 +776,7 @@ where
     }
 
     /// Counts what went and hands it to the listener, outside any lock.
-    #[inline]
+    #[inline(always)]
     fn deliver(&self, out: Removals<K, V>) {
         if out.evicted > 0 {
             self.counters.add(Event::EvictSize, out.evicted);
