@@ -78,6 +78,10 @@ struct Node<K, V> {
     prev: u32,
     next: u32,
     queue: u8,
+    /// The sketch's estimate for the key just after its insert counted it: the contest's
+    /// first filter (an entry that was not read since cannot have become more frequent,
+    /// other than by the noise of keys sharing its counters).
+    seen: u8,
     /// Reads since the hand last passed, at most [`MAX_CREDITS`] (a load and a store).
     credits: AtomicU8,
 }
@@ -381,7 +385,7 @@ where
             self.trim(out);
             return;
         }
-        self.sketch.add(hash);
+        let seen = self.sketch.add(hash);
         let queue = if self.ghosts.contains(hash) {
             HOT // it came back soon after leaving cold
         } else {
@@ -398,6 +402,7 @@ where
             prev: NIL,
             next: NIL,
             queue: queue as u8,
+            seen,
             credits: AtomicU8::new(0),
         };
         let i = match self.free.pop() {
@@ -438,9 +443,12 @@ where
             return true;
         }
         // The contest, only for a candidate that could win it (most cold departures are keys
-        // seen once or twice, and the victim's count is at least 0).
-        if self.queues[HOT].weight + u64::from(self.node(i).weight) > self.hot_target
-            && self.sketch.estimate(self.node(i).hash) > ADMIT_MARGIN
+        // seen once or twice, and the victim's count is at least 0). An entry leaving cold
+        // unread was not requested since its insert, so the estimate taken then answers
+        // without touching the sketch; the contest itself reads both estimates afresh.
+        let candidate = self.node(i);
+        if self.queues[HOT].weight + u64::from(candidate.weight) > self.hot_target
+            && u64::from(candidate.seen) > ADMIT_MARGIN
         {
             if let Some(victim) = self.hot_victim() {
                 if self.admit(i, victim) {
