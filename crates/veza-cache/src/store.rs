@@ -319,7 +319,7 @@ where
 
     /// Takes node `i` out of its queue and the table; its index is free again (the node
     /// itself stays for the caller to take or drop).
-    #[inline]
+    #[inline(always)]
     fn detach(&mut self, i: u32) {
         self.unlink(i);
         let hash = self.node(i).hash;
@@ -493,7 +493,7 @@ where
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn evict_at(&mut self, i: u32, out: &mut Removals<K, V>) {
         out.evicted += 1;
         if out.listening() {
