@@ -270,7 +270,7 @@ where
         self.table.len()
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_tail(&mut self, q: usize, i: u32) {
         let tail = self.queues[q].tail;
         let weight = {
@@ -291,7 +291,7 @@ where
         queue.len += 1;
     }
 
-    #[inline]
+    #[inline(always)]
     fn unlink(&mut self, i: u32) {
         let (prev, next, q, weight) = {
             let n = self.node(i);
