@@ -137,7 +137,10 @@ impl Ghosts {
     fn bits(&self, hash: u64) -> (usize, u64) {
         let h = hash.rotate_left(23).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let word = (h >> 40) as usize & (self.words - 1);
-        (word, 1 << (h & 63) | 1 << ((h >> 6) & 63) | 1 << ((h >> 12) & 63))
+        (
+            word,
+            1 << (h & 63) | 1 << ((h >> 6) & 63) | 1 << ((h >> 12) & 63),
+        )
     }
 
     #[inline]
@@ -828,7 +831,9 @@ mod tests {
         assert!((8_000..10_000).all(|i| g.contains(mix(i))));
         // The ones before the two kept generations are forgotten (but for false positives).
         let old = (0..4_000).filter(|&i| g.contains(mix(i))).count();
-        let unseen = (1_000_000..1_100_000).filter(|&i| g.contains(mix(i))).count();
+        let unseen = (1_000_000..1_100_000)
+            .filter(|&i| g.contains(mix(i)))
+            .count();
         assert!(old < 40, "{old} of 4,000 forgotten keys still held");
         // Two generations, each under 0.5% false positives.
         assert!(unseen < 1_000, "{unseen} false positives in 100,000");
