@@ -91,24 +91,24 @@ struct Private<T, P: Policy<T>> {
     counts: Arc<SlotCounts>,
 }
 
-/// A slot, whatever its pool's types.
-trait Slot {
-    fn pool_gone(&self) -> bool;
-    fn as_any(&mut self) -> &mut dyn Any;
+/// One entry of a thread's slot list: the pool's id, its slot (a `Private<T, P>` of that
+/// pool's types: one downcast, one virtual call, finds it) and how to tell, without knowing
+/// those types, that the pool is gone.
+struct Entry {
+    id: u64,
+    slot: Box<dyn Any>,
+    gone: fn(&dyn Any) -> bool,
 }
 
-impl<T: Send + 'static, P: Policy<T> + 'static> Slot for Private<T, P> {
-    fn pool_gone(&self) -> bool {
-        self.core.strong_count() == 0
-    }
-    fn as_any(&mut self) -> &mut dyn Any {
-        self
-    }
+/// Whether the pool of `slot` (a `Private<T, P>`) is gone.
+fn gone<T: Send + 'static, P: Policy<T> + 'static>(slot: &dyn Any) -> bool {
+    slot.downcast_ref::<Private<T, P>>()
+        .is_none_or(|p| p.core.strong_count() == 0)
 }
 
 thread_local! {
-    /// (pool id, slot) for each pool this thread used.
-    static SLOTS: RefCell<Vec<(u64, Box<dyn Slot>)>> = const { RefCell::new(Vec::new()) };
+    /// The slot of each pool this thread used.
+    static SLOTS: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
 }
 
 impl<T, P: Policy<T>> Private<T, P> {
@@ -244,23 +244,23 @@ pub(crate) fn new_epoch<T: Send + 'static, P: Policy<T> + 'static>(core: &Core<T
 
 #[inline]
 fn find<T: Send + 'static, P: Policy<T> + 'static>(
-    slots: &mut [(u64, Box<dyn Slot>)],
+    slots: &mut [Entry],
     id: u64,
 ) -> Option<&mut Private<T, P>> {
     slots
         .iter_mut()
-        .find(|(pool, _)| *pool == id)
-        .and_then(|(_, slot)| slot.as_any().downcast_mut::<Private<T, P>>())
+        .find(|e| e.id == id)
+        .and_then(|e| e.slot.downcast_mut::<Private<T, P>>())
 }
 
 #[cold]
 fn make<'a, T: Send + 'static, P: Policy<T> + 'static>(
-    slots: &'a mut Vec<(u64, Box<dyn Slot>)>,
+    slots: &'a mut Vec<Entry>,
     core: &Arc<Core<T, P>>,
     epoch: u64,
 ) -> &'a mut Private<T, P> {
     // Slots of pools that are gone go now (their objects with them).
-    slots.retain(|(_, slot)| !slot.pool_gone());
+    slots.retain(|e| !(e.gone)(&*e.slot));
     let counts = Arc::new(SlotCounts::default());
     core.locals
         .live
@@ -276,9 +276,13 @@ fn make<'a, T: Send + 'static, P: Policy<T> + 'static>(
         epoch,
         counts,
     };
-    slots.push((core.locals.id, Box::new(private)));
-    let (_, slot) = slots.last_mut().expect("just pushed");
-    slot.as_any()
-        .downcast_mut::<Private<T, P>>()
-        .expect("the type just pushed")
+    slots.push(Entry {
+        id: core.locals.id,
+        slot: Box::new(private),
+        gone: gone::<T, P>,
+    });
+    slots
+        .last_mut()
+        .and_then(|e| e.slot.downcast_mut::<Private<T, P>>())
+        .expect("the slot just pushed")
 }
