@@ -25,10 +25,9 @@ use crate::pool::{Core, Policy};
 pub(crate) struct SlotCounts {
     pub(crate) hits: AtomicU64,
     pub(crate) returns: AtomicU64,
-    /// 1 while the slot holds an object.
-    pub(crate) idle: AtomicU64,
-    /// The weight of the object it holds.
-    pub(crate) held: AtomicU64,
+    /// 0 while the slot is empty, else 1 + the weight of the object it holds (one store says
+    /// both whether it holds one and what it weighs).
+    held: AtomicU64,
 }
 
 impl SlotCounts {
@@ -72,8 +71,9 @@ impl Locals {
         for c in live.iter() {
             hits += c.hits.load(Relaxed);
             returns += c.returns.load(Relaxed);
-            idle += c.idle.load(Relaxed);
-            weight += c.held.load(Relaxed);
+            let held = c.held.load(Relaxed);
+            idle += u64::from(held > 0);
+            weight += held.saturating_sub(1);
         }
         (hits, returns, idle, weight)
     }
@@ -116,7 +116,6 @@ impl<T, P: Policy<T>> Private<T, P> {
     fn release(&mut self, core: &Core<T, P>) -> Option<T> {
         let item = self.item.take();
         if item.is_some() {
-            self.counts.idle.store(0, Relaxed);
             self.counts.held.store(0, Relaxed);
         }
         if self.reserved > 0 {
@@ -166,9 +165,9 @@ pub(crate) fn take<T: Send + 'static, P: Policy<T> + 'static>(core: &Core<T, P>)
             let mut slots = slots.try_borrow_mut().ok()?;
             let private = find::<T, P>(&mut slots, core.locals.id)?;
             let item = private.item.take()?;
-            SlotCounts::bump(&private.counts.hits);
-            private.counts.idle.store(0, Relaxed);
-            private.counts.held.store(0, Relaxed);
+            let counts = &*private.counts;
+            SlotCounts::bump(&counts.hits);
+            counts.held.store(0, Relaxed);
             Some(item)
         })
         .ok()
@@ -214,9 +213,9 @@ pub(crate) fn put<T: Send + 'static, P: Policy<T> + 'static>(
         }
         private.item = item.take();
         private.weight = weight;
-        SlotCounts::bump(&private.counts.returns);
-        private.counts.held.store(weight, Relaxed);
-        private.counts.idle.store(1, Relaxed);
+        let counts = &*private.counts;
+        SlotCounts::bump(&counts.returns);
+        counts.held.store(weight.saturating_add(1), Relaxed);
         true
     });
     drop(dropped); // outside the borrow: its drop may use a pool
