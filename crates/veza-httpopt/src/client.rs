@@ -569,10 +569,7 @@ impl Client {
                 host.hit();
                 return Ok(ranged(&parts.headers, r));
             }
-            Lookup::Pass { .. }
-                if mode == RequestCache::OnlyIfCached
-                    || (directives && has_directive(&parts.headers, "only-if-cached")) =>
-            {
+            Lookup::Pass { .. } if only_if_cached(parts, mode, directives) => {
                 return Ok(gateway_timeout());
             }
             Lookup::Pass { renew } => Next::Pass(self.fetch(parts, body, host), renew),
@@ -610,7 +607,8 @@ impl Client {
         mode: RequestCache,
     ) -> Result<Response, Error> {
         host.miss();
-        if only_if_cached(parts, mode) {
+        // The slow path asks the request's fields in full.
+        if only_if_cached(parts, mode, true) {
             return Ok(gateway_timeout());
         }
         let fetch = || async {
@@ -1036,8 +1034,11 @@ fn ranged(req: &http::HeaderMap, mut r: Response) -> Response {
 }
 
 /// RFC 9111 §5.2.1.7 (`only-if-cached`), or the typed override: never ask the origin.
-fn only_if_cached(parts: &http::request::Parts, mode: RequestCache) -> bool {
-    mode == RequestCache::OnlyIfCached || has_directive(&parts.headers, "only-if-cached")
+/// `directives`: whether the request has a `Cache-Control` field at all (when the caller
+/// knows it has none, the field is not looked up again).
+fn only_if_cached(parts: &http::request::Parts, mode: RequestCache, directives: bool) -> bool {
+    mode == RequestCache::OnlyIfCached
+        || (directives && has_directive(&parts.headers, "only-if-cached"))
 }
 
 /// `504 Gateway Timeout`: what a cache answers when it may not ask the origin and holds

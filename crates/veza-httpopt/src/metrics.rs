@@ -171,9 +171,9 @@ type Memo = (u64, Box<str>, Arc<HostMetrics>);
 
 thread_local! {
     /// The last host's handles this thread asked for, with the id of the metrics they came
-    /// from and the authority they were asked for. The handles of a host are never removed from a client's map (hosts past the
-    /// bound fold into "other"), so a memo stays right until the recorder changes, which the
-    /// epoch tells.
+    /// from and the authority they were asked for. The handles of a host are never removed
+    /// from a client's map (hosts past the bound fold into "other"), so a memo stays right
+    /// until the recorder changes, which the epoch tells.
     static LAST_HOST: std::cell::RefCell<Option<Memo>> =
         const { std::cell::RefCell::new(None) };
 }
