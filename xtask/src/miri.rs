@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use crate::util;
 
 /// Runs miri on the unit tests of veza-mempool (the counting allocator) and veza-workers (the
-/// queue and its atomics), the counting allocator's integration test, and the workers' full-queue
+/// queue and its atomics), the counting allocator's and the private slots' integration tests, and the workers' full-queue
 /// and async-submission tests (the suites with a million jobs are too slow under miri).
 pub(crate) fn run() -> Result<()> {
     let miri = |args: &[&str]| {
@@ -27,6 +27,10 @@ pub(crate) fn run() -> Result<()> {
         "veza-mempool",
         "--test",
         "counting_allocator_counts_the_heap",
+        // The private slots are reached through raw pointers: drops that re-enter pools while
+        // slots are swept or the thread ends.
+        "--test",
+        "private_slots_keep_the_cap_and_the_counts",
     ])?;
     miri(&["-p", "veza-workers", "--lib"])?;
     miri(&[

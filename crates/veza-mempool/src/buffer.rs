@@ -167,7 +167,7 @@ impl<B: Buffer> BufferPool<B> {
     }
 
     /// An empty buffer with room for at least `min_capacity` bytes.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, min_capacity: usize) -> PooledBuf<'_, B> {
         let (buffer, class) = self.take(min_capacity);
         Pooled::new(self, buffer, class)
@@ -193,8 +193,9 @@ impl<B: Buffer> BufferPool<B> {
             .map(|(_, p)| p)
     }
 
-    /// A buffer and the index of its class (`NO_CLASS` for an oversized request).
-    #[inline]
+    /// A buffer and the index of its class (`NO_CLASS` for an oversized request). Inlined,
+    /// for the reason [`Pool::take`] gives.
+    #[inline(always)]
     fn take(&self, min_capacity: usize) -> (B, usize) {
         let class = self.class_for(min_capacity);
         match self.s.classes.get(class) {

@@ -97,6 +97,10 @@ mod cgroup;
 mod config;
 mod error;
 mod guard;
+#[allow(
+    unsafe_code,
+    reason = "a thread's recent pool slots are reached through raw pointers; see SAFETY comments"
+)]
 mod local;
 mod metrics;
 mod pool;

@@ -13,8 +13,8 @@
 //! object goes back to a shard, its reservation and counts to the pool). A slot whose pool is
 //! gone is dropped the next time its thread makes a slot.
 
-use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
@@ -91,24 +91,120 @@ struct Private<T, P: Policy<T>> {
     counts: Arc<SlotCounts>,
 }
 
-/// One entry of a thread's slot list: the pool's id, its slot (a `Private<T, P>` of that
-/// pool's types: one downcast, one virtual call, finds it) and how to tell, without knowing
-/// those types, that the pool is gone.
+/// How many pools a thread reaches without a search: its last slots, direct-mapped by pool id
+/// (ids are consecutive, so the classes of one buffer pool never collide).
+const WAYS: usize = 8;
+
+/// One entry of a thread's slot list: the pool's id and its slot, a `Private<T, P>` of that
+/// pool's types, owned here through a raw pointer (so that the pointers [`RECENT`] hands out
+/// stay valid while the list itself is borrowed or moved), with the two functions that know
+/// those types.
 struct Entry {
     id: u64,
-    slot: Box<dyn Any>,
-    gone: fn(&dyn Any) -> bool,
+    /// From `Box::into_raw`; freed by `free` when the entry is dropped.
+    slot: NonNull<()>,
+    /// Whether the slot's pool is gone.
+    gone: unsafe fn(NonNull<()>) -> bool,
+    /// Drops the slot (its object goes back to its pool, if the pool is alive).
+    free: unsafe fn(NonNull<()>),
 }
 
-/// Whether the pool of `slot` (a `Private<T, P>`) is gone.
-fn gone<T: Send + 'static, P: Policy<T> + 'static>(slot: &dyn Any) -> bool {
-    slot.downcast_ref::<Private<T, P>>()
-        .is_none_or(|p| p.core.strong_count() == 0)
+/// SAFETY (for callers): `slot` is a live `Private<T, P>` from `Box::into_raw`, not borrowed.
+unsafe fn gone<T, P: Policy<T>>(slot: NonNull<()>) -> bool {
+    // SAFETY: per the function's contract.
+    let private = unsafe { slot.cast::<Private<T, P>>().as_ref() };
+    private.core.strong_count() == 0
+}
+
+/// SAFETY (for callers): `slot` is a live `Private<T, P>` from `Box::into_raw`, not borrowed,
+/// and is not used again.
+unsafe fn free<T, P: Policy<T>>(slot: NonNull<()>) {
+    // SAFETY: per the function's contract: the box is rebuilt once and dropped.
+    drop(unsafe { Box::from_raw(slot.cast::<Private<T, P>>().as_ptr()) });
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        // First out of the recent list, so that code run by the slot's drop (an object's own
+        // drop that uses a pool) can no longer reach it.
+        forget_recent(self.id);
+        // SAFETY: `slot` came from `Box::into_raw` of a `Private` of the types `free` was made
+        // for (see `make`); this is its only release, and no reference to it is live: the
+        // fast paths hold one only between statements that run no foreign code.
+        unsafe { (self.free)(self.slot) }
+    }
 }
 
 thread_local! {
     /// The slot of each pool this thread used.
     static SLOTS: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+    /// This thread's last slots: `(pool id, *mut Private<T, P>)`, at `id % WAYS`; id 0 (no
+    /// pool has it) when empty. An entry points into `SLOTS` and is cleared before the slot it
+    /// points to is dropped. No destructor, so reading it never fails, even while the thread
+    /// ends.
+    static RECENT: [Cell<(u64, *mut ())>; WAYS] =
+        const { [const { Cell::new((0, std::ptr::null_mut())) }; WAYS] };
+}
+
+/// The slot of pool `id` from the recent list, if it is there.
+#[inline(always)]
+fn recent(id: u64) -> Option<*mut ()> {
+    RECENT.with(|recent| {
+        let (at, slot) = recent[id as usize % WAYS].get();
+        (at == id).then_some(slot)
+    })
+}
+
+fn remember(id: u64, slot: *mut ()) {
+    RECENT.with(|recent| recent[id as usize % WAYS].set((id, slot)));
+}
+
+fn forget_recent(id: u64) {
+    RECENT.with(|recent| {
+        let cell = &recent[id as usize % WAYS];
+        if cell.get().0 == id {
+            cell.set((0, std::ptr::null_mut()));
+        }
+    });
+}
+
+/// This thread's slot for `core`, from the recent list or else the slot list (then
+/// remembered); with `make`, one is made when there is none. `None` when there is none, or
+/// the thread is ending, or its slot list is in use (a drop run by the list itself).
+///
+/// The pointer is valid until the slot's entry is dropped: only by [`make`] sweeping slots
+/// of pools that are gone (never this live pool's) and when the thread ends. Callers turn it
+/// into a `&mut` only while they run no foreign code (no drop of an object, no user closure),
+/// so no two references to one slot are ever live.
+#[inline(always)]
+fn slot<T: Send + 'static, P: Policy<T> + 'static>(
+    core: &Core<T, P>,
+    make_with: Option<&Arc<Core<T, P>>>,
+) -> Option<*mut Private<T, P>> {
+    match recent(core.locals.id) {
+        Some(slot) => Some(slot.cast()),
+        None => search(core.locals.id, make_with),
+    }
+}
+
+#[inline(never)]
+fn search<T: Send + 'static, P: Policy<T> + 'static>(
+    id: u64,
+    make_with: Option<&Arc<Core<T, P>>>,
+) -> Option<*mut Private<T, P>> {
+    let slot = SLOTS
+        .try_with(|slots| {
+            let mut slots = slots.try_borrow_mut().ok()?;
+            match (slots.iter().find(|e| e.id == id), make_with) {
+                (Some(entry), _) => Some(entry.slot),
+                (None, Some(core)) => Some(make(&mut slots, core)),
+                (None, None) => None,
+            }
+        })
+        .ok()
+        .flatten()?;
+    remember(id, slot.as_ptr());
+    Some(slot.as_ptr().cast())
 }
 
 impl<T, P: Policy<T>> Private<T, P> {
@@ -160,106 +256,124 @@ impl<T, P: Policy<T>> Drop for Private<T, P> {
 /// This thread's idle object for `core`, without a lock; `None` when its slot is empty.
 #[inline]
 pub(crate) fn take<T: Send + 'static, P: Policy<T> + 'static>(core: &Core<T, P>) -> Option<T> {
-    SLOTS
-        .try_with(|slots| {
-            let mut slots = slots.try_borrow_mut().ok()?;
-            let private = find::<T, P>(&mut slots, core.locals.id)?;
-            let item = private.item.take()?;
-            let counts = &*private.counts;
-            SlotCounts::bump(&counts.hits);
-            counts.held.store(0, Relaxed);
-            Some(item)
-        })
-        .ok()
-        .flatten()
+    let slot = slot(core, None)?;
+    // SAFETY: a live slot (see `slot`); this reference ends before any foreign code runs.
+    let private = unsafe { &mut *slot };
+    let item = private.item.take()?;
+    let counts = &*private.counts;
+    SlotCounts::bump(&counts.hits);
+    counts.held.store(0, Relaxed);
+    Some(item)
 }
 
 /// Keeps `item` (reset, of `weight`) in this thread's slot for `core`; gives it back when the
 /// slot is full or no room can be reserved.
-#[inline]
+///
+/// Inlined whole into the caller so that the object stays in registers: passed through memory
+/// to a call, a `Vec` was stored as two words and loaded back as one 16-byte move, a store
+/// that cannot be forwarded (a stall that cost a fifth of the whole cycle).
+#[inline(always)]
 pub(crate) fn put<T: Send + 'static, P: Policy<T> + 'static>(
     core: &Arc<Core<T, P>>,
     item: T,
     weight: u64,
     level: usize,
 ) -> Result<(), T> {
-    let mut item = Some(item);
-    let mut dropped = None;
-    let done = SLOTS.try_with(|slots| {
-        let Ok(mut slots) = slots.try_borrow_mut() else {
-            return false;
-        };
-        let epoch = core.locals.epoch.load(Relaxed);
-        let private = match find::<T, P>(&mut slots, core.locals.id) {
-            Some(p) => p,
-            None => make(&mut slots, core, epoch),
-        };
-        if private.epoch != epoch {
+    let Some(slot) = slot(core, Some(core)) else {
+        return Err(item);
+    };
+    {
+        // SAFETY: a live slot (see `slot`); this reference ends before any foreign code runs.
+        let private = unsafe { &mut *slot };
+        if private.item.is_none()
+            && private.reserved >= weight
+            && private.epoch == core.locals.epoch.load(Relaxed)
+        {
+            private.item = Some(item);
+            private.weight = weight;
+            let counts = &*private.counts;
+            SlotCounts::bump(&counts.returns);
+            counts.held.store(weight.saturating_add(1), Relaxed);
+            return Ok(());
+        }
+    }
+    put_slow(core, slot, item, weight, level)
+}
+
+/// [`put`] when the slot is of an older epoch, holds an object, or lacks the room.
+#[cold]
+#[inline(never)]
+fn put_slow<T: Send + 'static, P: Policy<T> + 'static>(
+    core: &Arc<Core<T, P>>,
+    slot: *mut Private<T, P>,
+    item: T,
+    weight: u64,
+    level: usize,
+) -> Result<(), T> {
+    let epoch = core.locals.epoch.load(Relaxed);
+    let dropped = {
+        // SAFETY: a live slot (see `slot`); this reference ends before any foreign code runs.
+        let private = unsafe { &mut *slot };
+        if private.epoch == epoch {
+            None
+        } else {
             // A trim or a pressure change since: start again from the current caps.
-            dropped = private.release(core);
             private.epoch = epoch;
+            private.release(core)
         }
-        if private.item.is_some() {
-            return false;
-        }
-        if private.reserved < weight {
-            match core.reserve(private.reserved, private.shard, weight, level) {
-                Some(shard) => {
-                    private.shard = shard;
-                    private.reserved = weight;
-                }
-                None => return false,
+    };
+    if dropped.is_some() {
+        // The object of the old epoch is dropped with no slot reference live, then the slot
+        // (now of this epoch) is tried again.
+        drop(dropped);
+        return put(core, item, weight, level);
+    }
+    // SAFETY: as above; from here on no foreign code runs until the reference ends.
+    let private = unsafe { &mut *slot };
+    if private.item.is_some() {
+        return Err(item);
+    }
+    if private.reserved < weight {
+        match core.reserve(private.reserved, private.shard, weight, level) {
+            Some(shard) => {
+                private.shard = shard;
+                private.reserved = weight;
+            }
+            None => {
+                private.reserved = 0;
+                return Err(item);
             }
         }
-        private.item = item.take();
-        private.weight = weight;
-        let counts = &*private.counts;
-        SlotCounts::bump(&counts.returns);
-        counts.held.store(weight.saturating_add(1), Relaxed);
-        true
-    });
-    drop(dropped); // outside the borrow: its drop may use a pool
-    match (done, item) {
-        (Ok(true), _) => Ok(()),
-        (_, Some(item)) => Err(item),
-        (_, None) => Ok(()),
     }
+    private.item = Some(item);
+    private.weight = weight;
+    let counts = &*private.counts;
+    SlotCounts::bump(&counts.returns);
+    counts.held.store(weight.saturating_add(1), Relaxed);
+    Ok(())
 }
 
 /// A trim or a pressure change: moves `core` to a new epoch, which other threads' slots see on
 /// their next use, and empties this thread's slot now (its object is returned).
 pub(crate) fn new_epoch<T: Send + 'static, P: Policy<T> + 'static>(core: &Core<T, P>) -> Option<T> {
     core.locals.epoch.fetch_add(1, Relaxed);
-    SLOTS
-        .try_with(|slots| {
-            let mut slots = slots.try_borrow_mut().ok()?;
-            let private = find::<T, P>(&mut slots, core.locals.id)?;
-            private.epoch = core.locals.epoch.load(Relaxed);
-            private.release(core)
-        })
-        .ok()
-        .flatten()
-}
-
-#[inline]
-fn find<T: Send + 'static, P: Policy<T> + 'static>(
-    slots: &mut [Entry],
-    id: u64,
-) -> Option<&mut Private<T, P>> {
-    slots
-        .iter_mut()
-        .find(|e| e.id == id)
-        .and_then(|e| e.slot.downcast_mut::<Private<T, P>>())
+    let slot = slot(core, None)?;
+    // SAFETY: a live slot (see `slot`); no foreign code runs while the reference lives.
+    let private = unsafe { &mut *slot };
+    private.epoch = core.locals.epoch.load(Relaxed);
+    private.release(core)
 }
 
 #[cold]
-fn make<'a, T: Send + 'static, P: Policy<T> + 'static>(
-    slots: &'a mut Vec<Entry>,
+fn make<T: Send + 'static, P: Policy<T> + 'static>(
+    slots: &mut Vec<Entry>,
     core: &Arc<Core<T, P>>,
-    epoch: u64,
-) -> &'a mut Private<T, P> {
+) -> NonNull<()> {
     // Slots of pools that are gone go now (their objects with them).
-    slots.retain(|e| !(e.gone)(&*e.slot));
+    // SAFETY: each entry's slot is live and unborrowed (no fast path runs during this call
+    // but those of other pools' slots, reached from drops, which are not the ones dropped:
+    // an entry leaves the recent list before its slot is dropped).
+    slots.retain(|e| !unsafe { (e.gone)(e.slot) });
     let counts = Arc::new(SlotCounts::default());
     core.locals
         .live
@@ -272,16 +386,15 @@ fn make<'a, T: Send + 'static, P: Policy<T> + 'static>(
         weight: 0,
         reserved: 0,
         shard: 0,
-        epoch,
+        epoch: core.locals.epoch.load(Relaxed),
         counts,
     };
+    let slot = NonNull::from(Box::leak(Box::new(private))).cast::<()>();
     slots.push(Entry {
         id: core.locals.id,
-        slot: Box::new(private),
+        slot,
         gone: gone::<T, P>,
+        free: free::<T, P>,
     });
-    slots
-        .last_mut()
-        .and_then(|e| e.slot.downcast_mut::<Private<T, P>>())
-        .expect("the slot just pushed")
+    slot
 }

@@ -248,12 +248,21 @@ impl<T: Send + 'static, P: Policy<T> + 'static> Pool<T, P> {
         drop(dropped); // outside the locks
     }
 
-    #[inline]
+    /// Inlined into the caller with only the private slot's path: the rest is out of line, so
+    /// that the object comes back in registers (returned through memory, it was stored a word
+    /// at a time and loaded back as one 16-byte move: a store that cannot be forwarded).
+    #[inline(always)]
     pub(crate) fn take(&self) -> T {
         // Fastest: this thread's private slot, no lock.
-        if let Some(item) = local::take(&self.s) {
-            return item;
+        match local::take(&self.s) {
+            Some(item) => item,
+            None => self.take_shared(),
         }
+    }
+
+    /// [`take`](Pool::take) from the shards, or a new object.
+    #[inline(never)]
+    fn take_shared(&self) -> T {
         let home = self.s.shards.home();
         // Fast path: this thread's own shard.
         if let Some(item) = self.pop_from(&mut self.s.shards.lock(home)) {
@@ -281,7 +290,8 @@ impl<T: Send + 'static, P: Policy<T> + 'static> Pool<T, P> {
     }
 
     /// Takes an object back: resets it, then keeps it if there is room, else drops it.
-    #[inline]
+    /// Inlined with only the private slot's path, for the reason [`take`](Pool::take) gives.
+    #[inline(always)]
     pub(crate) fn put(&self, mut item: T) {
         if !self.s.policy.keep(&item) {
             self.count_discard(Discard::Oversized);
@@ -291,10 +301,14 @@ impl<T: Send + 'static, P: Policy<T> + 'static> Pool<T, P> {
         let weight = self.weight_of(&item);
         let level = usize::from(self.s.pressure.load(Relaxed)).min(2);
         // Fastest: this thread's private slot, no lock (room reserved once).
-        let item = match local::put(&self.s, item, weight, level) {
-            Ok(()) => return,
-            Err(item) => item,
-        };
+        if let Err(item) = local::put(&self.s, item, weight, level) {
+            self.put_shared(item, weight, level);
+        }
+    }
+
+    /// [`put`](Pool::put) into a shard with room, or a discard.
+    #[inline(never)]
+    fn put_shared(&self, item: T, weight: u64, level: usize) {
         let home = self.s.shards.home();
         let count = self.s.shards.len();
         for k in 0..count {

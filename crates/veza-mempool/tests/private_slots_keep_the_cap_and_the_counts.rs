@@ -115,3 +115,87 @@ fn a_reset_that_uses_a_pool_does_not_trip_over_the_slots() {
     assert_eq!(outer.snapshot().returns, 10);
     assert_eq!(inner.snapshot().returns, 10);
 }
+
+#[test]
+fn a_thread_using_many_pools_keeps_one_slot_per_pool() {
+    // More pools than the thread's recent list has entries, so some share one and are found
+    // by the search: each must still get its own object back and count it.
+    let pools: Vec<_> = (0..21)
+        .map(|_| Pool::recycling(|| Vec::<u8>::with_capacity(8), 2))
+        .collect();
+    let firsts: Vec<_> = pools.iter().map(|p| p.get().as_ptr()).collect();
+    for round in 0..50 {
+        for (pool, first) in pools.iter().zip(&firsts) {
+            let mut v = pool.get();
+            assert_eq!(v.as_ptr(), *first, "round {round}: this pool's own object");
+            v.push(1);
+        }
+    }
+    for pool in &pools {
+        let stats = pool.snapshot();
+        assert_eq!((stats.hits, stats.misses, stats.returns), (50, 1, 51));
+        assert_eq!(stats.idle, 1);
+    }
+}
+
+/// Gets and returns an object of `pool` when dropped (a drop that re-enters a pool).
+struct UsesPoolOnDrop {
+    pool: Pool<Vec<u8>>,
+}
+
+impl Drop for UsesPoolOnDrop {
+    fn drop(&mut self) {
+        self.pool.get().push(7);
+    }
+}
+
+#[test]
+fn a_drop_that_uses_a_pool_while_slots_are_swept_or_the_thread_ends() {
+    let other = Pool::new(Vec::<u8>::new, 4);
+    let worker = other.clone();
+    std::thread::spawn(move || {
+        drop(worker.get()); // the other pool's slot, reachable from the drops below
+        // A pool whose slot holds an object that uses the other pool when dropped; the pool
+        // goes away, so the slot is swept when this thread next makes one.
+        let gone = Pool::new(
+            {
+                let pool = worker.clone();
+                move || UsesPoolOnDrop { pool: pool.clone() }
+            },
+            1,
+        );
+        drop(gone.get());
+        drop(gone);
+        let fresh = Pool::new(Vec::<u8>::new, 1);
+        drop(fresh.get()); // makes a slot: sweeps the gone pool's, whose object uses `worker`
+        // A live pool's slot holding such an object when the thread ends.
+        let live = Pool::new(
+            {
+                let pool = worker.clone();
+                move || UsesPoolOnDrop { pool: pool.clone() }
+            },
+            1,
+        );
+        drop(live.get());
+        std::mem::forget(live); // its slot's object goes back to it at thread end, unused
+        // A pool gone with its slot still full when the thread ends: the object is dropped
+        // then, after the other pool's slot, and uses the other pool through its shards.
+        let gone_at_end = Pool::new(
+            {
+                let pool = worker.clone();
+                move || UsesPoolOnDrop { pool: pool.clone() }
+            },
+            1,
+        );
+        drop(gone_at_end.get());
+    })
+    .join()
+    .unwrap();
+    let stats = other.snapshot();
+    // Its own get, then one from the swept object's drop and one from the object dropped at
+    // thread end; the live pool's object went back to its pool (not dropped): no use.
+    assert_eq!(stats.misses, 1, "one object, always reused");
+    assert_eq!(stats.hits, 2);
+    assert_eq!(stats.returns, 3);
+    assert_eq!((stats.in_use, stats.idle), (0, 1));
+}
