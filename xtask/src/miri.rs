@@ -10,11 +10,14 @@ use crate::util;
 /// and async-submission tests (the suites with a million jobs are too slow under miri).
 pub(crate) fn run() -> Result<()> {
     let miri = |args: &[&str]| {
+        // Through rustup: `$CARGO` (what `util::cargo` runs) is the stable toolchain's own
+        // cargo binary, which does not take `+nightly`.
+        let mut cmd = std::process::Command::new("rustup");
+        cmd.current_dir(util::root());
         util::run(
-            util::cargo()
-                .arg("+nightly")
-                .arg("miri")
-                .arg("test")
+            cmd.args(["run", "nightly", "cargo", "miri", "test"])
+                .env_remove("CARGO")
+                .env_remove("RUSTC")
                 .args(args)
                 // The budget test reads /proc/self/statm: allow real file access.
                 .env("MIRIFLAGS", "-Zmiri-disable-isolation"),
