@@ -814,6 +814,7 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn large_caches_get_32_shards_a_core_while_each_keeps_1024_entries() {
@@ -832,7 +833,6 @@ mod tests {
         assert!(shard_count(None, 10_000, 10_000) <= old_rule.max(8));
         assert!(shard_count(None, 10_000, 10_000) * 256 <= 10_000);
     }
-    use super::*;
 
     fn store(capacity: u64, shards: usize) -> Store<u64, u64> {
         Store::new(
