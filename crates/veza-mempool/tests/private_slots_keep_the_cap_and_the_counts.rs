@@ -199,3 +199,34 @@ fn a_drop_that_uses_a_pool_while_slots_are_swept_or_the_thread_ends() {
     assert_eq!(stats.returns, 3);
     assert_eq!((stats.in_use, stats.idle), (0, 1));
 }
+
+#[test]
+fn a_slot_that_fails_to_grow_its_room_keeps_no_stale_reservation() {
+    // Each shard's share of the cap is 50 bytes; objects weigh their capacity.
+    let shards = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .next_power_of_two() as u64;
+    let cap = 50 * shards;
+    let pool = Pool::builder(|| Vec::<u8>::with_capacity(48))
+        .weigh(|v: &Vec<u8>| v.capacity() as u64)
+        .max_weight(cap)
+        .build();
+    // The slot reserves room for a 48-byte object, which is then taken out again.
+    drop(pool.get());
+    let a = pool.get();
+    // A 60-byte object fits no shard: the slot gives its 48 bytes of room back and gets none.
+    let mut b = pool.get();
+    *b = Vec::with_capacity(60);
+    drop(b);
+    // More 48-byte objects come back than the cap holds: the slot must reserve again before
+    // it keeps one (with the old room still counted as its own, it kept one over the cap).
+    let many: Vec<_> = (0..=shards).map(|_| pool.get()).collect();
+    drop(many);
+    drop(a);
+    let stats = pool.snapshot();
+    assert!(
+        stats.retained_bytes <= cap,
+        "{} bytes kept, cap {cap}",
+        stats.retained_bytes
+    );
+}
