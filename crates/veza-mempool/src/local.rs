@@ -208,6 +208,17 @@ fn search<T: Send + 'static, P: Policy<T> + 'static>(
 }
 
 impl<T, P: Policy<T>> Private<T, P> {
+    /// Holds `item` (of `weight`, inside the room already reserved) and counts the return. The
+    /// slot must be empty: the assignment then drops nothing, so no foreign code runs.
+    #[inline(always)]
+    fn keep(&mut self, item: T, weight: u64) {
+        debug_assert!(self.item.is_none());
+        self.item = Some(item);
+        self.weight = weight;
+        SlotCounts::bump(&self.counts.returns);
+        self.counts.held.store(weight.saturating_add(1), Relaxed);
+    }
+
     /// Gives up the object and the reservation (to the shard they came from).
     fn release(&mut self, core: &Core<T, P>) -> Option<T> {
         let item = self.item.take();
@@ -271,7 +282,8 @@ pub(crate) fn take<T: Send + 'static, P: Policy<T> + 'static>(core: &Core<T, P>)
 ///
 /// Inlined whole into the caller so that the object stays in registers: passed through memory
 /// to a call, a `Vec` was stored as two words and loaded back as one 16-byte move, a store
-/// that cannot be forwarded (a stall that cost a fifth of the whole cycle).
+/// that cannot be forwarded (`mempool/buffer_64k` went from 19.6 to 12.7 ns when this was
+/// inlined).
 #[inline(always)]
 pub(crate) fn put<T: Send + 'static, P: Policy<T> + 'static>(
     core: &Arc<Core<T, P>>,
@@ -289,11 +301,7 @@ pub(crate) fn put<T: Send + 'static, P: Policy<T> + 'static>(
             && private.reserved >= weight
             && private.epoch == core.locals.epoch.load(Relaxed)
         {
-            private.item = Some(item);
-            private.weight = weight;
-            let counts = &*private.counts;
-            SlotCounts::bump(&counts.returns);
-            counts.held.store(weight.saturating_add(1), Relaxed);
+            private.keep(item, weight);
             return Ok(());
         }
     }
@@ -345,11 +353,7 @@ fn put_slow<T: Send + 'static, P: Policy<T> + 'static>(
             }
         }
     }
-    private.item = Some(item);
-    private.weight = weight;
-    let counts = &*private.counts;
-    SlotCounts::bump(&counts.returns);
-    counts.held.store(weight.saturating_add(1), Relaxed);
+    private.keep(item, weight);
     Ok(())
 }
 
