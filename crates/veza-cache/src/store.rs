@@ -356,6 +356,10 @@ where
     /// Stores `slot` under `key`. An entry heavier than the shard's hot share is not kept
     /// (and the key's old entry goes).
     fn insert(&mut self, hash: u64, key: K, slot: Slot<V>, weight: u64, out: &mut Removals<K, V>) {
+        // A new key's count is read from the sketch after the probe below; start that read
+        // now, so that its miss (the sketch is spread over the whole shard) overlaps the
+        // probe's.
+        self.sketch.touch(hash);
         let existing = self.find(hash, &key);
         let small = u32::try_from(weight)
             .ok()
