@@ -63,11 +63,6 @@ impl Sketch {
         u64::from(count(0).min(count(1)).min(count(2).min(count(3))))
     }
 
-    /// Counts one request of `hash` (each counter saturates at 15). A conservative update:
-    /// only the counters at the current estimate (the smallest) rise, by one, so keys sharing
-    /// a counter inflate each other less (measured: a quarter to half a point of hit ratio on
-    /// small caches, where the sketch is most crowded). Returns the key's estimate after
-    /// counting it.
     /// Reads `hash`'s block and throws the value away: called before the work that comes
     /// ahead of an [`add`](Sketch::add) (the table probe), so that the block's cache miss
     /// is under way while that work runs instead of after it.
@@ -77,6 +72,11 @@ impl Sketch {
         std::hint::black_box(self.table[start]);
     }
 
+    /// Counts one request of `hash` (each counter saturates at 15). A conservative update:
+    /// only the counters at the current estimate (the smallest) rise, by one, so keys sharing
+    /// a counter inflate each other less (measured: a quarter to half a point of hit ratio on
+    /// small caches, where the sketch is most crowded). Returns the key's estimate after
+    /// counting it.
     #[inline]
     pub(crate) fn add(&mut self, hash: u64) -> u8 {
         let (start, h) = self.locate(hash);
