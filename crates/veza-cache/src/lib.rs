@@ -71,7 +71,7 @@
 //!
 //! Rust 1.85 or newer.
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod aside;
 #[cfg(feature = "tokio")]

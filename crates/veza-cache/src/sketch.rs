@@ -15,8 +15,10 @@
 /// Four 4-bit counters per key (a byte each), halved every `sample` additions.
 pub(crate) struct Sketch {
     table: Box<[u8]>,
-    /// Blocks of 64 bytes (one cache line) minus one: a key's four counters all lie in one
-    /// block, so a lookup touches one line.
+    /// Blocks of 64 bytes (one cache line): a key's four counters all lie in one block, so a
+    /// lookup touches one line. As many as the entries need (a quarter of them), not rounded
+    /// up to a power of two: a key's block comes from a multiply, not a mask, so a cache of
+    /// 1,250 entries a shard keeps 20 KiB of counters, not 32.
     blocks: usize,
     additions: u64,
     sample: u64,
@@ -29,27 +31,26 @@ impl Sketch {
     /// A sketch for a cache of about `capacity` entries: sixteen counters per entry (four
     /// per row), up to 2^25 entries' worth (512 MiB).
     pub(crate) fn new(capacity: u64) -> Sketch {
-        let entries = usize::try_from(capacity.clamp(4, 1 << 25))
-            .unwrap_or(1 << 25)
-            .next_power_of_two();
-        let bytes = entries * 16;
+        let entries = usize::try_from(capacity.clamp(4, 1 << 25)).unwrap_or(1 << 25);
+        let blocks = entries.div_ceil(4);
         Sketch {
-            table: vec![0; bytes].into_boxed_slice(),
-            blocks: bytes / 64 - 1,
+            table: vec![0; blocks * 64].into_boxed_slice(),
+            blocks,
             additions: 0,
             sample: capacity.max(16).saturating_mul(10),
         }
     }
 
-    /// `hash`'s block (from the high bits of a remix) and the remix, whose low bits pick the
-    /// counter in each row ([`cell`]).
+    /// `hash`'s block (the high half of a remix, scaled to the block count) and the remix,
+    /// whose low bits pick the counter in each row ([`cell`]).
     #[inline(always)]
     fn locate(&self, hash: u64) -> (usize, u64) {
         let mut h = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         h ^= h >> 29;
         h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
         h ^= h >> 32;
-        ((((h >> 40) as usize) & self.blocks) * 64, h)
+        let block = ((h >> 32) * self.blocks as u64) >> 32;
+        (block as usize * 64, h)
     }
 
     /// How often `hash` was counted lately (0 to 15).
@@ -63,13 +64,14 @@ impl Sketch {
         u64::from(count(0).min(count(1)).min(count(2).min(count(3))))
     }
 
-    /// Reads `hash`'s block and throws the value away: called before the work that comes
-    /// ahead of an [`add`](Sketch::add) (the table probe), so that the block's cache miss
-    /// is under way while that work runs instead of after it.
+    /// Starts bringing `hash`'s block into the cache ([`prefetch`]): called where an
+    /// [`add`](Sketch::add) is likely to follow (a lookup that missed, whose caller inserts
+    /// next; the start of an insert), so that the block's cache miss is under way while the
+    /// work before the add runs instead of after it.
     #[inline(always)]
     pub(crate) fn touch(&self, hash: u64) {
         let (start, _) = self.locate(hash);
-        std::hint::black_box(self.table[start]);
+        prefetch(&self.table[start]);
     }
 
     /// Counts one request of `hash` (each counter saturates at 15). A conservative update:
@@ -108,6 +110,25 @@ impl Sketch {
         }
         self.additions /= 2;
     }
+}
+
+/// Asks the CPU to bring `byte`'s cache line in, without waiting for it: the instruction
+/// retires at once, so the work after it runs while the line comes (a load whose value is
+/// thrown away would hold up everything behind it until the line arrived). A no-op where
+/// there is no such instruction, and under miri.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch(byte: &u8) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: a prefetch is a hint: it reads nothing the program sees, cannot fault, and
+    // `byte` is a live reference in any case. `_mm_prefetch` needs SSE, which every x86_64
+    // target has.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(byte).cast());
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = byte;
 }
 
 /// Row `row`'s counter of a key whose remix is `h`: its byte in the block (row 0 holds bytes
@@ -150,6 +171,25 @@ mod tests {
             "but not forgotten: {}",
             s.estimate(hot)
         );
+    }
+
+    #[test]
+    fn sixteen_bytes_an_entry_and_every_block_in_use() {
+        // Not rounded up to a power of two: 1,250 entries are 313 blocks of 64 bytes.
+        let mut s = Sketch::new(1_250);
+        assert_eq!(s.table.len(), 313 * 64);
+        // The multiply spreads keys over all the blocks, the last one included.
+        let mut used = vec![false; s.blocks];
+        for k in 0..20_000 {
+            used[s.locate(spread(k)).0 / 64] = true;
+            s.add(spread(k));
+        }
+        assert!(
+            used.iter().all(|&u| u),
+            "{} blocks unused",
+            used.iter().filter(|&&u| !u).count()
+        );
+        assert_eq!(Sketch::new(1 << 20).table.len(), 1 << 24);
     }
 
     #[test]
