@@ -15,9 +15,10 @@
 //! shared shard with atomic read-modify-writes. A series whose slots did not fit (more than a
 //! million slots in use) keeps its own atomics the same way.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
+use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
 
 /// Slots per chunk (8 KiB of them); a series' range never crosses a chunk.
 pub(crate) const CHUNK: usize = 1 << CHUNK_BITS;
@@ -26,25 +27,36 @@ const CHUNK_MASK: usize = CHUNK - 1;
 /// Chunks per shard, allocated on first use: a thread only pays for the chunks it touches.
 const CHUNKS: usize = 1024;
 
-/// One thread's slots (or the shared ones).
+/// One thread's slots (or the shared ones). The chunk table is inline, so that from the
+/// thread's shard to a slot is one load of the chunk's pointer.
 pub(crate) struct Shard {
-    chunks: Box<[OnceLock<Box<[AtomicU64]>>]>,
+    chunks: [OnceLock<Box<[AtomicU64]>>; CHUNKS],
 }
 
 impl Shard {
     fn new() -> Shard {
         Shard {
-            chunks: (0..CHUNKS).map(|_| OnceLock::new()).collect(),
+            chunks: std::array::from_fn(|_| OnceLock::new()),
         }
     }
 
     /// The slots `base..base + len` (within one chunk), allocating the chunk on first use.
     #[inline]
     fn range(&self, base: usize, len: usize) -> &[AtomicU64] {
-        let chunk = self.chunks[base >> CHUNK_BITS]
-            .get_or_init(|| (0..CHUNK).map(|_| AtomicU64::new(0)).collect());
+        let cell = &self.chunks[base >> CHUNK_BITS];
+        let chunk = match cell.get() {
+            Some(chunk) => chunk,
+            None => Shard::first_use(cell),
+        };
         let start = base & CHUNK_MASK;
         &chunk[start..start + len]
+    }
+
+    /// A chunk's slots, allocated (out of the increment's way).
+    #[cold]
+    #[inline(never)]
+    fn first_use(cell: &OnceLock<Box<[AtomicU64]>>) -> &[AtomicU64] {
+        cell.get_or_init(|| (0..CHUNK).map(|_| AtomicU64::new(0)).collect())
     }
 
     /// The slot's value, without allocating (an untouched chunk holds zeros).
@@ -64,10 +76,11 @@ struct Global {
 
 #[derive(Default)]
 struct State {
-    /// Every shard ever made, owned or free.
-    all: Vec<Arc<Shard>>,
+    /// Every shard ever made, owned or free. Never freed (a thread's shard outlives it, for
+    /// the next thread), hence `'static`.
+    all: Vec<&'static Shard>,
     /// Shards whose thread ended, for the next new thread.
-    free: Vec<Arc<Shard>>,
+    free: Vec<&'static Shard>,
     /// The next never-used slot.
     next: usize,
     /// Freed ranges by length.
@@ -83,32 +96,57 @@ fn state() -> std::sync::MutexGuard<'static, State> {
     GLOBAL.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// This thread's shard, returned to the free list when the thread ends.
-struct Local(Arc<Shard>);
+thread_local! {
+    /// This thread's shard, once claimed: a const thread-local without a destructor, so an
+    /// increment reads it with one load and no lazy-initialization check.
+    static SHARD: Cell<Option<&'static Shard>> = const { Cell::new(None) };
+    /// Gives the shard back when the thread ends.
+    static OWNER: Cell<Option<Owner>> = const { Cell::new(None) };
+}
 
-impl Local {
-    fn take() -> Local {
+/// The claim on a thread's shard, returned to the free list when the thread ends.
+struct Owner(&'static Shard);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        // What this thread records from now on (in other thread-locals' destructors) goes to
+        // the shared shard: this one may belong to a new thread in a moment.
+        let _ = SHARD.try_with(|s| s.set(None));
+        state().free.push(self.0);
+    }
+}
+
+/// This thread's shard; `None` while its thread-locals are being destroyed (record into the
+/// shared shard then).
+#[inline]
+fn local() -> Option<&'static Shard> {
+    match SHARD.with(Cell::get) {
+        Some(shard) => Some(shard),
+        None => claim(),
+    }
+}
+
+/// Takes a free shard (or makes one) for this thread, registering its return first.
+#[cold]
+fn claim() -> Option<&'static Shard> {
+    let shard = {
         let mut state = state();
-        let shard = match state.free.pop() {
+        match state.free.pop() {
             Some(shard) => shard,
             None => {
-                let shard = Arc::new(Shard::new());
-                state.all.push(Arc::clone(&shard));
+                let shard: &'static Shard = Box::leak(Box::new(Shard::new()));
+                state.all.push(shard);
                 shard
             }
-        };
-        Local(shard)
+        }
+    };
+    if OWNER.try_with(|o| o.set(Some(Owner(shard)))).is_err() {
+        // The thread is ending and its owner is gone: no shard of its own.
+        state().free.push(shard);
+        return None;
     }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        state().free.push(Arc::clone(&self.0));
-    }
-}
-
-thread_local! {
-    static LOCAL: Local = Local::take();
+    SHARD.with(|s| s.set(Some(shard)));
+    Some(shard)
 }
 
 /// A series' slots: a range in every shard, or atomics of its own when none was free.
@@ -141,13 +179,25 @@ impl Slots {
     /// Adds `n` to slot `i` (saturating).
     #[inline]
     pub(crate) fn add(&self, i: usize, n: u64) {
+        // The common case inline (a claimed shard, a sharded series); the rest out of line, so
+        // that an increment saves few registers.
+        if let (Slots::Sharded { base, len }, Some(shard)) = (self, SHARD.with(Cell::get)) {
+            owned_add(&shard.range(*base, *len)[i], n);
+        } else {
+            self.add_slow(i, n);
+        }
+    }
+
+    /// [`add`](Slots::add) for a thread without its shard yet (or any more), or a series with
+    /// atomics of its own.
+    #[cold]
+    #[inline(never)]
+    fn add_slow(&self, i: usize, n: u64) {
         match self {
             Slots::Sharded { base, len } => {
-                let done = LOCAL.try_with(|local| {
-                    let slot = &local.0.range(*base, *len)[i];
-                    slot.store(slot.load(Relaxed).saturating_add(n), Relaxed);
-                });
-                if done.is_err() {
+                if let Some(shard) = local() {
+                    owned_add(&shard.range(*base, *len)[i], n);
+                } else {
                     shared_add(&GLOBAL.shared.range(*base, *len)[i], n);
                 }
             }
@@ -159,16 +209,22 @@ impl Slots {
     /// bucket and sum), with one lookup of the thread's shard.
     #[inline]
     pub(crate) fn add_with_sum(&self, i: usize, n: u64, f: usize, x: f64) {
+        if let (Slots::Sharded { base, len }, Some(shard)) = (self, SHARD.with(Cell::get)) {
+            owned_add_with_sum(shard.range(*base, *len), i, n, f, x);
+        } else {
+            self.add_with_sum_slow(i, n, f, x);
+        }
+    }
+
+    /// [`add_with_sum`](Slots::add_with_sum) off the common case (see [`add_slow`](Slots::add_slow)).
+    #[cold]
+    #[inline(never)]
+    fn add_with_sum_slow(&self, i: usize, n: u64, f: usize, x: f64) {
         match self {
             Slots::Sharded { base, len } => {
-                let done = LOCAL.try_with(|local| {
-                    let slots = local.0.range(*base, *len);
-                    let count = &slots[i];
-                    count.store(count.load(Relaxed).saturating_add(n), Relaxed);
-                    let sum = &slots[f];
-                    sum.store((f64::from_bits(sum.load(Relaxed)) + x).to_bits(), Relaxed);
-                });
-                if done.is_err() {
+                if let Some(shard) = local() {
+                    owned_add_with_sum(shard.range(*base, *len), i, n, f, x);
+                } else {
                     let slots = GLOBAL.shared.range(*base, *len);
                     shared_add(&slots[i], n);
                     shared_add_f64(&slots[f], x);
@@ -209,7 +265,7 @@ impl Drop for Slots {
     fn drop(&mut self) {
         if let Slots::Sharded { base, len } = *self {
             let mut state = state();
-            for shard in state.all.iter().map(|s| &**s).chain([&GLOBAL.shared]) {
+            for shard in state.all.iter().copied().chain([&GLOBAL.shared]) {
                 for slot in base..base + len {
                     if let Some(chunk) = shard.chunks[slot >> CHUNK_BITS].get() {
                         chunk[slot & CHUNK_MASK].store(0, Relaxed);
@@ -219,6 +275,21 @@ impl Drop for Slots {
             state.freed.entry(len).or_default().push(base);
         }
     }
+}
+
+/// Adds `n` to a slot of the thread's own shard: a load and a store (only this thread writes
+/// it), saturating.
+#[inline(always)]
+fn owned_add(slot: &AtomicU64, n: u64) {
+    slot.store(slot.load(Relaxed).saturating_add(n), Relaxed);
+}
+
+/// Adds `n` to count `i` and `x` to float `f` of the thread's own `slots`.
+#[inline(always)]
+fn owned_add_with_sum(slots: &[AtomicU64], i: usize, n: u64, f: usize, x: f64) {
+    owned_add(&slots[i], n);
+    let sum = &slots[f];
+    sum.store((f64::from_bits(sum.load(Relaxed)) + x).to_bits(), Relaxed);
 }
 
 fn shared_add(a: &AtomicU64, n: u64) {
@@ -232,7 +303,7 @@ fn shared_add_f64(a: &AtomicU64, x: f64) {
 }
 
 /// Every shard at one moment (the shared one included), for a scrape to sum over.
-pub(crate) struct Shards(Vec<Arc<Shard>>);
+pub(crate) struct Shards(Vec<&'static Shard>);
 
 impl Shards {
     pub(crate) fn now() -> Shards {
@@ -240,12 +311,14 @@ impl Shards {
     }
 
     fn iter(&self) -> impl Iterator<Item = &Shard> {
-        self.0.iter().map(|s| &**s).chain([&GLOBAL.shared])
+        self.0.iter().copied().chain([&GLOBAL.shared])
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -271,6 +344,41 @@ mod tests {
         assert_eq!(slots.read(0, &shards), 40_000 + 6);
         assert_eq!(slots.read(1, &shards), 40_000);
         assert_eq!(slots.read_f64(2, &shards), 20_000.0);
+    }
+
+    #[test]
+    fn records_made_while_a_thread_ends_are_kept() {
+        struct Late(Arc<Slots>);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                self.0.add(0, 5);
+                self.0.add_with_sum(1, 1, 2, 0.25);
+            }
+        }
+        thread_local! {
+            static LATE: std::cell::RefCell<Option<Late>> = const { std::cell::RefCell::new(None) };
+        }
+        let slots = Arc::new(Slots::new(3));
+        let theirs = Arc::clone(&slots);
+        std::thread::spawn(move || {
+            // Registered before the thread claims a shard, so (destructors running in reverse)
+            // it records after the shard went back: into the shared shard.
+            LATE.with(|l| *l.borrow_mut() = Some(Late(Arc::clone(&theirs))));
+            theirs.add(0, 1);
+            theirs.add_with_sum(1, 1, 2, 0.5);
+        })
+        .join()
+        .unwrap();
+        let shards = Shards::now();
+        assert_eq!(slots.read(0, &shards), 6);
+        assert_eq!(slots.read(1, &shards), 2);
+        assert_eq!(slots.read_f64(2, &shards), 0.75);
+        // The late ones went to the shared shard (no thread owns it: only these wrote there).
+        let Slots::Sharded { base, .. } = *slots else {
+            panic!("sharded")
+        };
+        assert_eq!(GLOBAL.shared.read(base), 5);
+        assert_eq!(GLOBAL.shared.read(base + 1), 1);
     }
 
     #[test]
