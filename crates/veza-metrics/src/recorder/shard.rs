@@ -129,6 +129,9 @@ fn local() -> Option<&'static Shard> {
 /// Takes a free shard (or makes one) for this thread, registering its return first.
 #[cold]
 fn claim() -> Option<&'static Shard> {
+    // Its owner already gone (the thread's thread-locals are being destroyed): no shard, and
+    // no trip through the free list's lock for each late record.
+    OWNER.try_with(|_| ()).ok()?;
     let shard = {
         let mut state = state();
         match state.free.pop() {
