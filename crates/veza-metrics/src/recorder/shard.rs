@@ -126,28 +126,28 @@ fn local() -> Option<&'static Shard> {
     }
 }
 
-/// Takes a free shard (or makes one) for this thread, registering its return first.
+/// Takes a free shard (or makes one) for this thread, its owner recording the return. `None`
+/// once the owner is gone (the thread's thread-locals are being destroyed): then no shard is
+/// taken, and no trip is made through the free list's lock.
 #[cold]
 fn claim() -> Option<&'static Shard> {
-    // Its owner already gone (the thread's thread-locals are being destroyed): no shard, and
-    // no trip through the free list's lock for each late record.
-    OWNER.try_with(|_| ()).ok()?;
-    let shard = {
-        let mut state = state();
-        match state.free.pop() {
-            Some(shard) => shard,
-            None => {
-                let shard: &'static Shard = Box::leak(Box::new(Shard::new()));
-                state.all.push(shard);
-                shard
-            }
-        }
-    };
-    if OWNER.try_with(|o| o.set(Some(Owner(shard)))).is_err() {
-        // The thread is ending and its owner is gone: no shard of its own.
-        state().free.push(shard);
-        return None;
-    }
+    let shard = OWNER
+        .try_with(|owner| {
+            let shard = {
+                let mut state = state();
+                match state.free.pop() {
+                    Some(shard) => shard,
+                    None => {
+                        let shard: &'static Shard = Box::leak(Box::new(Shard::new()));
+                        state.all.push(shard);
+                        shard
+                    }
+                }
+            };
+            owner.set(Some(Owner(shard)));
+            shard
+        })
+        .ok()?;
     SHARD.with(|s| s.set(Some(shard)));
     Some(shard)
 }
@@ -196,15 +196,9 @@ impl Slots {
     #[cold]
     #[inline(never)]
     fn add_slow(&self, i: usize, n: u64) {
-        match self {
-            Slots::Sharded { base, len } => {
-                if let Some(shard) = local() {
-                    owned_add(&shard.range(*base, *len)[i], n);
-                } else {
-                    shared_add(&GLOBAL.shared.range(*base, *len)[i], n);
-                }
-            }
-            Slots::Own(slots) => shared_add(&slots[i], n),
+        match self.slots_off_the_fast_path() {
+            (slots, true) => owned_add(&slots[i], n),
+            (slots, false) => shared_add(&slots[i], n),
         }
     }
 
@@ -223,20 +217,25 @@ impl Slots {
     #[cold]
     #[inline(never)]
     fn add_with_sum_slow(&self, i: usize, n: u64, f: usize, x: f64) {
-        match self {
-            Slots::Sharded { base, len } => {
-                if let Some(shard) = local() {
-                    owned_add_with_sum(shard.range(*base, *len), i, n, f, x);
-                } else {
-                    let slots = GLOBAL.shared.range(*base, *len);
-                    shared_add(&slots[i], n);
-                    shared_add_f64(&slots[f], x);
-                }
-            }
-            Slots::Own(slots) => {
+        match self.slots_off_the_fast_path() {
+            (slots, true) => owned_add_with_sum(slots, i, n, f, x),
+            (slots, false) => {
                 shared_add(&slots[i], n);
                 shared_add_f64(&slots[f], x);
             }
+        }
+    }
+
+    /// Where a record goes when the fast path does not apply, and whether only this thread
+    /// writes there: the thread's shard (claimed now), else the shared shard, or the series'
+    /// own atomics (both shared: atomic read-modify-writes).
+    fn slots_off_the_fast_path(&self) -> (&[AtomicU64], bool) {
+        match self {
+            Slots::Sharded { base, len } => match local() {
+                Some(shard) => (shard.range(*base, *len), true),
+                None => (GLOBAL.shared.range(*base, *len), false),
+            },
+            Slots::Own(slots) => (slots, false),
         }
     }
 
