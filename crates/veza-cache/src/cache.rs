@@ -265,15 +265,17 @@ where
     /// Stores `value` under `key`, replacing any previous value; the time to live starts now.
     /// A value heavier than a shard's share of the capacity is not kept.
     pub fn insert(&self, key: K, value: V) {
-        self.s.store.insert(key, self.value_slot(value, self.s.ttl));
-        self.s.counters.add(Event::Insert, 1);
+        self.s
+            .store
+            .insert(key, self.value_slot(value, self.s.ttl), true);
     }
 
     /// Like [`insert`](Cache::insert) with this entry's own time to live instead of the
     /// cache's (per-entry expiry).
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
-        self.s.store.insert(key, self.value_slot(value, Some(ttl)));
-        self.s.counters.add(Event::Insert, 1);
+        self.s
+            .store
+            .insert(key, self.value_slot(value, Some(ttl)), true);
     }
 
     /// A stored value with its expiry and, with a time to idle, its idle clock. The clock is

@@ -320,7 +320,7 @@ where
             }
         };
         if let Some(slot) = stored {
-            self.s.store.insert(key.clone(), slot);
+            self.s.store.insert(key.clone(), slot, false);
         }
         lead.finish(handed);
         // No stats pass here: the metrics are published at each scrape (veza_core::publish).

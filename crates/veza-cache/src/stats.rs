@@ -135,6 +135,22 @@ impl Counters {
         }
     }
 
+    /// Two adds with one look-up of the thread's shard (an insert and its evictions).
+    #[inline]
+    pub(crate) fn add_two(&self, a: Event, n: u64, b: Event, m: u64) {
+        let i = shard_index();
+        let shard = &self.shards[i].0;
+        let (first, second) = (&shard[a as usize], &shard[b as usize]);
+        if i == SHARED {
+            first.fetch_add(n, Relaxed);
+            second.fetch_add(m, Relaxed);
+        } else {
+            // Only this thread writes this shard.
+            first.store(first.load(Relaxed).wrapping_add(n), Relaxed);
+            second.store(second.load(Relaxed).wrapping_add(m), Relaxed);
+        }
+    }
+
     pub(crate) fn total(&self, event: Event) -> u64 {
         self.shards
             .iter()

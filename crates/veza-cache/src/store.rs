@@ -343,6 +343,7 @@ where
     }
 
     /// Takes one credit from `i` if it has any, counting that read in the sketch.
+    #[inline]
     fn spend_credit(&mut self, i: u32) -> bool {
         let (hash, spent) = {
             let n = self.node_mut(i);
@@ -446,7 +447,40 @@ where
     /// Moves cold's head on: promoted to hot if read there, or admitted to hot by the
     /// frequency contest, or evicted (its hash kept as a ghost). Without cold entries,
     /// advances hot. Whether anything moved.
+    ///
+    /// The common case is inlined into the insert's loop: the head was not read while in
+    /// cold and cannot win the contest, so it leaves (most cold departures under Zipf
+    /// traffic). The rest is out of line.
+    #[inline(always)]
     fn advance_cold(&mut self, out: &mut Removals<K, V>) -> bool {
+        let i = self.queues[COLD].head;
+        if i != NIL {
+            let (unread, weight, seen, hash) = {
+                let n = self.node_mut(i);
+                (*n.credits.get_mut() == 0, n.weight, n.seen, n.hash)
+            };
+            if unread && !self.may_contest(weight, seen) {
+                self.ghosts.push(hash);
+                self.evict_at(i, out);
+                return true;
+            }
+        }
+        self.advance_cold_slow(out)
+    }
+
+    /// Whether a cold entry of `weight`, estimated at `seen` on its insert, takes part in
+    /// the frequency contest: only one that could win it (most cold departures are keys seen
+    /// once or twice, and the victim's count is at least 0), and only when hot is full.
+    #[inline(always)]
+    fn may_contest(&self, weight: u32, seen: u8) -> bool {
+        self.queues[HOT].weight + u64::from(weight) > self.hot_target
+            && u64::from(seen) > ADMIT_MARGIN
+    }
+
+    /// [`advance_cold`](Shard::advance_cold) when cold is empty, or its head was read, or
+    /// may win the contest.
+    #[inline(never)]
+    fn advance_cold_slow(&mut self, out: &mut Removals<K, V>) -> bool {
         let i = self.queues[COLD].head;
         if i == NIL {
             return self.advance_hot(out);
@@ -456,14 +490,11 @@ where
             while self.queues[HOT].weight > self.hot_target && self.advance_hot(out) {}
             return true;
         }
-        // The contest, only for a candidate that could win it (most cold departures are keys
-        // seen once or twice, and the victim's count is at least 0). An entry leaving cold
-        // unread was not requested since its insert, so the estimate taken then answers
-        // without touching the sketch; the contest itself reads both estimates afresh.
+        // The contest. An entry leaving cold unread was not requested since its insert, so
+        // the estimate taken then answers without touching the sketch; the contest itself
+        // reads both estimates afresh.
         let candidate = self.node(i);
-        if self.queues[HOT].weight + u64::from(candidate.weight) > self.hot_target
-            && u64::from(candidate.seen) > ADMIT_MARGIN
-        {
+        if self.may_contest(candidate.weight, candidate.seen) {
             if let Some(victim) = self.hot_victim() {
                 if self.admit(i, victim) {
                     self.evict_at(victim, out);
@@ -738,14 +769,20 @@ where
         })
     }
 
-    /// Stores `slot` under `key`.
-    pub(crate) fn insert(&self, key: K, slot: Slot<V>) {
+    /// Stores `slot` under `key`; with `count`, counted as an insert (with the evictions it
+    /// caused, in one look-up of the thread's counters).
+    pub(crate) fn insert(&self, key: K, slot: Slot<V>, count: bool) {
         let hash = self.hash(&key);
         let weight = self.weigher.weigh(&key, &slot);
         let mut out = self.removals();
         self.shard(hash)
             .write()
             .insert(hash, key, slot, weight, &mut out);
+        if count {
+            let evicted = std::mem::take(&mut out.evicted);
+            self.counters
+                .add_two(Event::Insert, 1, Event::EvictSize, evicted);
+        }
         self.deliver(out);
     }
 
@@ -877,7 +914,7 @@ mod tests {
     fn request(s: &Store<u64, u64>, k: u64) -> bool {
         let hit = s.get(&k).is_some();
         if !hit {
-            s.insert(k, slot(k));
+            s.insert(k, slot(k), true);
         }
         hit
     }
@@ -913,7 +950,7 @@ mod tests {
                 expires: crate::entry::NEVER,
                 touched: None,
             };
-            s.insert((i, key_owner.clone()), slot);
+            s.insert((i, key_owner.clone()), slot, true);
         }
         assert!(s.len() <= 100);
         assert_eq!(Arc::strong_count(&key_owner), 1 + s.len());
@@ -932,7 +969,7 @@ mod tests {
     fn holds_at_most_its_capacity_and_keeps_the_queues_consistent() {
         let s = store(1_000, 4);
         for i in 0..20_000u64 {
-            s.insert(i % 3_000, slot(i));
+            s.insert(i % 3_000, slot(i), true);
             if i % 7 == 0 {
                 let _ = s.get(&(i % 50));
             }
