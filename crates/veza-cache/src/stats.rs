@@ -214,15 +214,20 @@ mod tests {
     #[test]
     fn counts_from_many_threads_add_up_exactly() {
         let counters = Arc::new(Counters::new());
-        // More threads than owned shards, in waves, so indexes are handed over and the shared
-        // shard is used too.
+        // More threads than owned shards, in waves, so indexes are handed over; each wave's
+        // threads all hold their index at once (the barrier), so the shared shard is used too.
         for _ in 0..3 {
+            let all = Arc::new(std::sync::Barrier::new(OWNED + 8));
             let threads: Vec<_> = (0..OWNED + 8)
                 .map(|_| {
-                    let c = Arc::clone(&counters);
+                    let (c, all) = (Arc::clone(&counters), Arc::clone(&all));
                     std::thread::spawn(move || {
-                        for _ in 0..1000 {
+                        c.add(Event::Hit, 1);
+                        all.wait();
+                        for _ in 1..1000 {
                             c.add(Event::Hit, 1);
+                            // An insert and its evictions, counted together.
+                            c.add_two(Event::Insert, 1, Event::EvictSize, 3);
                         }
                         c.add(Event::Miss, 2);
                     })
@@ -234,5 +239,10 @@ mod tests {
         }
         assert_eq!(counters.total(Event::Hit), 3 * (OWNED as u64 + 8) * 1000);
         assert_eq!(counters.total(Event::Miss), 3 * (OWNED as u64 + 8) * 2);
+        assert_eq!(counters.total(Event::Insert), 3 * (OWNED as u64 + 8) * 999);
+        assert_eq!(
+            counters.total(Event::EvictSize),
+            3 * (OWNED as u64 + 8) * 2997
+        );
     }
 }
