@@ -292,7 +292,6 @@ where
                 },
             ),
             Ok(Some(value)) => {
-                self.s.counters.add(Event::Insert, 1);
                 let slot = self.value_slot(value.clone(), ttl.or(self.s.ttl));
                 (Some(slot.clone()), slot)
             }
@@ -320,7 +319,9 @@ where
             }
         };
         if let Some(slot) = stored {
-            self.s.store.insert(key.clone(), slot, false);
+            // A loaded value counts as an insert (with its evictions); a cached absence not.
+            let value = matches!(slot, Slot::Value { .. });
+            self.s.store.insert(key.clone(), slot, value);
         }
         lead.finish(handed);
         // No stats pass here: the metrics are published at each scrape (veza_core::publish).

@@ -116,6 +116,17 @@ fn claim() -> usize {
     i
 }
 
+/// Adds `n` to `counter`: an atomic add on the `shared` shard, else a plain load and store
+/// (only this thread writes its own shard).
+#[inline(always)]
+fn bump(counter: &AtomicU64, n: u64, shared: bool) {
+    if shared {
+        counter.fetch_add(n, Relaxed);
+    } else {
+        counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+}
+
 impl Counters {
     pub(crate) fn new() -> Counters {
         Counters {
@@ -126,13 +137,7 @@ impl Counters {
     #[inline]
     pub(crate) fn add(&self, event: Event, n: u64) {
         let i = shard_index();
-        let counter = &self.shards[i].0[event as usize];
-        if i == SHARED {
-            counter.fetch_add(n, Relaxed);
-        } else {
-            // Only this thread writes this shard.
-            counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
-        }
+        bump(&self.shards[i].0[event as usize], n, i == SHARED);
     }
 
     /// Two adds with one look-up of the thread's shard (an insert and its evictions).
@@ -140,15 +145,8 @@ impl Counters {
     pub(crate) fn add_two(&self, a: Event, n: u64, b: Event, m: u64) {
         let i = shard_index();
         let shard = &self.shards[i].0;
-        let (first, second) = (&shard[a as usize], &shard[b as usize]);
-        if i == SHARED {
-            first.fetch_add(n, Relaxed);
-            second.fetch_add(m, Relaxed);
-        } else {
-            // Only this thread writes this shard.
-            first.store(first.load(Relaxed).wrapping_add(n), Relaxed);
-            second.store(second.load(Relaxed).wrapping_add(m), Relaxed);
-        }
+        bump(&shard[a as usize], n, i == SHARED);
+        bump(&shard[b as usize], m, i == SHARED);
     }
 
     pub(crate) fn total(&self, event: Event) -> u64 {
