@@ -463,8 +463,14 @@ impl HttpCache {
     }
 
     /// Looks up a GET request, used as `mode` says.
-    pub(crate) fn lookup(&self, req: &http::request::Parts, mode: RequestCache) -> Lookup {
-        let stored = match self.find(req) {
+    /// `now`: when the request started (a pass-through mark is timed on it).
+    pub(crate) fn lookup(
+        &self,
+        req: &http::request::Parts,
+        mode: RequestCache,
+        now: Instant,
+    ) -> Lookup {
+        let stored = match self.find(req, now) {
             Ok(s) => s,
             Err(Some(renew)) => return Lookup::Pass { renew },
             Err(None) => {
@@ -540,13 +546,12 @@ impl HttpCache {
 
     /// The stored entry for a request; `Err(Some(renew))` for a live pass mark, `Err(None)`
     /// for nothing.
-    fn find(&self, req: &http::request::Parts) -> Result<Arc<Stored>, Option<bool>> {
+    fn find(&self, req: &http::request::Parts, now: Instant) -> Result<Arc<Stored>, Option<bool>> {
         let Some(Slot::Index(index)) = self.store.get(&IndexOf(&req.uri)) else {
             return Err(None);
         };
         let (generation, names) = match index {
             Index::Pass { until } => {
-                let now = Instant::now();
                 return Err((now < until)
                     .then(|| until < veza_core::duration::after(now, self.pass_ttl / 2)));
             }

@@ -15,9 +15,9 @@ use http::{Method, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tower::retry::budget::{Budget, TpsBudget};
 
 use crate::body::{self, Limits};
+use crate::budget::RetryBudget;
 use crate::cache::{HttpCache, Lookup, Stored, has_directive};
 use crate::coalesce::Coalescer;
 use crate::config::{CacheMode, Config};
@@ -46,7 +46,7 @@ struct Inner {
     default_headers: http::HeaderMap,
     cache: Option<HttpCache>,
     coalescer: Coalescer,
-    budget: TpsBudget,
+    budget: RetryBudget,
     metrics: Arc<Metrics>,
     open: Arc<AtomicUsize>,
     breakers: Option<crate::breaker::Breakers>,
@@ -90,7 +90,12 @@ impl Client {
         let hyper = builder.build(connector);
 
         let r = &config.retry;
-        let budget = TpsBudget::new(Duration::from_secs(10), r.min_per_sec, r.budget_ratio);
+        let budget = RetryBudget::new(
+            Duration::from_secs(10),
+            r.min_per_sec,
+            r.budget_ratio,
+            Instant::now(),
+        );
         let cache = match config.cache.mode {
             CacheMode::Off => None,
             _ => Some(HttpCache::new(&config.cache)),
@@ -247,8 +252,10 @@ impl Client {
         let limit = self.inner.config.max_redirects;
         let mut hops = 0u32;
         loop {
-            let host = self.inner.metrics.host_of(&parts.uri);
-            let start = if hops == 0 { first } else { Instant::now() };
+            let host = Hop {
+                metrics: self.inner.metrics.host_of(&parts.uri),
+                start: if hops == 0 { first } else { Instant::now() },
+            };
             #[cfg(feature = "tracing")]
             let span = tracing::debug_span!(
                 "http.request",
@@ -280,7 +287,7 @@ impl Client {
             };
             #[cfg(feature = "tracing")]
             {
-                span.record("duration_ms", start.elapsed().as_secs_f64() * 1e3);
+                span.record("duration_ms", host.start.elapsed().as_secs_f64() * 1e3);
                 match &result {
                     Ok(r) => {
                         span.record("status", r.status.as_u16());
@@ -294,7 +301,7 @@ impl Client {
             host.request(
                 &parts.method,
                 result.as_ref().ok().map(Response::status),
-                start.elapsed(),
+                host.start.elapsed(),
             );
             let mut resp = result?;
             if self.inner.config.cache.diagnostics {
@@ -363,8 +370,7 @@ impl Client {
         let deadline = deadline_after(tokio::time::Instant::now(), timeout);
         let mut hops = 0u32;
         loop {
-            let host = self.inner.metrics.host_of(&parts.uri);
-            let start = Instant::now();
+            let host = Hop::now(self.inner.metrics.host_of(&parts.uri));
             let sent = self.retrying(
                 &parts,
                 body.clone(),
@@ -382,7 +388,7 @@ impl Client {
             host.request(
                 &parts.method,
                 head.as_ref().ok().map(http::Response::status),
-                start.elapsed(),
+                host.start.elapsed(),
             );
             let (mut head, incoming) = head?.into_parts();
             crate::wire::hop_by_hop(&mut head.headers);
@@ -447,7 +453,7 @@ impl Client {
         let mut parts = http::Request::new(()).into_parts().0;
         parts.uri = uri;
         self.prepare(&mut parts)?;
-        let host = self.inner.metrics.host_of(&parts.uri);
+        let host = Hop::now(self.inner.metrics.host_of(&parts.uri));
         match tokio::time::timeout(timeout, self.fetch(&parts, Bytes::new(), &host)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout {
@@ -504,7 +510,7 @@ impl Client {
         &self,
         parts: &mut http::request::Parts,
         body: Bytes,
-        host: &HostMetrics,
+        host: &Hop,
     ) -> Result<Response, Error> {
         let Some(cache) = &self.inner.cache else {
             return self
@@ -548,7 +554,7 @@ impl Client {
         cache: &HttpCache,
         parts: &mut http::request::Parts,
         body: Bytes,
-        host: &HostMetrics,
+        host: &Hop,
         mode: RequestCache,
         directives: bool,
     ) -> Result<Response, Error> {
@@ -564,7 +570,7 @@ impl Client {
         }
         // The lookup is settled before anything is awaited: what it found (a stored response,
         // a conditional request) is not kept in this future while the network answers.
-        let next = match cache.lookup(parts, mode) {
+        let next = match cache.lookup(parts, mode, host.start) {
             Lookup::Fresh(r) => {
                 host.hit();
                 return Ok(ranged(&parts.headers, r));
@@ -603,7 +609,7 @@ impl Client {
         cache: &HttpCache,
         parts: &http::request::Parts,
         body: Bytes,
-        host: &HostMetrics,
+        host: &Hop,
         mode: RequestCache,
     ) -> Result<Response, Error> {
         host.miss();
@@ -630,7 +636,7 @@ impl Client {
         stored: Arc<Stored>,
         parts: &http::request::Parts,
         conditional: http::request::Parts,
-        host: &HostMetrics,
+        host: &Hop,
         now: SystemTime,
     ) -> Result<Response, Error> {
         if stored.within_swr(now) {
@@ -665,7 +671,7 @@ impl Client {
         stored: &Stored,
         parts: &http::request::Parts,
         conditional: http::request::Parts,
-        host: &HostMetrics,
+        host: &Hop,
     ) -> Result<Response, Error> {
         let sent = SystemTime::now();
         match self.fetch(&conditional, Bytes::new(), host).await {
@@ -722,7 +728,7 @@ impl Client {
             let Some(cache) = client.inner.cache.as_ref() else {
                 return;
             };
-            let host = client.inner.metrics.host_of(&parts.uri);
+            let host = Hop::now(client.inner.metrics.host_of(&parts.uri));
             let refresh = client.revalidate(cache, &stored, &parts, conditional, &host);
             // The outcome is in the cache (or not, on failure); nobody waits for it.
             let _ = tokio::time::timeout(timeout, refresh).await;
@@ -742,7 +748,7 @@ impl Client {
         &self,
         parts: &http::request::Parts,
         body: Bytes,
-        host: &HostMetrics,
+        host: &Hop,
     ) -> Result<Response, Error> {
         Box::pin(self.retrying(
             parts,
@@ -762,7 +768,7 @@ impl Client {
         &self,
         parts: &http::request::Parts,
         body: Bytes,
-        host: &HostMetrics,
+        host: &Hop,
         once: impl Fn(Bytes) -> Fut,
         head: impl Fn(&T) -> (StatusCode, &http::HeaderMap),
     ) -> Result<T, Error>
@@ -771,7 +777,7 @@ impl Client {
     {
         let inner = &*self.inner;
         let retry = &inner.config.retry;
-        inner.budget.deposit();
+        inner.budget.deposit(host.start);
         let idempotent = parts.method.is_idempotent();
         let mut attempt = 0u32;
         let circuit = inner
@@ -795,7 +801,7 @@ impl Client {
                     if idempotent
                         && attempt < retry.max_retries
                         && e.is_connection_error()
-                        && inner.budget.withdraw() =>
+                        && inner.budget.withdraw(Instant::now()) =>
                 {
                     attempt += 1;
                     host.retry();
@@ -823,7 +829,7 @@ impl Client {
                         Some(asked) => asked,
                         None => backoff(retry.backoff, retry.max_backoff, attempt + 1),
                     };
-                    if !inner.budget.withdraw() {
+                    if !inner.budget.withdraw(Instant::now()) {
                         return Ok(answer);
                     }
                     drop(answer);
@@ -954,6 +960,30 @@ fn tls(http: connector::Proxied, config: &Config) -> Result<connector::Inner, Er
     #[cfg(feature = "http2")]
     let b = b.enable_http2();
     Ok(b.wrap_connector(http))
+}
+
+/// One hop of a request: its host's metrics, and when it started (the one clock read that
+/// serves the retry budget, the cache's pass-through mark and the duration).
+struct Hop {
+    metrics: Arc<HostMetrics>,
+    start: Instant,
+}
+
+impl Hop {
+    fn now(metrics: Arc<HostMetrics>) -> Hop {
+        Hop {
+            metrics,
+            start: Instant::now(),
+        }
+    }
+}
+
+impl std::ops::Deref for Hop {
+    type Target = HostMetrics;
+
+    fn deref(&self) -> &HostMetrics {
+        &self.metrics
+    }
 }
 
 /// What a cached GET does after the lookup: go upstream (and renew the pass mark if asked),

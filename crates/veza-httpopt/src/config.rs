@@ -175,9 +175,9 @@ impl Default for BreakerConfig {
 pub struct RetryConfig {
     /// Most retries of one request. Default 2; 0 turns retries off.
     pub max_retries: u32,
-    /// Retries allowed as a fraction of recent requests (tower's `TpsBudget`): 0.2 lets one
-    /// request in five be retried, so an upstream in trouble does not get a retry storm.
-    /// Default 0.2.
+    /// Retries allowed as a fraction of the requests of the last ten seconds (the scheme of
+    /// tower's `TpsBudget`): 0.2 lets one request in five be retried, so an upstream in
+    /// trouble does not get a retry storm. Default 0.2.
     pub budget_ratio: f32,
     /// Retries per second allowed whatever the traffic, so a quiet client can still retry.
     /// Default 10.

@@ -150,8 +150,17 @@ impl Connection for ProxyIo {
 forward_io!(impl for ProxyIo);
 
 /// A connector that counts the connections it opens and those still open.
+///
+/// One `Arc` inside: hyper-util clones the connector for every request (its lazy connect
+/// future holds a clone even when a pooled connection answers), so a clone is one count,
+/// not one per part.
 #[derive(Clone, Debug)]
 pub(crate) struct Counting {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     inner: Inner,
     open: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
@@ -160,9 +169,11 @@ pub(crate) struct Counting {
 impl Counting {
     pub(crate) fn new(inner: Inner, open: Arc<AtomicUsize>, metrics: Arc<Metrics>) -> Self {
         Counting {
-            inner,
-            open,
-            metrics,
+            shared: Arc::new(Shared {
+                inner,
+                open,
+                metrics,
+            }),
         }
     }
 }
@@ -172,22 +183,30 @@ impl tower_service::Service<Uri> for Counting {
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // The connector that does the work is a clone made per connection, and asked there.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let host = uri.host().unwrap_or("").to_owned();
-        let fut = self.inner.call(uri);
-        let open = Arc::clone(&self.open);
-        let metrics = Arc::clone(&self.metrics);
+        let shared = Arc::clone(&self.shared);
+        let mut inner = shared.inner.clone();
         Box::pin(async move {
-            // Needed for hyper-util's `ConnectError`; rustls' connector already boxes.
+            // `Into` is needed for hyper-util's `ConnectError`; rustls' connector already boxes.
             #[allow(clippy::useless_conversion)]
-            let io = fut.await.map_err(Into::<BoxError>::into)?;
-            open.fetch_add(1, Ordering::Relaxed);
-            metrics.connection_opened(&host);
-            Ok(Counted { io, open, metrics })
+            std::future::poll_fn(|cx| inner.poll_ready(cx))
+                .await
+                .map_err(Into::<BoxError>::into)?;
+            #[allow(clippy::useless_conversion)]
+            let io = inner.call(uri).await.map_err(Into::<BoxError>::into)?;
+            shared.open.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.connection_opened(&host);
+            Ok(Counted {
+                io,
+                open: Arc::clone(&shared.open),
+                metrics: Arc::clone(&shared.metrics),
+            })
         })
     }
 }

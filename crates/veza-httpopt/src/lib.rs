@@ -35,8 +35,9 @@
 //!    when idle; HTTP/1.1, HTTP/2 by ALPN (feature `rustls`) or prior knowledge.
 //! 4. **Retries**: idempotent requests that failed to connect, or whose connection broke before
 //!    a response, are retried with exponential backoff, at most `max_retries` times and within a
-//!    budget (tower's `TpsBudget`: 20% of recent requests plus 10 per second by default), so an
-//!    upstream in trouble never sees a retry storm.
+//!    budget (20% of the last ten seconds' requests plus 10 per second by default, tower's
+//!    `TpsBudget` scheme without its lock on every request), so an upstream in trouble never
+//!    sees a retry storm.
 //! 5. **The body** is read whole under hard limits: `max_body_size` as sent (a `Content-Length`
 //!    above it fails before reading), `max_decoded_size` once decoded (gzip, deflate, br, zstd,
 //!    decoded as the bytes arrive, so a compression bomb fails as its output crosses the limit,
@@ -88,6 +89,7 @@
 
 mod body;
 mod breaker;
+mod budget;
 mod cache;
 mod client;
 mod coalesce;
