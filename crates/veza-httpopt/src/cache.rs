@@ -271,6 +271,13 @@ pub(crate) fn directives(headers: &HeaderMap) -> impl Iterator<Item = (&str, Opt
 /// Unicode trimming cost several times more).
 pub(crate) fn has_directive(headers: &HeaderMap, name: &str) -> bool {
     let name = name.as_bytes();
+    // The common field is the one directive alone (`no-store`), or none at all: one look-up
+    // answers both, before the walk over every value.
+    match headers.get(CACHE_CONTROL) {
+        None => return false,
+        Some(v) if v.as_bytes().eq_ignore_ascii_case(name) => return true,
+        Some(_) => {}
+    }
     headers.get_all(CACHE_CONTROL).iter().any(|v| {
         // The common field is the one directive alone (`no-store`): one comparison.
         if v.as_bytes().eq_ignore_ascii_case(name) {

@@ -44,6 +44,11 @@ struct Inner {
     /// The fields `with_defaults` gives a request that has none (`User-Agent`,
     /// `Accept-Encoding`), made once: a copy costs less than inserting them one by one.
     default_headers: http::HeaderMap,
+    /// The same with a `Host` field last, for the plain-http requests that go out on
+    /// HTTP/1, whose `Host` is set here (replacing this one, so the copy does not grow)
+    /// rather than formatted by hyper-util for every request. `None` with prior-knowledge
+    /// HTTP/2, where no `Host` field is sent.
+    host_headers: Option<http::HeaderMap>,
     cache: Option<HttpCache>,
     coalescer: Coalescer,
     budget: RetryBudget,
@@ -124,6 +129,11 @@ impl Client {
                 HeaderValue::from_static(body::ACCEPT_ENCODING),
             );
         }
+        let host_headers = (!config.http2_prior_knowledge).then(|| {
+            let mut h = default_headers.clone();
+            h.insert(http::header::HOST, HeaderValue::from_static(""));
+            h
+        });
         Ok(Client {
             inner: Arc::new(Inner {
                 hyper,
@@ -131,6 +141,7 @@ impl Client {
                 limits,
                 user_agent,
                 default_headers,
+                host_headers,
                 cache,
                 coalescer: Coalescer::default(),
                 budget,
@@ -483,7 +494,7 @@ impl Client {
                 )));
             }
         }
-        if crate::wire::uri_host(&parts.uri).is_none_or(str::is_empty) {
+        if !crate::wire::has_host(&parts.uri) {
             return Err(Error::InvalidRequest(format!(
                 "uri {} has no host",
                 parts.uri
@@ -846,9 +857,24 @@ impl Client {
     /// go on hyper's copy only: the cache reads the request as the caller wrote it (a `Vary`
     /// on them matches every request that left them to the client alike), and the common
     /// request's own map stays empty, so one copy of the defaults is made, not two.
-    fn with_defaults(&self, headers: &mut http::HeaderMap) {
+    ///
+    /// A plain-http request also gets its `Host` field here, the one hyper-util would write
+    /// (it formats `host:port` anew for every request), from a copy made once per authority
+    /// and thread.
+    fn with_defaults(&self, headers: &mut http::HeaderMap, uri: &Uri) {
         if headers.is_empty() {
-            headers.clone_from(&self.inner.default_headers);
+            let host = self.inner.host_headers.as_ref().zip(plain_host(uri));
+            if let Some((template, host)) = host {
+                headers.clone_from(template);
+                headers.insert(http::header::HOST, host);
+                return;
+            }
+            // Room for the defaults and the `Host` hyper-util adds: a copy of the defaults'
+            // map would be exactly full and grow again on `Host`.
+            headers.reserve(self.inner.default_headers.len() + 1);
+            for (name, value) in &self.inner.default_headers {
+                headers.append(name.clone(), value.clone());
+            }
             return;
         }
         if let Some(ua) = &self.inner.user_agent {
@@ -870,7 +896,7 @@ impl Client {
         let inner = &*self.inner;
         // The copy hyper takes is made here, before the first await: no future holds it.
         let mut head = parts.clone();
-        self.with_defaults(&mut head.headers);
+        self.with_defaults(&mut head.headers, &parts.uri);
         let req = http::Request::from_parts(head, Full::new(body));
         let sent = inner.hyper.request(req);
         match inner.limits.read_timeout {
@@ -991,6 +1017,39 @@ impl std::ops::Deref for Hop {
 enum Next<'a, F> {
     Pass(F, bool),
     Slow(std::pin::Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>),
+}
+
+/// The `Host` field of a plain-http request as hyper-util writes it on HTTP/1 (the host,
+/// and the port unless it is 80), when that is the authority as written: `None` for other
+/// schemes (they may go out on HTTP/2, without a `Host` field), an authority with user
+/// information or the default port (hyper-util writes those). Kept per thread for the last
+/// authority: a service calls one upstream many times.
+fn plain_host(uri: &Uri) -> Option<HeaderValue> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(Box<str>, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+        return None;
+    }
+    let auth = uri.authority()?;
+    let text = auth.as_str();
+    if text.contains('@') || auth.port_u16() == Some(80) {
+        return None;
+    }
+    LAST.try_with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        match &*last {
+            Some((a, v)) if **a == *text => Some(v.clone()),
+            _ => {
+                let v = HeaderValue::from_str(text).ok()?;
+                *last = Some((text.into(), v.clone()));
+                Some(v)
+            }
+        }
+    })
+    .ok()
+    .flatten()
 }
 
 /// `start + timeout` as a tokio deadline. A timeout too long to add (`Duration::MAX`, meant

@@ -189,6 +189,15 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     UPGRADE,
 ];
 
+/// Whether `name` is one of `HOP_BY_HOP`, told by its length first: the fields a response
+/// carries are mostly of other lengths (this runs on every field of every response).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    match name.as_str().len() {
+        2 | 7 | 10 | 16 | 17 => HOP_BY_HOP.contains(name),
+        _ => false,
+    }
+}
+
 /// The host of `uri`, what `Uri::host` gives, found in one forward and one backward pass over
 /// the authority's few bytes (`Uri::host` splits with `str` searchers whose set-up costs more
 /// than the search; it ran twice per request).
@@ -210,6 +219,21 @@ pub(crate) fn uri_host(uri: &Uri) -> Option<&str> {
     Some(&host_port[..end])
 }
 
+/// Whether `uri` names a host (`uri_host` is some and not empty), without finding where the
+/// host ends in the common authority: one without user information that does not start
+/// with the port (checked on every request).
+pub(crate) fn has_host(uri: &Uri) -> bool {
+    let Some(auth) = uri.authority() else {
+        return false;
+    };
+    let a = auth.as_str().as_bytes();
+    match a.first() {
+        Some(b':' | b'[') | None => uri_host(uri).is_some_and(|h| !h.is_empty()),
+        Some(_) if a.contains(&b'@') => uri_host(uri).is_some_and(|h| !h.is_empty()),
+        Some(_) => true,
+    }
+}
+
 /// Whether two URIs are equal as `Uri`'s `PartialEq` says (scheme and authority without
 /// case), with the common case first: the same bytes.
 pub(crate) fn same_uri(a: &Uri, b: &Uri) -> bool {
@@ -228,7 +252,7 @@ pub(crate) fn same_uri(a: &Uri, b: &Uri) -> bool {
 pub(crate) fn hop_by_hop(headers: &mut HeaderMap) {
     // The common response has none: one pass over the names finds out, cheaper than a
     // removal per name.
-    if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     remove_hop_by_hop(headers);
@@ -271,7 +295,7 @@ pub(crate) fn end_to_end(
             if lengths == 1 {
                 said = value.to_str().ok().and_then(|v| v.parse::<usize>().ok());
             }
-        } else if HOP_BY_HOP.contains(name) {
+        } else if is_hop_by_hop(name) {
             hop = true;
         }
     }
@@ -378,6 +402,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_length_filter_keeps_every_hop_by_hop_name() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+            let upper = HeaderName::from_bytes(name.as_str().to_uppercase().as_bytes()).unwrap();
+            assert!(is_hop_by_hop(&upper), "{name}");
+        }
+        for name in [
+            "expires",
+            "set-cookie",
+            "content-length",
+            "date",
+            "x-te",
+            "tee",
+        ] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
+    }
+
+    #[test]
     fn uri_host_and_same_uri_agree_with_http() {
         let uris = [
             "http://example.com/a",
@@ -394,9 +437,20 @@ mod tests {
             "http://h?",
             "https://h:443/p?q",
         ];
+        // Authorities without a host, where `http` parses them at all.
+        for a in ["http://:80/", "http://u@:80/", "http://u@/", "http://u@h/"] {
+            if let Ok(u) = a.parse::<Uri>() {
+                assert_eq!(has_host(&u), u.host().is_some_and(|h| !h.is_empty()), "{a}");
+            }
+        }
         for a in uris {
             let ua: Uri = a.parse().unwrap();
             assert_eq!(uri_host(&ua), ua.host(), "{a}");
+            assert_eq!(
+                has_host(&ua),
+                ua.host().is_some_and(|h| !h.is_empty()),
+                "{a}"
+            );
             for b in uris {
                 let ub: Uri = b.parse().unwrap();
                 assert_eq!(same_uri(&ua, &ub), ua == ub, "{a} / {b}");

@@ -633,3 +633,58 @@ async fn the_origin_gets_the_default_fields_and_the_cache_varies_on_them_alike()
     assert_eq!(r.cache_status(), veza_httpopt::CacheStatus::Hit);
     assert_eq!(s.requests(), 3);
 }
+
+#[tokio::test]
+async fn every_request_names_its_host_as_hyper_util_would() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let s = serve(move |req: http::Request<hyper::body::Incoming>| {
+        let host = req
+            .headers()
+            .get_all("host")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned());
+        log.lock().unwrap().push(host.collect::<Vec<_>>());
+        async { response(200, &[("cache-control", "no-store".into())], "v") }
+    })
+    .await;
+    let c = Client::builder().build().unwrap();
+    let port = s.addr.port();
+    // Without fields, twice (the second from the thread's copy), with a field of its own, with
+    // user information (not part of the host), and with the caller's own `Host`.
+    c.get(s.url("/a")).send().await.unwrap();
+    c.get(s.url("/b")).send().await.unwrap();
+    c.get(s.url("/c"))
+        .header("x-trace", "1")
+        .send()
+        .await
+        .unwrap();
+    c.get(format!("http://user:pw@127.0.0.1:{port}/d"))
+        .send()
+        .await
+        .unwrap();
+    c.get(s.url("/e"))
+        .header("host", "example.test")
+        .send()
+        .await
+        .unwrap();
+    // Another authority for the same server: the copy follows the authority.
+    c.get(format!("http://localhost:{port}/f"))
+        .send()
+        .await
+        .unwrap();
+    let ours = format!("127.0.0.1:{port}");
+    let seen = seen.lock().unwrap();
+    let want: [&[&str]; 6] = [
+        &[&ours],
+        &[&ours],
+        &[&ours],
+        &[&ours],
+        &["example.test"],
+        &[&format!("localhost:{port}")],
+    ];
+    assert_eq!(seen.len(), want.len());
+    for (got, want) in seen.iter().zip(want) {
+        assert_eq!(got, want);
+    }
+}
