@@ -172,6 +172,19 @@ impl HistogramSeries {
     }
 }
 
+/// The bucket of `value` among sorted `bounds` (the first whose bound is at least `value`):
+/// how many bounds are below it. Up to 64 bounds they are counted: the compares do not wait
+/// on each other (the compiler turns them into vector compares), where a binary search waits
+/// on each step's compare before the next step's load.
+#[inline]
+fn bucket_of(bounds: &[f64], value: f64) -> usize {
+    if bounds.len() <= 64 {
+        bounds.iter().map(|b| usize::from(*b < value)).sum()
+    } else {
+        bounds.partition_point(|b| *b < value)
+    }
+}
+
 impl HistogramFn for HistogramSeries {
     /// A NaN is not a measurement and is not recorded (it would make the sum NaN for good).
     #[inline]
@@ -184,7 +197,7 @@ impl HistogramFn for HistogramSeries {
         if value.is_nan() {
             return;
         }
-        let bucket = self.buckets.bounds.partition_point(|b| *b < value);
+        let bucket = bucket_of(&self.buckets.bounds, value);
         let sum = self.buckets.bounds.len() + 1;
         let n = u64::try_from(count).unwrap_or(u64::MAX);
         // `count as f64` is exact up to 2^53 observations at once.
@@ -623,6 +636,35 @@ impl metrics::Recorder for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counted_buckets_agree_with_a_binary_search() {
+        let few = [
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let many: Vec<f64> = (1..=200).map(|i| f64::from(i) * 0.5).collect();
+        let one = [1.0];
+        for bounds in [&few[..], &many[..], &one[..]] {
+            let mut values = vec![f64::NEG_INFINITY, -1.0, 0.0, f64::INFINITY, f64::MAX];
+            for b in bounds {
+                // On a bound (it belongs to that bucket: `le`), and the floats either side of
+                // it (the bounds are positive: their neighbours are one bit pattern away).
+                let bits = b.to_bits();
+                values.extend([*b, f64::from_bits(bits - 1), f64::from_bits(bits + 1)]);
+            }
+            for v in values {
+                assert_eq!(
+                    bucket_of(bounds, v),
+                    bounds.partition_point(|b| *b < v),
+                    "{v} in {} bounds",
+                    bounds.len()
+                );
+            }
+        }
+        assert_eq!(bucket_of(&few, 0.01), 1);
+        assert_eq!(bucket_of(&few, 0.011), 2);
+        assert_eq!(bucket_of(&few, 11.0), few.len());
+    }
 
     fn recorder(global: &[(&str, &str)], idle: Option<Duration>) -> Recorder {
         let rules = BucketRules {
