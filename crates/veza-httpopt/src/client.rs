@@ -1034,7 +1034,8 @@ fn plain_host(uri: &Uri) -> Option<HeaderValue> {
     }
     let auth = uri.authority()?;
     let text = auth.as_str();
-    if text.contains('@') || auth.port_u16() == Some(80) {
+    // An empty port (`h:`) is written without its colon by hyper-util.
+    if text.contains('@') || text.ends_with(':') || auth.port_u16() == Some(80) {
         return None;
     }
     LAST.try_with(|last| {
@@ -1527,6 +1528,26 @@ impl RequestBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_field_is_the_authority_only_where_hyper_util_writes_it_so() {
+        let host =
+            |u: &str| plain_host(&u.parse().unwrap()).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(host("http://h/x").as_deref(), Some("h"));
+        assert_eq!(host("http://h:8080/x").as_deref(), Some("h:8080"));
+        assert_eq!(host("http://[::1]:8080/").as_deref(), Some("[::1]:8080"));
+        // Twice the same, then another: the thread's copy follows the authority.
+        assert_eq!(host("http://h:8080/y").as_deref(), Some("h:8080"));
+        assert_eq!(host("http://g:8080/").as_deref(), Some("g:8080"));
+        // Left to hyper-util: the default port (dropped), an empty one, user information,
+        // other schemes (which may go out on HTTP/2).
+        for u in ["http://h:80/", "http://u:p@h/", "https://h/"] {
+            assert_eq!(host(u), None, "{u}");
+        }
+        if let Ok(u) = "http://h:/".parse::<Uri>() {
+            assert_eq!(plain_host(&u), None);
+        }
+    }
 
     #[test]
     fn a_request_future_stays_under_a_kibibyte() {
